@@ -1,0 +1,37 @@
+"""`flywheel orient`: resolve mode, goal, project, backend, baseline and data window."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..cliutil import add_settings_args, settings_from_args
+from ..output import print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("orient", help="resolve mode, goal, project, backend, baseline, data window",
+                            description="Resolve the session context (DESIGN.md §6) and print it.")
+    parser.add_argument("goal", nargs="?", help="what to improve (default: FLYWHEEL_GOAL, else 'general health check')")
+    parser.add_argument("--mode", choices=["autonomous", "interactive"], help="force a mode")
+    parser.add_argument("--window-days", type=int, help="discovery window in days (default 7)")
+    parser.add_argument("--json", action="store_true", help="print JSON (default is a short summary)")
+    add_settings_args(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..orient import orient
+
+    settings = settings_from_args(args, window_days=args.window_days)
+    info = orient(settings, goal=args.goal, mode_flag=args.mode)
+    if args.json:
+        print_json(info)
+    else:
+        window = info["data_window"]
+        print(f"mode: {info['mode']} ({info['mode_reason']})")
+        print(f"goal: {info['goal']}")
+        print(f"project: {info['project'] or '(not set)'}")
+        print(f"backend: {info['backend']}")
+        print(f"baseline: {info['baseline_experiment'] or '(none)'}")
+        print(f"window: {window['start']} .. {window['end']} ({window['days']} days)")
+    return 0

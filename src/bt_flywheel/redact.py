@@ -1,0 +1,74 @@
+"""Secret redaction used by every printer and writer.
+
+Secrets are known two ways: values we were told about (API keys from flags, the
+environment and `.env`, registered by `config`), and shapes that look like keys
+(`sk-...`, bearer tokens). Both are replaced by a fixed marker.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+MARKER = "[REDACTED]"
+# "prompt_tokens" is a metric, not a secret: token only counts as a whole word at the end.
+_SECRET_NAME = re.compile(r"(API_?KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL|(^|_)TOKEN$)", re.IGNORECASE)
+_SECRET_SHAPES = [
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"),
+    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._\-+/=]{12,}"),
+    re.compile(r"(?i)\b(api[_-]?key|secret|token|password)(\"?\s*[:=]\s*\"?)([^\s\"',}]{8,})"),
+]
+_MIN_SECRET_LEN = 8
+_known: set[str] = set()
+
+
+def is_secret_name(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name))
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value so every later redact() removes it."""
+    if value and len(value.strip()) >= _MIN_SECRET_LEN:
+        _known.add(value.strip())
+
+
+def register_secrets_from_mapping(mapping: dict[str, str | None]) -> None:
+    for name, value in mapping.items():
+        if value and is_secret_name(name):
+            register_secret(value)
+
+
+def _refresh_from_environment() -> None:
+    register_secrets_from_mapping(dict(os.environ))
+
+
+def redact(text: str) -> str:
+    """Remove every known secret and anything shaped like one."""
+    if not text:
+        return text
+    _refresh_from_environment()
+    for secret in sorted(_known, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MARKER)
+    text = _SECRET_SHAPES[0].sub(MARKER, text)
+    text = _SECRET_SHAPES[1].sub(f"Bearer {MARKER}", text)
+    text = _SECRET_SHAPES[2].sub(lambda m: f"{m.group(1)}{m.group(2)}{MARKER}", text)
+    return text
+
+
+def redact_obj(value: Any) -> Any:
+    """Redact strings inside nested dicts/lists; dict keys that name secrets lose their values."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if isinstance(key, str) and is_secret_name(key) and isinstance(item, str) and item:
+                out[key] = MARKER
+            else:
+                out[key] = redact_obj(item)
+        return out
+    if isinstance(value, list | tuple):
+        return [redact_obj(v) for v in value]
+    return value

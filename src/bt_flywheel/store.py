@@ -1,0 +1,313 @@
+"""The local backend: one DuckDB file holding project logs, datasets and experiments
+in Braintrust's row shape (DESIGN.md §4).
+
+Tables
+  projects(id, name, created)
+  objects(object_type, id, name, project_id, created, metadata)   -- experiments and datasets
+  spans(object_type, object_id, id, <Braintrust row columns>, extra)
+    object_type is 'project_logs' (object_id = project id), 'experiment' or 'dataset'.
+    JSON-valued columns are stored as DuckDB JSON; unknown row keys are kept in `extra`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from .errors import BackendError, InputError, StoreBusy
+
+OBJECT_TYPES = ("project_logs", "experiment", "dataset")
+JSON_COLUMNS = ("span_parents", "input", "output", "expected", "metadata", "scores", "metrics",
+                "span_attributes", "tags", "error", "origin")
+ROW_COLUMNS = ("id", "span_id", "root_span_id", "span_parents", "is_root", "created", "_xact_id",
+               *JSON_COLUMNS[1:])
+_LOCAL_NAMESPACE = uuid.UUID("6f1d2c1e-5b0a-4c53-9a39-0f1e5c1b7a10")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS projects (
+  id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL UNIQUE, created TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS objects (
+  object_type VARCHAR NOT NULL, id VARCHAR NOT NULL, name VARCHAR NOT NULL,
+  project_id VARCHAR NOT NULL, created TIMESTAMPTZ, metadata JSON,
+  PRIMARY KEY (object_type, id)
+);
+CREATE TABLE IF NOT EXISTS spans (
+  object_type VARCHAR NOT NULL, object_id VARCHAR NOT NULL, id VARCHAR NOT NULL,
+  span_id VARCHAR, root_span_id VARCHAR, span_parents JSON, is_root BOOLEAN,
+  created TIMESTAMPTZ, _xact_id BIGINT,
+  input JSON, output JSON, expected JSON, metadata JSON, scores JSON, metrics JSON,
+  span_attributes JSON, tags JSON, error JSON, origin JSON, extra JSON,
+  PRIMARY KEY (object_type, object_id, id)
+);
+"""
+
+
+def local_id(kind: str, name: str) -> str:
+    """A deterministic id for a locally created project/dataset/experiment name."""
+    return str(uuid.uuid5(_LOCAL_NAMESPACE, f"{kind}:{name}"))
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class UpsertResult:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged}
+
+
+class Store:
+    """A DuckDB file. Open read-only for queries; writers hold DuckDB's file lock."""
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        if read_only and not self.path.exists():
+            raise InputError(f"{self.path}: no local store here yet",
+                             hint="load traces with `flywheel ingest FILE --project NAME`")
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreBusy(f"{self.path}: the local store is in use by another flywheel process",
+                                hint="wait for it to finish, or use --store for a separate file") from None
+            raise BackendError(f"{self.path}: cannot open the local store ({exc})") from None
+        if not read_only:
+            self.con.execute(SCHEMA)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # projects and objects -------------------------------------------------
+
+    def ensure_project(self, name_or_id: str) -> str:
+        """Return the id of the project with this name or id, creating it by name if needed."""
+        found = self.find_project(name_or_id)
+        if found:
+            return found
+        project_id = local_id("project", name_or_id)
+        self.con.execute("INSERT INTO projects VALUES (?, ?, ?)", [project_id, name_or_id, now_utc()])
+        return project_id
+
+    def find_project(self, name_or_id: str) -> str | None:
+        row = self.con.execute(
+            "SELECT id FROM projects WHERE id = ? OR name = ? ORDER BY (id = ?) DESC LIMIT 1",
+            [name_or_id, name_or_id, name_or_id],
+        ).fetchone()
+        return row[0] if row else None
+
+    def project_name(self, project_id: str) -> str | None:
+        row = self.con.execute("SELECT name FROM projects WHERE id = ?", [project_id]).fetchone()
+        return row[0] if row else None
+
+    def create_object(self, object_type: str, name: str, project_id: str, *,
+                      metadata: dict[str, Any] | None = None, object_id: str | None = None,
+                      created: datetime | None = None) -> str:
+        """Create (or return) a dataset/experiment by name within a project."""
+        if object_type not in ("experiment", "dataset"):
+            raise ValueError(object_type)
+        existing = self.find_object(object_type, name, project_id=project_id)
+        if existing:
+            return existing
+        object_id = object_id or local_id(object_type, f"{project_id}:{name}")
+        self.con.execute(
+            "INSERT INTO objects VALUES (?, ?, ?, ?, ?, ?)",
+            [object_type, object_id, name, project_id, created or now_utc(), json.dumps(metadata or {})],
+        )
+        return object_id
+
+    def find_object(self, object_type: str, name_or_id: str, *, project_id: str | None = None) -> str | None:
+        query = "SELECT id FROM objects WHERE object_type = ? AND (id = ? OR name = ?)"
+        params: list[Any] = [object_type, name_or_id, name_or_id]
+        if project_id:
+            query += " AND project_id = ?"
+            params.append(project_id)
+        query += " ORDER BY (id = ?) DESC, created DESC LIMIT 1"
+        params.append(name_or_id)
+        row = self.con.execute(query, params).fetchone()
+        return row[0] if row else None
+
+    def object_info(self, object_type: str, object_id: str) -> dict[str, Any] | None:
+        row = self.con.execute(
+            "SELECT id, name, project_id, created, metadata FROM objects WHERE object_type = ? AND id = ?",
+            [object_type, object_id],
+        ).fetchone()
+        if not row:
+            return None
+        return {"id": row[0], "name": row[1], "project_id": row[2], "created": row[3].isoformat(),
+                "metadata": json.loads(row[4]) if row[4] else {}}
+
+    def list_objects(self, object_type: str, project_id: str | None = None) -> list[dict[str, Any]]:
+        query = "SELECT id FROM objects WHERE object_type = ?"
+        params: list[Any] = [object_type]
+        if project_id:
+            query += " AND project_id = ?"
+            params.append(project_id)
+        ids = [r[0] for r in self.con.execute(query + " ORDER BY created DESC", params).fetchall()]
+        return [info for i in ids if (info := self.object_info(object_type, i))]
+
+    # rows -------------------------------------------------------------------
+
+    def upsert_rows(self, object_type: str, object_id: str, rows: Iterable[dict[str, Any]]) -> UpsertResult:
+        """Insert or replace rows by (object, id). A row identical to the stored one is left alone."""
+        if object_type not in OBJECT_TYPES:
+            raise ValueError(object_type)
+        result = UpsertResult()
+        next_xact = (self.con.execute("SELECT coalesce(max(_xact_id), 0) FROM spans").fetchone()[0]) + 1
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            for row in rows:
+                record = row_to_record(row)
+                stored = self.con.execute(
+                    "SELECT * EXCLUDE (object_type, object_id, _xact_id) FROM spans "
+                    "WHERE object_type = ? AND object_id = ? AND id = ?",
+                    [object_type, object_id, record["id"]],
+                ).fetchone()
+                if stored is not None:
+                    if _same(stored, record):
+                        result.unchanged += 1
+                        continue
+                    self.con.execute("DELETE FROM spans WHERE object_type = ? AND object_id = ? AND id = ?",
+                                     [object_type, object_id, record["id"]])
+                    result.updated += 1
+                else:
+                    result.inserted += 1
+                record["_xact_id"] = record.get("_xact_id") or next_xact
+                next_xact += 1
+                self.con.execute(_INSERT_SQL, [object_type, object_id, *(record[c] for c in _RECORD_COLUMNS)])
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        return result
+
+    def iter_rows(self, object_type: str, object_id: str, *, where: str = "", params: list[Any] | None = None
+                  ) -> Iterator[dict[str, Any]]:
+        """Yield rows back in Braintrust's shape, ordered by created then id."""
+        sql = (f"SELECT {', '.join(_RECORD_COLUMNS)} FROM spans WHERE object_type = ? AND object_id = ?"
+               f"{(' AND ' + where) if where else ''} ORDER BY created, id")
+        cursor = self.con.execute(sql, [object_type, object_id, *(params or [])])
+        while batch := cursor.fetchmany(1000):
+            for values in batch:
+                yield record_to_row(dict(zip(_RECORD_COLUMNS, values, strict=True)))
+
+    def count_rows(self, object_type: str, object_id: str) -> int:
+        return self.con.execute("SELECT count(*) FROM spans WHERE object_type = ? AND object_id = ?",
+                                [object_type, object_id]).fetchone()[0]
+
+
+_RECORD_COLUMNS = ("id", "span_id", "root_span_id", "span_parents", "is_root", "created", "_xact_id",
+                   "input", "output", "expected", "metadata", "scores", "metrics", "span_attributes",
+                   "tags", "error", "origin", "extra")
+_INSERT_SQL = (f"INSERT INTO spans (object_type, object_id, {', '.join(_RECORD_COLUMNS)}) "
+               f"VALUES (?, ?, {', '.join('?' for _ in _RECORD_COLUMNS)})")
+_KNOWN_KEYS = frozenset(_RECORD_COLUMNS) - {"extra"}
+
+
+def parse_created(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(float(value), UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"created: not an ISO 8601 timestamp: {value!r}") from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise ValueError(f"created: expected an ISO 8601 string, got {type(value).__name__}")
+
+
+def row_to_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A Braintrust row dict -> column values for `spans` (JSON columns as JSON text)."""
+    if not isinstance(row, dict):
+        raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+    row_id = row.get("id")
+    if not isinstance(row_id, str) or not row_id:
+        raise ValueError("id: missing or not a non-empty string")
+    record: dict[str, Any] = {"id": row_id}
+    for key in ("span_id", "root_span_id"):
+        value = row.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{key}: expected a string, got {type(value).__name__}")
+        record[key] = value
+    is_root = row.get("is_root")
+    if is_root is None:
+        parents = row.get("span_parents")
+        is_root = not parents if "span_parents" in row else None
+    if is_root is not None and not isinstance(is_root, bool):
+        raise ValueError(f"is_root: expected true/false, got {is_root!r}")
+    record["is_root"] = is_root
+    record["created"] = parse_created(row.get("created"))
+    xact = row.get("_xact_id")
+    record["_xact_id"] = int(xact) if isinstance(xact, int | str) and str(xact).isdigit() else None
+    scores = row.get("scores")
+    if scores is not None:
+        if not isinstance(scores, dict):
+            raise ValueError(f"scores: expected an object of name -> number, got {type(scores).__name__}")
+        for name, value in scores.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise ValueError(f"scores.{name}: expected a number or null, got {value!r}")
+    for key in JSON_COLUMNS:
+        value = row.get(key)
+        record[key] = None if value is None else json.dumps(value, ensure_ascii=False)
+    extra = {k: v for k, v in row.items() if k not in _KNOWN_KEYS}
+    record["extra"] = json.dumps(extra, ensure_ascii=False) if extra else None
+    return record
+
+
+def record_to_row(record: dict[str, Any]) -> dict[str, Any]:
+    """Column values -> a Braintrust row dict (the inverse of row_to_record)."""
+    row: dict[str, Any] = {}
+    for key in _RECORD_COLUMNS:
+        value = record.get(key)
+        if key == "extra":
+            if value:
+                row.update(json.loads(value))
+            continue
+        if key in JSON_COLUMNS and isinstance(value, str):
+            value = json.loads(value)
+        if key == "created" and isinstance(value, datetime):
+            value = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        row[key] = value
+    return row
+
+
+def _same(stored: tuple[Any, ...], record: dict[str, Any]) -> bool:
+    columns = [c for c in _RECORD_COLUMNS if c != "_xact_id"]
+    for column, value in zip(columns, stored, strict=True):
+        new = record[column]
+        if column in JSON_COLUMNS or column == "extra":
+            old = json.loads(value) if isinstance(value, str) else value
+            new = json.loads(new) if isinstance(new, str) else new
+            if old != new:
+                return False
+        elif column == "created":
+            if (value and value.astimezone(UTC)) != (new and new.astimezone(UTC)):
+                return False
+        elif value != new:
+            return False
+    return True

@@ -1,0 +1,38 @@
+"""Shared fixtures. Every test runs in a temp directory with no Braintrust/LLM settings
+from the outside environment (CI runs with CI=true; the mode tests set what they need)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bt_flywheel.cli import main
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_CLEARED_PREFIXES = ("BRAINTRUST_", "FLYWHEEL_", "OPENAI_")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in list(os.environ):
+        if name.startswith(_CLEARED_PREFIXES) or name in {"CI"}:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]):
+    """Run the CLI in-process; returns (exit_code, stdout, stderr)."""
+
+    def _run(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:  # argparse usage errors
+            code = exc.code if isinstance(exc.code, int) else 2
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run
