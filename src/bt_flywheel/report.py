@@ -1,0 +1,664 @@
+"""The one page a person opens: a self-contained HTML report of a baseline/candidate comparison.
+
+No network and no JavaScript: inline CSS, inline SVG (report_svg.py), and every piece of text
+from traces, datasets or names passes through `html.escape`, so a trace containing markup or
+`<script>` renders as text. A Content-Security-Policy meta tag forbids scripts as a second fence.
+
+Input is `compare.Comparison.to_dict()` (the same document `flywheel compare --json` prints).
+`comparison_view()` is the one adapter from that dict to what the page needs; the keys it reads
+are listed in its docstring.
+
+Public API (used by the CLI, the demo and the handoff step):
+    render_report(comparison, *, rows=None, ledger=None, dataset_summary=None,
+                  leaderboard=None, title=None, generated_at=None) -> str
+    write_report(comparison, out_path, **same keywords) -> Path          (atomic, redacted)
+    forest_svg_for(comparison) -> str
+    write_forest_svg(comparison, path) -> Path                            (atomic, redacted)
+    load_report_rows(store_path, baseline, candidate, *, project=None, trace_url=None) -> list[dict]
+    summarize_dataset(rows, *, name=None) -> dict
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .fileio import atomic_write_text
+from .report_svg import COLORS, Forest, ForestItem, RefLine, esc, fmt, forest_svg, histogram_svg
+
+VERDICT_COLORS = {
+    "improved": COLORS["improved"], "regressed": COLORS["regressed"], "equivalent": COLORS["equivalent"],
+    "inconclusive": COLORS["inconclusive"], "pass": COLORS["pass"], "fail": COLORS["fail"],
+    "passed": COLORS["pass"], "failed": COLORS["fail"],
+}
+MAX_ROWS_SHOWN = 25
+EXCERPT = 280
+
+
+# --------------------------------------------------------------------------------------------
+# the adapter: comparison dict -> what the page needs
+
+
+def _pick(d: Mapping[str, Any] | None, *keys: str, default: Any = None) -> Any:
+    if not isinstance(d, Mapping):
+        return default
+    for key in keys:
+        if key in d and d[key] is not None:
+            return d[key]
+    return default
+
+
+def _ci(d: Mapping[str, Any], *keys: str) -> tuple[float | None, float | None]:
+    """An interval given as [lo, hi], {"low","high"} or flat ci_low/ci_high keys."""
+    value = _pick(d, *keys)
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
+        return _num(value[0]), _num(value[1])
+    if isinstance(value, Mapping):
+        return _num(_pick(value, "low", "lower", "lo")), _num(_pick(value, "high", "upper", "hi"))
+    return _num(_pick(d, "ci_low", "ci_lower", "low")), _num(_pick(d, "ci_high", "ci_upper", "high"))
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _name(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return str(_pick(value, "name", "id", default="?"))
+    return "" if value is None else str(value)
+
+
+def comparison_view(comparison: Mapping[str, Any]) -> dict[str, Any]:
+    """Normalize a comparison document for rendering.
+
+    Reads (missing keys are shown as n/a, never a crash):
+      baseline, candidate: name string or {"name", "id", "url"}
+      target, verdict, reason | verdict_reason, alpha, min_effect, margin
+      scores: list of {name, role: target|guard|other, n, baseline_mean, candidate_mean, effect,
+              ci: [lo, hi], p, p_holm | p_adjusted, verdict, required_n, mcnemar: {p}, bootstrap_ci,
+              margin} (or a dict name -> that)
+      guards_passed (bool), missing: {baseline_only, candidate_only, fraction, warning}
+      slices: {key, correction, alpha, items: [{value, score, n, effect, ci, p, q, significant}]}
+              (or a list of items with `key` on each)
+      regressions / improvements: [{row_id | dataset_row_id, score, baseline, candidate, delta}]
+      per_row (optional): [{row_id, baseline: {score: x}, candidate: {score: x}}]
+    """
+    c = comparison
+    alpha = _num(_pick(c, "alpha")) or 0.05
+    min_effect = _num(_pick(c, "min_effect", "delta")) or 0.0
+    margin = _num(_pick(c, "margin"))
+    margin = 0.02 if margin is None else margin
+    target = _pick(c, "target", "target_score", default="")
+    raw_scores = _pick(c, "scores", "results", default=[])
+    if isinstance(raw_scores, Mapping):
+        raw_scores = [{"name": k, **v} for k, v in raw_scores.items() if isinstance(v, Mapping)]
+    guard_names = set(_pick(c, "guards", default=[]) or [])
+    scores = []
+    for s in raw_scores:
+        if not isinstance(s, Mapping):
+            continue
+        name = str(_pick(s, "name", "score", default="?"))
+        role = _pick(s, "role", default="target" if name == target else ("guard" if name in guard_names else "other"))
+        lo, hi = _ci(s, "ci", "confidence_interval")
+        scores.append({
+            "name": name, "role": role, "n": _pick(s, "n", "n_rows"),
+            "baseline_mean": _num(_pick(s, "baseline_mean", "mean_baseline")),
+            "candidate_mean": _num(_pick(s, "candidate_mean", "mean_candidate")),
+            "effect": _num(_pick(s, "effect", "mean_diff", "diff")), "ci_low": lo, "ci_high": hi,
+            "p": _num(_pick(s, "p", "p_value")), "p_adj": _num(_pick(s, "p_holm", "p_adjusted")),
+            "verdict": str(_pick(s, "verdict", "status", default="")),
+            "required_n": _pick(s, "required_n", "n_required"),
+            "mcnemar_p": _num(_pick(_pick(s, "mcnemar", default={}), "p", "p_value")),
+            "bootstrap": _ci(s, "bootstrap_ci"),
+            "margin": _num(_pick(s, "margin")),
+        })
+    scores.sort(key=lambda s: {"target": 0, "guard": 1}.get(s["role"], 2))
+    target_row = next((s for s in scores if s["role"] == "target"), scores[0] if scores else None)
+    verdict = str(_pick(c, "verdict", default=(target_row or {}).get("verdict") or "inconclusive"))
+    guards = [s for s in scores if s["role"] == "guard"]
+    guards_passed = _pick(c, "guards_passed")
+    if guards_passed is None and guards:
+        guards_passed = all(g["verdict"] in ("pass", "passed", "non_inferior", "improved", "equivalent")
+                            for g in guards)
+    return {
+        "baseline": _name(_pick(c, "baseline")), "candidate": _name(_pick(c, "candidate")),
+        "baseline_url": _pick(_pick(c, "baseline", default={}), "url"),
+        "candidate_url": _pick(_pick(c, "candidate", default={}), "url"),
+        "target": target, "verdict": verdict, "reason": _pick(c, "reason", "verdict_reason", "summary", default=""),
+        "alpha": alpha, "min_effect": min_effect, "margin": margin, "scores": scores,
+        "target_row": target_row, "guards": guards, "guards_passed": guards_passed,
+        "missing": _pick(c, "missing", default={}) or {},
+        "slices": _slices_view(_pick(c, "slices", default=None), alpha),
+        "regressions": [_change_view(r) for r in _pick(c, "regressions", default=[]) or []],
+        "improvements": [_change_view(r) for r in _pick(c, "improvements", default=[]) or []],
+        "per_row": _pick(c, "per_row", default=[]) or [],
+    }
+
+
+def _slices_view(raw: Any, alpha: float) -> dict[str, Any]:
+    if not raw:
+        return {"key": "", "correction": "", "items": []}
+    if isinstance(raw, Mapping):
+        key, items = _pick(raw, "key", default=""), _pick(raw, "items", "results", default=[])
+        correction = _pick(raw, "correction", "method", default="BH")
+        alpha = _num(_pick(raw, "alpha")) or alpha
+    else:
+        items, key, correction = raw, "", "BH"
+    out = []
+    for it in items:
+        if not isinstance(it, Mapping):
+            continue
+        lo, hi = _ci(it, "ci")
+        q = _num(_pick(it, "q", "p_bh", "p_adjusted"))
+        sig = _pick(it, "significant")
+        out.append({"key": _pick(it, "key", default=key), "value": str(_pick(it, "value", "slice", default="?")),
+                    "score": str(_pick(it, "score", "name", default="")), "n": _pick(it, "n"),
+                    "effect": _num(_pick(it, "effect", "mean_diff")), "ci_low": lo, "ci_high": hi,
+                    "p": _num(_pick(it, "p", "p_value")), "q": q,
+                    "significant": bool(sig) if sig is not None else (q is not None and q < alpha)})
+    if not key and out:
+        key = out[0]["key"] or ""
+    return {"key": key, "correction": str(correction), "alpha": alpha, "items": out}
+
+
+def _change_view(r: Mapping[str, Any]) -> dict[str, Any]:
+    base, cand = _num(_pick(r, "baseline", "baseline_score")), _num(_pick(r, "candidate", "candidate_score"))
+    delta = _num(_pick(r, "delta", "change", "diff"))
+    if delta is None and base is not None and cand is not None:
+        delta = cand - base
+    return {"row_id": str(_pick(r, "row_id", "dataset_row_id", "id", default="?")),
+            "score": str(_pick(r, "score", "name", default="")), "baseline": base, "candidate": cand, "delta": delta}
+
+
+# --------------------------------------------------------------------------------------------
+# plots
+
+
+def forest_for_view(view: Mapping[str, Any]) -> Forest:
+    items = []
+    for s in view["scores"]:
+        margin = s["margin"] if s["margin"] is not None else view["margin"]
+        color = VERDICT_COLORS.get(s["verdict"], COLORS["inconclusive"])
+        items.append(ForestItem(
+            label=s["name"], estimate=s["effect"], low=s["ci_low"], high=s["ci_high"], color=color,
+            sublabel=f"{s['role']} · n={s['n'] if s['n'] is not None else '?'} · {s['verdict'] or '?'}",
+            note=f"{fmt(s['effect'], signed=True)} [{fmt(s['ci_low'])}, {fmt(s['ci_high'])}]",
+            tooltip=f"{s['name']}: effect {fmt(s['effect'], signed=True)}, {100 * (1 - view['alpha']):.0f}% CI "
+                    f"[{fmt(s['ci_low'])}, {fmt(s['ci_high'])}], p={fmt(s['p'], 4)}, margin {fmt(margin)}"))
+    refs = [RefLine(0.0, "0", COLORS["axis"])]
+    if view["min_effect"]:
+        refs.append(RefLine(view["min_effect"], f"min effect δ={fmt(view['min_effect'])}", COLORS["delta"], "5,3"))
+    else:
+        refs[0].label = "0 = min effect δ"
+    refs.append(RefLine(-view["margin"], f"−margin={fmt(-view['margin'])}", COLORS["margin"], "5,3"))
+    ci_pct = f"{100 * (1 - view['alpha']):.0f}%"
+    return Forest(items=items, refs=refs, title=f"Paired effect per score ({ci_pct} CI)",
+                  x_label="candidate − baseline (per-row trial means, paired by dataset row id)")
+
+
+def forest_svg_for(comparison: Mapping[str, Any]) -> str:
+    """The forest plot of every score's paired effect, as a standalone SVG document."""
+    return forest_svg(forest_for_view(comparison_view(comparison)))
+
+
+def write_forest_svg(comparison: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write the forest plot next to narrative.md (embed it as `![forest plot](forest.svg)`)."""
+    return atomic_write_text(path, '<?xml version="1.0" encoding="UTF-8"?>\n' + forest_svg_for(comparison) + "\n")
+
+
+def _slice_forest(view: Mapping[str, Any]) -> str:
+    sl = view["slices"]
+    items = []
+    for it in sl["items"]:
+        color = COLORS["improved"] if (it["effect"] or 0) > 0 else COLORS["regressed"]
+        if not it["significant"]:
+            color = COLORS["inconclusive"]
+        items.append(ForestItem(
+            label=f"{it['value']}", sublabel=f"{it['score']} · n={it['n'] if it['n'] is not None else '?'}"
+            + (" · significant" if it["significant"] else ""),
+            estimate=it["effect"], low=it["ci_low"], high=it["ci_high"], color=color, filled=it["significant"],
+            note=f"{fmt(it['effect'], signed=True)} [{fmt(it['ci_low'])}, {fmt(it['ci_high'])}]"
+                 + (" *" if it["significant"] else "")))
+    return forest_svg(Forest(items=items, refs=[RefLine(0.0, "0", COLORS["axis"])],
+                             title=f"Effect by {sl['key'] or 'slice'} (filled = significant after "
+                                   f"{sl['correction'] or 'BH'})"))
+
+
+# --------------------------------------------------------------------------------------------
+# rows: per-row outputs and scores for the regression tables and the distributions
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _excerpt_html(value: Any, limit: int = EXCERPT) -> str:
+    text = _as_text(value)
+    if not text:
+        return '<span class="muted">(empty)</span>'
+    if len(text) <= limit:
+        return f'<pre class="cell">{esc(text)}</pre>'
+    return (f'<pre class="cell">{esc(text[:limit])}…</pre><details><summary>full text ({len(text)} chars)'
+            f'</summary><pre class="cell">{esc(text)}</pre></details>')
+
+
+def _rows_by_id(rows: Iterable[Mapping[str, Any]] | Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    if rows is None:
+        return {}
+    if isinstance(rows, Mapping):
+        return {str(k): v for k, v in rows.items()}
+    return {str(_pick(r, "row_id", "dataset_row_id", "id")): r for r in rows}
+
+
+def _distributions(view: Mapping[str, Any], rows: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[list, list]]:
+    dist: dict[str, tuple[list[float], list[float]]] = {}
+    sources: list[Mapping[str, Any]] = list(rows.values()) or list(view["per_row"])
+    names = [s["name"] for s in view["scores"]] or sorted(
+        {k for r in sources for k in (_pick(r, "baseline_scores", "baseline", default={}) or {})})
+    for name in names:
+        base, cand = [], []
+        for r in sources:
+            b = _num((_pick(r, "baseline_scores", "baseline", default={}) or {}).get(name))
+            c = _num((_pick(r, "candidate_scores", "candidate", default={}) or {}).get(name))
+            if b is not None and c is not None:  # the paired rows, as the statistics use them
+                base.append(b)
+                cand.append(c)
+        if base:
+            dist[name] = (base, cand)
+    return dist
+
+
+# --------------------------------------------------------------------------------------------
+# the page
+
+CSS = """
+:root { --fg:#1f2328; --muted:#656d76; --line:#d0d7de; --bg:#ffffff; --soft:#f6f8fa; }
+* { box-sizing: border-box; }
+body { font: 14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg);
+       background: var(--bg); margin: 0; }
+main { max-width: 1100px; margin: 0 auto; padding: 24px 28px 60px; }
+h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 34px 0 8px;
+     border-bottom: 1px solid var(--line); padding-bottom: 4px; }
+h3 { font-size: 15px; margin: 18px 0 6px; }
+.sub { color: var(--muted); margin: 0 0 16px; }
+.banner { border-radius: 8px; padding: 16px 20px; color: #fff; margin: 12px 0 8px; }
+.banner .verdict { font-size: 26px; font-weight: 700; letter-spacing: .5px; text-transform: uppercase; }
+.banner .figures { font-size: 16px; margin-top: 4px; }
+.banner .reason { margin-top: 6px; opacity: .95; }
+.pill { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; color: #fff;
+        font-weight: 600; white-space: nowrap; }
+table { border-collapse: collapse; width: 100%; margin: 8px 0 12px; font-size: 13px; }
+th, td { border: 1px solid var(--line); padding: 5px 8px; text-align: left; vertical-align: top; }
+th { background: var(--soft); font-weight: 600; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+pre.cell { white-space: pre-wrap; word-break: break-word; margin: 0; font: 12px/1.4 ui-monospace,
+           SFMono-Regular, Menlo, Consolas, monospace; max-width: 330px; }
+code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
+.muted { color: var(--muted); } .note { color: var(--muted); font-size: 13px; }
+.warn { background: #fff8c5; border: 1px solid #d4a72c; border-radius: 6px; padding: 8px 12px; margin: 8px 0; }
+.plots { display: flex; flex-wrap: wrap; gap: 12px; }
+svg.plot { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 6px; }
+details summary { cursor: pointer; color: var(--muted); font-size: 12px; }
+.sig { font-weight: 700; color: #1a7f37; } .neg { color: #c62828; } .pos { color: #1a7f37; }
+nav a { margin-right: 12px; }
+"""
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'none'"
+
+
+def _pill(text: str) -> str:
+    color = VERDICT_COLORS.get(text, COLORS["inconclusive"])
+    return f'<span class="pill" style="background:{color}">{esc(text or "?")}</span>'
+
+
+def _banner(view: Mapping[str, Any]) -> str:
+    t = view["target_row"] or {}
+    verdict = view["verdict"]
+    color = VERDICT_COLORS.get(verdict, COLORS["inconclusive"])
+    ci = f"{100 * (1 - view['alpha']):.0f}% CI"
+    figures = (f"{esc(view['target'] or t.get('name', ''))}: effect <b>{fmt(t.get('effect'), signed=True)}</b> "
+               f"({ci} [{fmt(t.get('ci_low'))}, {fmt(t.get('ci_high'))}]), p = {fmt(t.get('p'), 4)}, "
+               f"n = {esc(t.get('n') if t.get('n') is not None else '?')} rows") if t else "no target score"
+    guards = ""
+    if view["guards"]:
+        state = "all guards hold" if view["guards_passed"] else "a guard failed"
+        guards = (f'<div class="figures">{state}: ' + ", ".join(
+            f"{esc(g['name'])} {esc(g['verdict'] or '?')} (lower bound {fmt(g['ci_low'])} vs −margin "
+            f"{fmt(-(g['margin'] if g['margin'] is not None else view['margin']))})" for g in view["guards"])
+            + "</div>")
+    reason = f'<div class="reason">{esc(view["reason"])}</div>' if view["reason"] else ""
+    return (f'<section class="banner" id="verdict" style="background:{color}">'
+            f'<div class="verdict">{esc(verdict)}</div><div class="figures">{figures}</div>{guards}{reason}'
+            f'</section>')
+
+
+def _scores_table(view: Mapping[str, Any]) -> str:
+    head = ("<tr><th>score</th><th>role</th><th class=num>n</th><th class=num>baseline</th>"
+            "<th class=num>candidate</th><th class=num>effect</th><th class=num>CI</th><th class=num>p</th>"
+            "<th class=num>p (Holm)</th><th class=num>McNemar p</th><th class=num>bootstrap CI</th>"
+            "<th>verdict</th><th class=num>n for 80% power</th></tr>")
+    body = []
+    for s in view["scores"]:
+        b_lo, b_hi = s["bootstrap"]
+        body.append(
+            f"<tr><td>{esc(s['name'])}</td><td>{esc(s['role'])}</td><td class=num>{esc(s['n'])}</td>"
+            f"<td class=num>{fmt(s['baseline_mean'])}</td><td class=num>{fmt(s['candidate_mean'])}</td>"
+            f"<td class=num>{fmt(s['effect'], signed=True)}</td>"
+            f"<td class=num>[{fmt(s['ci_low'])}, {fmt(s['ci_high'])}]</td><td class=num>{fmt(s['p'], 4)}</td>"
+            f"<td class=num>{fmt(s['p_adj'], 4)}</td><td class=num>{fmt(s['mcnemar_p'], 4)}</td>"
+            f"<td class=num>{'[' + fmt(b_lo) + ', ' + fmt(b_hi) + ']' if b_lo is not None else 'n/a'}</td>"
+            f"<td>{_pill(s['verdict'])}</td><td class=num>{esc(s['required_n'] if s['required_n'] is not None else '')}"
+            "</td></tr>")
+    return f"<table class=scores>{head}{''.join(body)}</table>"
+
+
+def _slices_section(view: Mapping[str, Any]) -> str:
+    sl = view["slices"]
+    if not sl["items"]:
+        return ""
+    n_sig = sum(1 for it in sl["items"] if it["significant"])
+    correction = sl["correction"] or "BH"
+    named = "Benjamini–Hochberg (BH, false discovery rate)" if correction.upper() in ("BH", "FDR_BH") else correction
+    rows = "".join(
+        f"<tr><td>{esc(it['value'])}</td><td>{esc(it['score'])}</td><td class=num>{esc(it['n'])}</td>"
+        f"<td class=num>{fmt(it['effect'], signed=True)}</td><td class=num>[{fmt(it['ci_low'])}, {fmt(it['ci_high'])}]"
+        f"</td><td class=num>{fmt(it['p'], 4)}</td><td class=num>{fmt(it['q'], 4)}</td>"
+        f"<td>{'<span class=sig>significant</span>' if it['significant'] else '<span class=muted>no</span>'}</td></tr>"
+        for it in sl["items"])
+    return (f'<h2 id="slices">Effects by {esc(sl["key"] or "slice")}</h2>'
+            f'<p class="note">Multiplicity correction across the {len(sl["items"])} slice tests: <b>{esc(named)}</b>'
+            f' at q &lt; {fmt(sl.get("alpha", view["alpha"]), 2)}; {n_sig} slice(s) significant (marked). '
+            'Slice findings are for diagnosis; the verdict rests on the whole-dataset test above.</p>'
+            f'{_slice_forest(view)}'
+            '<table><tr><th>slice</th><th>score</th><th class=num>n</th><th class=num>effect</th>'
+            '<th class=num>CI</th><th class=num>p</th><th class=num>q (BH)</th><th>significant</th></tr>'
+            f'{rows}</table>')
+
+
+def _changes_section(title: str, anchor: str, changes: list[dict[str, Any]],
+                     rows: Mapping[str, Mapping[str, Any]], empty: str) -> str:
+    if not changes:
+        return f'<h2 id="{anchor}">{esc(title)}</h2><p class="note">{esc(empty)}</p>'
+    shown = changes[:MAX_ROWS_SHOWN]
+    more = (f'<p class="note">{len(changes) - len(shown)} more not shown (see `flywheel compare --json`).</p>'
+            if len(changes) > len(shown) else "")
+    body = []
+    for ch in shown:
+        r = rows.get(ch["row_id"], {})
+        links = []
+        for side in ("baseline", "candidate"):
+            url = _pick(r, f"{side}_url")
+            if isinstance(url, str) and url.startswith(("https://", "http://")):
+                links.append(f'<a href="{esc(url)}" rel="noopener noreferrer">{side} trace</a>')
+        delta_cls = "neg" if (ch["delta"] or 0) < 0 else "pos"
+        body.append(
+            f"<tr><td class=mono>{esc(ch['row_id'][:16])}{'…' if len(ch['row_id']) > 16 else ''}"
+            f"{'<br>' + ' · '.join(links) if links else ''}</td>"
+            f"<td>{_excerpt_html(_pick(r, 'input'), 200)}</td>"
+            f"<td>{_excerpt_html(_pick(r, 'baseline_output'))}</td><td>{_excerpt_html(_pick(r, 'candidate_output'))}</td>"
+            f"<td>{esc(ch['score'])}</td><td class=num>{fmt(ch['baseline'])} → {fmt(ch['candidate'])}<br>"
+            f"<span class={delta_cls}>{fmt(ch['delta'], signed=True)}</span></td></tr>")
+    return (f'<h2 id="{anchor}">{esc(title)} ({len(changes)})</h2>'
+            '<table><tr><th>row id</th><th>input</th><th>baseline output</th><th>candidate output</th>'
+            f'<th>score</th><th class=num>change</th></tr>{"".join(body)}</table>{more}')
+
+
+def _dataset_section(summary: Mapping[str, Any] | None) -> str:
+    if not summary:
+        return ('<h2 id="dataset">Dataset balance</h2><p class="note">No dataset summary given '
+                '(pass <code>--dataset-rows FILE</code>, or run against experiments that record their dataset).</p>')
+    splits = summary.get("by_split_label") or {}
+    labels = sorted({lab for per in splits.values() for lab in per})
+    split_names = sorted(splits, key=lambda s: (s not in ("train", "validation"), s))
+    head = "<tr><th>split</th>" + "".join(f"<th class=num>{esc(lab)}</th>" for lab in labels) + \
+           "<th class=num>total</th><th class=num>share</th></tr>"
+    total = sum(sum(per.values()) for per in splits.values()) or 1
+    body = []
+    for sp in split_names:
+        per = splits[sp]
+        n = sum(per.values())
+        body.append(f"<tr><td>{esc(sp)}</td>" + "".join(
+            f"<td class=num>{per.get(lab, 0)}</td>" for lab in labels)
+            + f"<td class=num>{n}</td><td class=num>{100 * n / total:.1f}%</td></tr>")
+    name = f" of <b>{esc(summary['name'])}</b>" if summary.get("name") else ""
+    note = f'<p class="note">{esc(summary.get("label_source", ""))}</p>' if summary.get("label_source") else ""
+    return (f'<h2 id="dataset">Dataset balance</h2><p class="note">{summary.get("rows", total)} rows{name}, '
+            'by split and label.</p>'
+            f'<table>{head}{"".join(body)}</table>{note}')
+
+
+def _ledger_section(ledger: Any) -> str:
+    if ledger is None:
+        return ('<h2 id="ledger">Loop ledger</h2><p class="note">No ledger given (pass <code>--ledger FILE</code>).'
+                '</p>')
+    entries = ledger
+    head_bits = []
+    if isinstance(ledger, Mapping):
+        entries = _pick(ledger, "entries", "looks", "loops", "ledger", default=[])
+        for key, value in ledger.items():
+            if not isinstance(value, list | dict):
+                head_bits.append(f"<b>{esc(key)}</b>: {esc(value)}")
+    entries = [e for e in entries if isinstance(e, Mapping)] if isinstance(entries, list) else []
+    columns: list[str] = []
+    for e in entries:
+        for k in e:
+            if k not in columns:
+                columns.append(k)
+    table = ""
+    if entries:
+        table = ("<table><tr>" + "".join(f"<th>{esc(c)}</th>" for c in columns) + "</tr>" + "".join(
+            "<tr>" + "".join(f"<td>{esc(_short(e.get(c)))}</td>" for c in columns) + "</tr>" for e in entries)
+            + "</table>")
+    summary = f'<p class="note">{" · ".join(head_bits)}</p>' if head_bits else ""
+    return f'<h2 id="ledger">Loop ledger</h2>{summary}{table or "<p class=note>(no entries)</p>"}'
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = _as_text(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_report(comparison: Mapping[str, Any], *, rows: Any = None, ledger: Any = None,
+                  dataset_summary: Mapping[str, Any] | None = None, leaderboard: Mapping[str, Any] | None = None,
+                  title: str | None = None, generated_at: str | None = None) -> str:
+    """The whole HTML page as a string (deterministic for the same inputs).
+
+    comparison: `compare.Comparison.to_dict()` (see `comparison_view` for the keys read).
+    rows: per-row records, a list of {row_id, input, expected, baseline_output, candidate_output,
+          baseline_scores: {score: trial mean}, candidate_scores: {...}, baseline_url, candidate_url}
+          or a dict row_id -> record (`load_report_rows` builds it from the local store).
+    ledger: the loop ledger document (route/ledger), rendered as a table of its entries.
+    dataset_summary: `summarize_dataset(...)`. leaderboard: `leaderboard.Leaderboard.to_dict()`.
+    """
+    view = comparison_view(comparison)
+    by_id = _rows_by_id(rows)
+    title = title or f"{view['baseline']} → {view['candidate']}"
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>bt-flywheel report: {esc(title)}</title><style>{CSS}</style></head><body><main>",
+        f"<h1>bt-flywheel report: {esc(title)}</h1>",
+        f'<p class="sub">baseline <b>{esc(view["baseline"])}</b> vs candidate <b>{esc(view["candidate"])}</b>'
+        f' · target <b>{esc(view["target"])}</b> · α = {fmt(view["alpha"], 2)} · min effect δ = '
+        f'{fmt(view["min_effect"])} · margin = {fmt(view["margin"])}'
+        + (f" · generated {esc(generated_at)}" if generated_at else "") + "</p>",
+        '<nav><a href="#verdict">verdict</a><a href="#effects">effects</a><a href="#slices">slices</a>'
+        '<a href="#distributions">distributions</a><a href="#regressions">regressions</a>'
+        '<a href="#improvements">improvements</a><a href="#dataset">dataset</a>'
+        + ('<a href="#leaderboard">leaderboard</a>' if leaderboard else "") + '<a href="#ledger">ledger</a></nav>',
+        _banner(view),
+    ]
+    missing = view["missing"]
+    if isinstance(missing, Mapping) and (missing.get("warning") or (missing.get("fraction") or 0) > 0.05):
+        parts.append(f'<div class="warn">{esc(missing.get("warning") or "more than 5% of rows are missing on one side")}'
+                     "</div>")
+    parts += [
+        '<h2 id="effects">Paired effects</h2>',
+        '<p class="note">Each row of the dataset is scored by both experiments; trials are averaged per row, '
+        'then the candidate − baseline differences are tested (t-interval over rows). Guards must stay above '
+        '−margin (non-inferiority); the target must clear the minimum effect. p (Holm) corrects the regression '
+        'claims across scores.</p>',
+        forest_svg(forest_for_view(view)), _scores_table(view),
+        _slices_section(view) or '<h2 id="slices">Effects by slice</h2><p class="note">No slice key given '
+                                 '(<code>--slice KEY</code>).</p>',
+        '<h2 id="distributions">Score distributions</h2>',
+    ]
+    dist = _distributions(view, by_id)
+    if dist:
+        parts.append('<p class="note">Per-row scores (mean over trials) on the paired rows.</p><div class="plots">'
+                     + "".join(histogram_svg(name, b, c) for name, (b, c) in dist.items()) + "</div>")
+    else:
+        parts.append('<p class="note">No per-row scores available.</p>')
+    parts.append(_changes_section("Per-row regressions", "regressions", view["regressions"], by_id,
+                                  "No row dropped by more than the regression threshold."))
+    parts.append(_changes_section("Per-row improvements", "improvements", view["improvements"], by_id,
+                                  "No row rose by more than the threshold."))
+    parts.append(_dataset_section(dataset_summary))
+    if leaderboard:
+        from .leaderboard import leaderboard_html
+
+        parts.append(leaderboard_html(leaderboard))
+    parts.append(_ledger_section(ledger))
+    parts.append('<p class="note" style="margin-top:40px">Written by <code>flywheel report</code>. '
+                 'Self-contained: no scripts, no network.</p></main></body></html>')
+    return "\n".join(parts) + "\n"
+
+
+def write_report(comparison: Mapping[str, Any], out_path: str | os.PathLike[str], **kwargs: Any) -> Path:
+    """Render and write atomically (secrets redacted); keywords as for `render_report`."""
+    return atomic_write_text(out_path, render_report(comparison, **kwargs))
+
+
+# --------------------------------------------------------------------------------------------
+# inputs from the local store and from dataset files
+
+
+def load_report_rows(store_path: str | os.PathLike[str], baseline: str, candidate: str, *,
+                     project: str | None = None,
+                     trace_url: Callable[[str, Mapping[str, Any]], str | None] | None = None) -> list[dict[str, Any]]:
+    """Per dataset row: input, both outputs (first trial), per-score trial means on each side.
+
+    `trace_url(side, root_row)` may return a link to the trace (remote backend); side is
+    'baseline' or 'candidate'.
+    """
+    from .errors import InputError
+    from .store import Store
+
+    with Store(store_path, read_only=True) as store:
+        project_id = store.find_project(project) if project else None
+        sides: dict[str, dict[str, dict[str, Any]]] = {}
+        for side, name in (("baseline", baseline), ("candidate", candidate)):
+            object_id = store.find_object("experiment", name, project_id=project_id)
+            if not object_id:
+                raise InputError(f"experiment {name!r}: not found in {store_path}")
+            sides[side] = _collect_side(store.iter_rows("experiment", object_id, where="is_root = true"),
+                                        side, trace_url)
+    out = []
+    for row_id in sorted(set(sides["baseline"]) | set(sides["candidate"])):
+        b, c = sides["baseline"].get(row_id, {}), sides["candidate"].get(row_id, {})
+        out.append({"row_id": row_id, "input": (b or c).get("input"), "expected": (b or c).get("expected"),
+                    "metadata": (b or c).get("metadata"),
+                    "baseline_output": b.get("output"), "candidate_output": c.get("output"),
+                    "baseline_scores": b.get("scores", {}), "candidate_scores": c.get("scores", {}),
+                    "baseline_url": b.get("url"), "candidate_url": c.get("url")})
+    return out
+
+
+def _collect_side(roots: Iterable[dict[str, Any]], side: str,
+                  trace_url: Callable[[str, Mapping[str, Any]], str | None] | None) -> dict[str, dict[str, Any]]:
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in roots:
+        meta = row.get("metadata") or {}
+        row_id = meta.get("dataset_row_id") or row.get("id")
+        grouped[str(row_id)].append(row)
+    out = {}
+    for row_id, trials in grouped.items():
+        trials.sort(key=lambda r: ((r.get("metadata") or {}).get("trial") or 0))
+        sums: dict[str, list[float]] = defaultdict(list)
+        for t in trials:
+            for name, value in (t.get("scores") or {}).items():
+                if _num(value) is not None:
+                    sums[name].append(float(value))
+        first = trials[0]
+        out[row_id] = {"input": first.get("input"), "expected": first.get("expected"),
+                       "metadata": first.get("metadata"), "output": first.get("output"),
+                       "scores": {k: sum(v) / len(v) for k, v in sums.items()},
+                       "url": trace_url(side, first) if trace_url else None}
+    return out
+
+
+def _label_of(expected: Any) -> str:
+    if expected is None:
+        return "(none)"
+    if isinstance(expected, bool):
+        return "true" if expected else "false"
+    if isinstance(expected, str | int | float):
+        return _short(expected, 40)
+    if isinstance(expected, Mapping):
+        for key in ("label", "decision", "class", "category", "answer", "expected"):
+            if key in expected and isinstance(expected[key], str | int | float | bool):
+                return _label_of(expected[key])
+        if len(expected) == 1:
+            return _label_of(next(iter(expected.values())))
+    return _short(_as_text(expected), 40)
+
+
+def summarize_dataset(rows: Iterable[Mapping[str, Any]], *, name: str | None = None) -> dict[str, Any]:
+    """Split/label balance of dataset rows ({id, expected, metadata: {split, ...}}).
+
+    The label is the row's expected class: `expected` itself when scalar, else its
+    label/decision/class key (or its only value).
+    """
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    labelers: Counter[str] = Counter()
+    total = 0
+    for row in rows:
+        meta = row.get("metadata") or {}
+        split = str(meta.get("split") or "(no split)")
+        counts[split][_label_of(row.get("expected"))] += 1
+        label_meta = meta.get("label") if isinstance(meta.get("label"), Mapping) else {}
+        if label_meta.get("labeler"):
+            labelers[str(label_meta["labeler"])] += 1
+        total += 1
+    source = ("labels by " + ", ".join(f"{k} ({v})" for k, v in labelers.most_common())) if labelers else ""
+    return {"name": name, "rows": total, "by_split_label": {s: dict(c) for s, c in counts.items()},
+            "label_source": source}
+
+
+def read_dataset_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Dataset rows from a JSONL file (one row per line) or a JSON array; errors name the line."""
+    from .errors import InputError
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    if text.lstrip().startswith("["):
+        from .fileio import read_json_file
+
+        data = read_json_file(p)
+        return [r for r in data if isinstance(r, dict)]
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{p}:{lineno}: invalid JSON ({exc.msg})") from None
+        if not isinstance(value, dict):
+            raise InputError(f"{p}:{lineno}: expected a JSON object per line")
+        out.append(value)
+    return out
