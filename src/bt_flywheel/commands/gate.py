@@ -1,0 +1,34 @@
+"""`flywheel gate FILE`: turn a handoff into an exit code for CI."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "gate", help="exit 0/1 by policy on a handoff (2 when invalid or missing)",
+        description="Read a handoff and apply the policy. Default: fail when blocking is true or the "
+                    "outcome is needs_work, blocked or no_convergence; any confidence passes. Prints one "
+                    "line saying why. Exit 0 pass, 1 fail by policy, 2 invalid or missing handoff.")
+    parser.add_argument("file", help="the handoff JSON file (bt-flywheel-summary.json)")
+    parser.add_argument("--fail-on", metavar="OUTCOMES", default=None,
+                        help="comma-separated outcomes that fail the gate "
+                             "(default needs_work,blocked,no_convergence; '' for none)")
+    parser.add_argument("--min-confidence", choices=["low", "medium", "high"], default=None,
+                        help="fail when the handoff's confidence is below this (default low: any passes)")
+    parser.add_argument("--env-file", help="also treat secrets in this .env file as forbidden values")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..gate import evaluate_gate, parse_fail_on
+    from ..handoff import load_handoff
+    from ..redact import redact
+    from .handoff import register_known_secrets
+
+    fail_on = parse_fail_on(args.fail_on)  # usage errors before reading the file
+    register_known_secrets(args.env_file)
+    result = evaluate_gate(load_handoff(args.file), fail_on=fail_on, min_confidence=args.min_confidence)
+    print(redact(f"gate: {result.reason}"))
+    return result.exit_code

@@ -1,0 +1,87 @@
+"""`flywheel handoff validate|render`: check and narrate a bt-flywheel-summary.json."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("handoff", help="validate or render a handoff (bt-flywheel-summary.json)",
+                            description="Work with the exit handoff, contract bt-flywheel-handoff/v1 "
+                                        "(schemas/handoff.schema.json).")
+    actions = parser.add_subparsers(dest="handoff_command", metavar="ACTION")
+    actions.required = True
+
+    validate = actions.add_parser(
+        "validate", help="check a handoff against the contract",
+        description="Check FILE against schemas/handoff.schema.json plus the contract's own rules "
+                    "(idempotency keys, time order, unique ids, no secrets). Prints every violation "
+                    "with its JSON path. Exit 0 valid, 2 invalid, missing or unparseable.")
+    validate.add_argument("file", help="the handoff JSON file")
+    validate.add_argument("--json", action="store_true",
+                          help="print {file, valid, violations: [{path, message}]} instead of lines")
+    validate.add_argument("--env-file", help="also treat secrets in this .env file as forbidden values")
+    validate.set_defaults(handler=run_validate)
+
+    render = actions.add_parser(
+        "render", help="write the Markdown narrative for a handoff",
+        description="Render the narrative (what we looked at, what we found, what we changed, how we "
+                    "know, what next) from a valid handoff. Deterministic: same JSON, same bytes.")
+    render.add_argument("file", help="the handoff JSON file")
+    render.add_argument("--out", help="write the narrative here (atomically) instead of stdout")
+    render.add_argument("--env-file", help="also redact secrets from this .env file")
+    render.set_defaults(handler=run_render)
+
+
+def register_known_secrets(env_file: str | None) -> None:
+    """Load settings only so that secrets from the environment and .env are known to redact()."""
+    from ..config import load_settings
+    from ..errors import ConfigError
+
+    try:
+        load_settings({}, env_file=env_file)
+    except ConfigError:
+        if env_file:
+            raise
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from ..fileio import read_json_file
+    from ..handoff import validate_handoff
+    from ..output import print_json
+    from ..redact import redact
+
+    register_known_secrets(args.env_file)
+    doc = read_json_file(args.file)
+    violations = validate_handoff(doc)
+    if args.json:
+        print_json({"file": args.file, "valid": not violations,
+                    "violations": [{"path": v.path, "message": v.message} for v in violations]})
+    elif not violations:
+        print(redact(f"{args.file}: valid {doc['contract_version']} handoff (outcome {doc['outcome']})"))
+    else:
+        for violation in violations:
+            print(redact(f"{args.file}: {violation}"))
+    if violations:
+        sys.stderr.write(redact(f"error: {args.file}: invalid handoff: {len(violations)} "
+                                f"violation{'s' if len(violations) != 1 else ''}\n"))
+        return 2
+    return 0
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from ..fileio import atomic_write_text
+    from ..handoff import load_handoff
+    from ..handoff_render import render_narrative
+    from ..output import status
+    from ..redact import redact
+
+    register_known_secrets(args.env_file)
+    text = render_narrative(load_handoff(args.file))
+    if args.out:
+        atomic_write_text(args.out, text)
+        status(f"wrote {args.out}")
+    else:
+        sys.stdout.write(redact(text))
+    return 0
