@@ -34,8 +34,9 @@ from .report_svg import COLORS, Forest, ForestItem, RefLine, esc, fmt, forest_sv
 VERDICT_COLORS = {
     "improved": COLORS["improved"], "regressed": COLORS["regressed"], "equivalent": COLORS["equivalent"],
     "inconclusive": COLORS["inconclusive"], "pass": COLORS["pass"], "fail": COLORS["fail"],
-    "passed": COLORS["pass"], "failed": COLORS["fail"],
+    "passed": COLORS["pass"], "failed": COLORS["fail"], "non_inferior": COLORS["pass"],
 }
+GUARD_OK = ("pass", "passed", "non_inferior", "improved", "equivalent")
 MAX_ROWS_SHOWN = 25
 EXCERPT = 280
 
@@ -114,10 +115,13 @@ def comparison_view(comparison: Mapping[str, Any]) -> dict[str, Any]:
             "effect": _num(_pick(s, "effect", "mean_diff", "diff")), "ci_low": lo, "ci_high": hi,
             "p": _num(_pick(s, "p", "p_value")), "p_adj": _num(_pick(s, "p_holm", "p_adjusted")),
             "verdict": str(_pick(s, "verdict", "status", default="")),
-            "required_n": _pick(s, "required_n", "n_required"),
+            "required_n": _pick(s, "required_n", "n_required", default=_pick(_pick(s, "power"), "required_n")),
             "mcnemar_p": _num(_pick(_pick(s, "mcnemar", default={}), "p", "p_value")),
-            "bootstrap": _ci(s, "bootstrap_ci"),
+            "bootstrap": _ci(s, "bootstrap_ci") if "bootstrap_ci" in s else _ci(_pick(s, "bootstrap", default={}), "ci"),
             "margin": _num(_pick(s, "margin")),
+            "notes": [str(n) for n in _pick(s, "notes", default=[]) or []],
+            "regressions": [{**_change_view(r), "score": name} for r in _pick(s, "regressions", default=[]) or []
+                            if isinstance(r, Mapping)],
         })
     scores.sort(key=lambda s: {"target": 0, "guard": 1}.get(s["role"], 2))
     target_row = next((s for s in scores if s["role"] == "target"), scores[0] if scores else None)
@@ -125,8 +129,7 @@ def comparison_view(comparison: Mapping[str, Any]) -> dict[str, Any]:
     guards = [s for s in scores if s["role"] == "guard"]
     guards_passed = _pick(c, "guards_passed")
     if guards_passed is None and guards:
-        guards_passed = all(g["verdict"] in ("pass", "passed", "non_inferior", "improved", "equivalent")
-                            for g in guards)
+        guards_passed = all(g["verdict"] in GUARD_OK for g in guards)
     return {
         "baseline": _name(_pick(c, "baseline")), "candidate": _name(_pick(c, "candidate")),
         "baseline_url": _pick(_pick(c, "baseline", default={}), "url"),
@@ -136,9 +139,12 @@ def comparison_view(comparison: Mapping[str, Any]) -> dict[str, Any]:
         "target_row": target_row, "guards": guards, "guards_passed": guards_passed,
         "missing": _pick(c, "missing", default={}) or {},
         "slices": _slices_view(_pick(c, "slices", default=None), alpha),
-        "regressions": [_change_view(r) for r in _pick(c, "regressions", default=[]) or []],
+        "regressions": ([_change_view(r) for r in _pick(c, "regressions", default=[]) or []]
+                        or sorted((r for s in scores for r in s["regressions"]),
+                                  key=lambda r: (r["delta"] if r["delta"] is not None else 0, r["row_id"]))),
         "improvements": [_change_view(r) for r in _pick(c, "improvements", default=[]) or []],
         "per_row": _pick(c, "per_row", default=[]) or [],
+        "notes": [str(n) for n in _pick(c, "notes", default=[]) or [] if n],
     }
 
 
@@ -171,6 +177,8 @@ def _slices_view(raw: Any, alpha: float) -> dict[str, Any]:
 def _change_view(r: Mapping[str, Any]) -> dict[str, Any]:
     base, cand = _num(_pick(r, "baseline", "baseline_score")), _num(_pick(r, "candidate", "candidate_score"))
     delta = _num(_pick(r, "delta", "change", "diff"))
+    if delta is None and _num(_pick(r, "drop")) is not None:
+        delta = -_num(_pick(r, "drop"))
     if delta is None and base is not None and cand is not None:
         delta = cand - base
     return {"row_id": str(_pick(r, "row_id", "dataset_row_id", "id", default="?")),
@@ -359,7 +367,10 @@ def _scores_table(view: Mapping[str, Any]) -> str:
             f"<td class=num>{'[' + fmt(b_lo) + ', ' + fmt(b_hi) + ']' if b_lo is not None else 'n/a'}</td>"
             f"<td>{_pill(s['verdict'])}</td><td class=num>{esc(s['required_n'] if s['required_n'] is not None else '')}"
             "</td></tr>")
-    return f"<table class=scores>{head}{''.join(body)}</table>"
+    notes = [f"<li><b>{esc(s['name'])}</b>: {esc(n)}</li>" for s in view["scores"] for n in s["notes"]]
+    notes += [f"<li>{esc(n)}</li>" for n in view["notes"]]
+    return f"<table class=scores>{head}{''.join(body)}</table>" + (
+        f'<ul class="note">{"".join(notes)}</ul>' if notes else "")
 
 
 def _slices_section(view: Mapping[str, Any]) -> str:
