@@ -123,7 +123,7 @@ def json_path(parts: Iterable[Any]) -> str:
 
 
 def _short(value: Any, limit: int = 80) -> str:
-    text = redact(json.dumps(value, ensure_ascii=False, default=str))
+    text = redact(repr(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
