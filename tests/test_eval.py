@@ -260,3 +260,110 @@ def test_experiment_names_get_a_suffix_like_braintrust(tmp_path: Path, run_cli) 
         assert code == 0
         names.append(result["experiment_name"])
     assert names == ["baseline", "baseline-1"]
+
+
+def _make_dataset(store: Path, name: str = "refusals") -> list[dict]:
+    rows = []
+    for i in range(10):
+        refuse = i % 2 == 0
+        rows.append({
+            "id": f"ds-row-{i:02d}", "input": {"message": f"message {i}", "refuse": refuse},
+            "expected": "refusal" if refuse else "none",
+            "metadata": {"split": "validation" if i in (1, 4, 7) else "train", "facet": "refusal"},
+            "tags": ["curated"], "created": f"2026-01-01T00:00:{i:02d}Z",
+        })
+    with Store(store) as st:
+        project_id = st.ensure_project("support-bot")
+        dataset_id = st.create_object("dataset", name, project_id)
+        st.upsert_rows("dataset", dataset_id, rows)
+    return rows
+
+
+AGENT = '''\
+def answer(input):
+    # a deliberately imperfect agent: misses refusals on message 4
+    if input["refuse"] and input["message"] != "message 4":
+        return "refusal"
+    return "none"
+'''
+
+
+def test_config_runs_local_dataset_through_agent_function(tmp_path: Path, run_cli) -> None:
+    store = tmp_path / ".flywheel/store.duckdb"
+    _make_dataset(store)
+    _write(tmp_path / "agent.py", AGENT)
+    _write(tmp_path / "eval.yaml", """\
+        project: support-bot
+        experiment_name: refusal-baseline
+        dataset: {name: refusals}
+        task: agent.py:answer
+        scorers: [label_match, binary_classification_scores, ExactMatch]
+        trials: 2
+        split: validation
+        params: {model: fake-1, prompt_version: 3}
+        """)
+    code, result, err = _run_json(run_cli, "eval.yaml")
+    assert code == 0, err
+    assert (result["experiment_name"], result["rows"], result["roots"]) == ("refusal-baseline", 3, 6)
+    # validation rows 1, 4, 7: 4 is a missed refusal, 1 and 7 are true negatives
+    assert result["scores"]["label_match"] == pytest.approx(2 / 3)
+    assert result["scores"]["positive_recall"] == 0.0 and result["score_counts"]["positive_recall"] == 2
+    assert result["scores"]["negative_specificity"] == 1.0
+    meta = result["metadata"]
+    with Store(store, read_only=True) as st:
+        dataset_id = st.find_object("dataset", "refusals")
+    assert meta["dataset_id"] == dataset_id and meta["dataset_version"] is not None
+    assert meta["params"] == {"model": "fake-1", "prompt_version": 3} and meta["split"] == "validation"
+    spans = _spans(store, result["experiment_id"])
+    roots = [s for s in spans if s["is_root"]]
+    assert sorted({r["metadata"]["dataset_row_id"] for r in roots}) == ["ds-row-01", "ds-row-04", "ds-row-07"]
+    assert all(r["origin"]["object_id"] == dataset_id and r["origin"]["id"] == r["metadata"]["dataset_row_id"]
+               for r in roots)
+    binary = [s for s in spans if s["span_attributes"]["name"] == "binary_classification_scores"]
+    assert len(binary) == 6
+    assert {s["input"]["metadata"]["dataset_row_id"] for s in binary} == {"ds-row-01", "ds-row-04", "ds-row-07"}
+    missed = [s for s in binary if s["input"]["metadata"]["dataset_row_id"] == "ds-row-04"]
+    assert all(s["scores"]["binary_decision_match"] == 0 for s in missed)
+
+    # --split/--first on the command line override the config; --first is smoke mode on train
+    code, result, err = _run_json(run_cli, "eval.yaml", "--split", "train", "--first", "2", "--trials", "1")
+    assert code == 0, err
+    assert (result["rows"], result["roots"], result["experiment_name"]) == (2, 2, "refusal-baseline-1")
+
+
+def test_invalid_config_names_the_field(tmp_path: Path, run_cli) -> None:
+    _write(tmp_path / "eval.yaml", "project: p\ndataset: {name: d}\ntask: agent.py:answer\nscorers: []\n")
+    code, _, err = run_cli("eval", "eval.yaml")
+    assert code == 2 and "eval.yaml: scorers:" in err and "should be non-empty" in err
+    _write(tmp_path / "eval.yaml", "project: p\ndataset: {name: d}\ntask: agent.py:answer\nscorers: [Nope]\n")
+    _write(tmp_path / "agent.py", AGENT)
+    code, _, err = run_cli("eval", "eval.yaml")
+    assert code == 2 and "eval.yaml: scorers[0]: unknown scorer 'Nope'" in err
+
+
+LOCAL_DATASET_EVAL = '''\
+from braintrust import Eval
+from autoevals import ExactMatch
+
+from bt_flywheel.evals import local_dataset
+from agent import answer
+
+Eval("support-bot", data=lambda: local_dataset("refusals", split="train"), task=answer, scores=[ExactMatch])
+'''
+
+
+def test_eval_file_reads_local_dataset_and_first_applies(tmp_path: Path, run_cli) -> None:
+    store = tmp_path / ".flywheel/store.duckdb"
+    _make_dataset(store)
+    _write(tmp_path / "agent.py", AGENT)
+    _write(tmp_path / "eval_refusals.py", LOCAL_DATASET_EVAL)
+    code, result, err = _run_json(run_cli, "eval_refusals.py", "--first", "3")
+    assert code == 0, err
+    assert result["rows"] == 3 and result["metadata"]["dataset_name"] == "refusals"
+    roots = [s for s in _spans(store, result["experiment_id"]) if s["is_root"]]
+    assert sorted(r["metadata"]["dataset_row_id"] for r in roots) == ["ds-row-00", "ds-row-02", "ds-row-03"]
+    assert all(r["metadata"]["split"] == "train" for r in roots)
+    # the file's own split="train" then --split validation leaves nothing: refused, nothing stored
+    code, out, err = run_cli("eval", "eval_refusals.py", "--split", "validation")
+    assert (code, out) == (2, "")
+    assert "eval_refusals.py: no rows to run after --split validation" in err

@@ -257,6 +257,10 @@ def _run_one(evaluator: Any, *, path: Path, file_sha: str, split: str | None, fi
     finally:
         evals_data._ACTIVE_STORE.pop()
     datasets = list(evals_data._DATASETS_READ)
+    if not cases:
+        filters = " ".join(f for f in (f"--split {split}" if split else "", f"--first {first}" if first else "") if f)
+        raise InputError(f"{path}: no rows to run{' after ' + filters if filters else ''}",
+                         hint="check the Eval's data and its metadata.split values")
     trial_count = trials or evaluator.trial_count or 1
     concurrency = max_concurrency or evaluator.max_concurrency or DEFAULT_MAX_CONCURRENCY
     project_name = project or evaluator.project_name
