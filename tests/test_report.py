@@ -11,15 +11,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from bt_flywheel.report import (
-    comparison_view,
-    load_report_rows,
-    read_dataset_rows,
-    render_report,
-    summarize_dataset,
-    write_forest_svg,
-    write_report,
-)
+from bt_flywheel.report import comparison_view, render_report, write_forest_svg, write_report
+from bt_flywheel.report_data import load_report_rows, read_dataset_rows, summarize_dataset
 from bt_flywheel.report_svg import fmt
 from bt_flywheel.stats import compare_paired
 from bt_flywheel.store import Store

@@ -14,8 +14,9 @@ Public API (used by the CLI, the demo and the handoff step):
     write_report(comparison, out_path, **same keywords) -> Path          (atomic, redacted)
     forest_svg_for(comparison) -> str
     write_forest_svg(comparison, path) -> Path                            (atomic, redacted)
-    load_report_rows(store_path, baseline, candidate, *, project=None, trace_url=None) -> list[dict]
-    summarize_dataset(rows, *, name=None) -> dict
+    report_data.load_report_rows(store_path, baseline, candidate, *, project=None, trace_url=None)
+    report_data.summarize_dataset(rows, *, name=None) -> dict
+    report_data.build_report_inputs(settings, baseline, candidate, ...) -> dict   (what the CLI uses)
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -549,127 +549,3 @@ def render_report(comparison: Mapping[str, Any], *, rows: Any = None, ledger: An
 def write_report(comparison: Mapping[str, Any], out_path: str | os.PathLike[str], **kwargs: Any) -> Path:
     """Render and write atomically (secrets redacted); keywords as for `render_report`."""
     return atomic_write_text(out_path, render_report(comparison, **kwargs))
-
-
-# --------------------------------------------------------------------------------------------
-# inputs from the local store and from dataset files
-
-
-def load_report_rows(store_path: str | os.PathLike[str], baseline: str, candidate: str, *,
-                     project: str | None = None,
-                     trace_url: Callable[[str, Mapping[str, Any]], str | None] | None = None) -> list[dict[str, Any]]:
-    """Per dataset row: input, both outputs (first trial), per-score trial means on each side.
-
-    `trace_url(side, root_row)` may return a link to the trace (remote backend); side is
-    'baseline' or 'candidate'.
-    """
-    from .errors import InputError
-    from .store import Store
-
-    with Store(store_path, read_only=True) as store:
-        project_id = store.find_project(project) if project else None
-        sides: dict[str, dict[str, dict[str, Any]]] = {}
-        for side, name in (("baseline", baseline), ("candidate", candidate)):
-            object_id = store.find_object("experiment", name, project_id=project_id)
-            if not object_id:
-                raise InputError(f"experiment {name!r}: not found in {store_path}")
-            sides[side] = _collect_side(store.iter_rows("experiment", object_id, where="is_root = true"),
-                                        side, trace_url)
-    out = []
-    for row_id in sorted(set(sides["baseline"]) | set(sides["candidate"])):
-        b, c = sides["baseline"].get(row_id, {}), sides["candidate"].get(row_id, {})
-        out.append({"row_id": row_id, "input": (b or c).get("input"), "expected": (b or c).get("expected"),
-                    "metadata": (b or c).get("metadata"),
-                    "baseline_output": b.get("output"), "candidate_output": c.get("output"),
-                    "baseline_scores": b.get("scores", {}), "candidate_scores": c.get("scores", {}),
-                    "baseline_url": b.get("url"), "candidate_url": c.get("url")})
-    return out
-
-
-def _collect_side(roots: Iterable[dict[str, Any]], side: str,
-                  trace_url: Callable[[str, Mapping[str, Any]], str | None] | None) -> dict[str, dict[str, Any]]:
-    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in roots:
-        meta = row.get("metadata") or {}
-        row_id = meta.get("dataset_row_id") or row.get("id")
-        grouped[str(row_id)].append(row)
-    out = {}
-    for row_id, trials in grouped.items():
-        trials.sort(key=lambda r: ((r.get("metadata") or {}).get("trial") or 0))
-        sums: dict[str, list[float]] = defaultdict(list)
-        for t in trials:
-            for name, value in (t.get("scores") or {}).items():
-                if _num(value) is not None:
-                    sums[name].append(float(value))
-        first = trials[0]
-        out[row_id] = {"input": first.get("input"), "expected": first.get("expected"),
-                       "metadata": first.get("metadata"), "output": first.get("output"),
-                       "scores": {k: sum(v) / len(v) for k, v in sums.items()},
-                       "url": trace_url(side, first) if trace_url else None}
-    return out
-
-
-def _label_of(expected: Any) -> str:
-    if expected is None:
-        return "(none)"
-    if isinstance(expected, bool):
-        return "true" if expected else "false"
-    if isinstance(expected, str | int | float):
-        return _short(expected, 40)
-    if isinstance(expected, Mapping):
-        for key in ("label", "decision", "class", "category", "answer", "expected"):
-            if key in expected and isinstance(expected[key], str | int | float | bool):
-                return _label_of(expected[key])
-        if len(expected) == 1:
-            return _label_of(next(iter(expected.values())))
-    return _short(_as_text(expected), 40)
-
-
-def summarize_dataset(rows: Iterable[Mapping[str, Any]], *, name: str | None = None) -> dict[str, Any]:
-    """Split/label balance of dataset rows ({id, expected, metadata: {split, ...}}).
-
-    The label is the row's expected class: `expected` itself when scalar, else its
-    label/decision/class key (or its only value).
-    """
-    counts: dict[str, Counter[str]] = defaultdict(Counter)
-    labelers: Counter[str] = Counter()
-    total = 0
-    for row in rows:
-        meta = row.get("metadata") or {}
-        split = str(meta.get("split") or "(no split)")
-        counts[split][_label_of(row.get("expected"))] += 1
-        label_meta = meta.get("label") if isinstance(meta.get("label"), Mapping) else {}
-        if label_meta.get("labeler"):
-            labelers[str(label_meta["labeler"])] += 1
-        total += 1
-    source = ("labels by " + ", ".join(f"{k} ({v})" for k, v in labelers.most_common())) if labelers else ""
-    return {"name": name, "rows": total, "by_split_label": {s: dict(c) for s, c in counts.items()},
-            "label_source": source}
-
-
-def read_dataset_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Dataset rows from a JSONL file (one row per line) or a JSON array; errors name the line."""
-    from .errors import InputError
-
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
-    if text.lstrip().startswith("["):
-        from .fileio import read_json_file
-
-        data = read_json_file(p)
-        return [r for r in data if isinstance(r, dict)]
-    out = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{p}:{lineno}: invalid JSON ({exc.msg})") from None
-        if not isinstance(value, dict):
-            raise InputError(f"{p}:{lineno}: expected a JSON object per line")
-        out.append(value)
-    return out
