@@ -12,8 +12,11 @@ Tables
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -170,37 +173,38 @@ class Store:
     # rows -------------------------------------------------------------------
 
     def upsert_rows(self, object_type: str, object_id: str, rows: Iterable[dict[str, Any]]) -> UpsertResult:
-        """Insert or replace rows by (object, id). A row identical to the stored one is left alone."""
+        """Insert or replace rows by (object, id). A row identical to the stored one is left alone.
+
+        All rows go in one transaction (an invalid row raises ValueError and nothing is stored).
+        Rows are staged in batches and merged set-wise, so a million rows take seconds, not hours.
+        """
         if object_type not in OBJECT_TYPES:
             raise ValueError(object_type)
-        result = UpsertResult()
-        next_xact = (self.con.execute("SELECT coalesce(max(_xact_id), 0) FROM spans").fetchone()[0]) + 1
+        with self.transaction():
+            loader = self.bulk_loader(object_type, object_id)
+            try:
+                for row in rows:
+                    loader.add(row)
+                return loader.finish()
+            finally:
+                loader.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One DuckDB transaction: committed on success, rolled back on any exception."""
         self.con.execute("BEGIN TRANSACTION")
         try:
-            for row in rows:
-                record = row_to_record(row)
-                stored = self.con.execute(
-                    "SELECT * EXCLUDE (object_type, object_id, _xact_id) FROM spans "
-                    "WHERE object_type = ? AND object_id = ? AND id = ?",
-                    [object_type, object_id, record["id"]],
-                ).fetchone()
-                if stored is not None:
-                    if _same(stored, record):
-                        result.unchanged += 1
-                        continue
-                    self.con.execute("DELETE FROM spans WHERE object_type = ? AND object_id = ? AND id = ?",
-                                     [object_type, object_id, record["id"]])
-                    result.updated += 1
-                else:
-                    result.inserted += 1
-                record["_xact_id"] = record.get("_xact_id") or next_xact
-                next_xact += 1
-                self.con.execute(_INSERT_SQL, [object_type, object_id, *(record[c] for c in _RECORD_COLUMNS)])
-            self.con.execute("COMMIT")
+            yield
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
-        return result
+        self.con.execute("COMMIT")
+
+    def bulk_loader(self, object_type: str, object_id: str, *, batch_size: int = 50_000) -> BulkLoader:
+        """A streaming upserter; call inside `transaction()`; `add(row)` then `finish()`."""
+        if object_type not in OBJECT_TYPES:
+            raise ValueError(object_type)
+        return BulkLoader(self, object_type, object_id, batch_size=batch_size)
 
     def iter_rows(self, object_type: str, object_id: str, *, where: str = "", params: list[Any] | None = None
                   ) -> Iterator[dict[str, Any]]:
@@ -241,8 +245,9 @@ def parse_created(value: Any) -> datetime | None:
     raise ValueError(f"created: expected an ISO 8601 string, got {type(value).__name__}")
 
 
-def row_to_record(row: dict[str, Any]) -> dict[str, Any]:
-    """A Braintrust row dict -> column values for `spans` (JSON columns as JSON text)."""
+def validate_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Check one Braintrust row; return it normalised (JSON values as Python objects, `created`
+    as a UTC datetime, unknown keys gathered under `extra`). Raises ValueError("field: problem")."""
     if not isinstance(row, dict):
         raise ValueError(f"expected a JSON object, got {type(row).__name__}")
     row_id = row.get("id")
@@ -272,10 +277,18 @@ def row_to_record(row: dict[str, Any]) -> dict[str, Any]:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise ValueError(f"scores.{name}: expected a number or null, got {value!r}")
     for key in JSON_COLUMNS:
-        value = row.get(key)
+        record[key] = row.get(key)
+    extra = {k: v for k, v in row.items() if k not in _KNOWN_KEYS and k != "_is_merge"}
+    record["extra"] = extra or None
+    return record
+
+
+def row_to_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A Braintrust row dict -> column values for `spans` (JSON columns as JSON text)."""
+    record = validate_row(row)
+    for key in (*JSON_COLUMNS, "extra"):
+        value = record[key]
         record[key] = None if value is None else json.dumps(value, ensure_ascii=False)
-    extra = {k: v for k, v in row.items() if k not in _KNOWN_KEYS}
-    record["extra"] = json.dumps(extra, ensure_ascii=False) if extra else None
     return record
 
 
@@ -311,3 +324,142 @@ def _same(stored: tuple[Any, ...], record: dict[str, Any]) -> bool:
         elif value != new:
             return False
     return True
+
+
+def _deep_merge(base: Any, update: Any) -> Any:
+    """Braintrust `_is_merge` semantics: objects merge key by key, anything else replaces."""
+    if isinstance(base, dict) and isinstance(update, dict):
+        merged = dict(base)
+        for key, value in update.items():
+            merged[key] = _deep_merge(base.get(key), value) if key in base else value
+        return merged
+    return update
+
+
+_STAGE_TYPES = {"id": "VARCHAR", "span_id": "VARCHAR", "root_span_id": "VARCHAR", "span_parents": "JSON",
+                "is_root": "BOOLEAN", "created": "TIMESTAMPTZ", "_xact_id": "BIGINT",
+                **{c: "JSON" for c in JSON_COLUMNS if c != "span_parents"}, "extra": "JSON"}
+_COMPARED = [c for c in _RECORD_COLUMNS if c not in ("id", "_xact_id")]
+_TEXT_SAME = " AND ".join(
+    f"s.{c}::VARCHAR IS NOT DISTINCT FROM t.{c}::VARCHAR" if _STAGE_TYPES[c] == "JSON"
+    else f"s.{c} IS NOT DISTINCT FROM t.{c}" for c in _COMPARED)
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+
+
+class BulkLoader:
+    """Streams validated rows into `spans` in batches: stage to a JSONL file, load it with DuckDB's
+    reader, classify against stored rows set-wise (new / textually same / changed), and write only
+    new and changed rows. Identical content (even with reordered keys) counts as unchanged."""
+
+    def __init__(self, store: Store, object_type: str, object_id: str, *, batch_size: int = 50_000) -> None:
+        self.store = store
+        self.con = store.con
+        self.object_type = object_type
+        self.object_id = object_id
+        self.batch_size = batch_size
+        self.result = UpsertResult()
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.tmpdir = Path(tempfile.mkdtemp(prefix=".flywheel-stage-", dir=store.path.parent))
+        self.next_xact = int(self.con.execute("SELECT coalesce(max(_xact_id), 0) FROM spans").fetchone()[0]) + 1
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Validate and queue one row (ValueError names the field on a bad row; nothing is queued)."""
+        if isinstance(row, dict) and row.get("_is_merge") is True:
+            row = self._merged(row)
+        record = validate_row(row)
+        previous = self.pending.get(record["id"])
+        if previous is not None:
+            if _same_record(previous, record):
+                self.result.unchanged += 1
+                return
+            self.result.updated += 1
+        self.pending[record["id"]] = record
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def _merged(self, row: dict[str, Any]) -> dict[str, Any]:
+        row_id = row.get("id")
+        base: dict[str, Any] | None = None
+        if isinstance(row_id, str) and row_id in self.pending:
+            base = _record_as_row(self.pending[row_id])
+        elif isinstance(row_id, str):
+            base = next(self.store.iter_rows(self.object_type, self.object_id, where="id = ?", params=[row_id]), None)
+        update = {k: v for k, v in row.items() if k != "_is_merge"}
+        return update if base is None else _deep_merge(base, update)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        stage = self.tmpdir / "stage.jsonl"
+        with open(stage, "w", encoding="utf-8") as handle:
+            for record in self.pending.values():
+                handle.write(_ENCODE(_stage_line(record)) + "\n")
+        batch = len(self.pending)
+        self.pending = {}
+        columns = "{" + ", ".join(f"'{c}': '{t}'" for c, t in _STAGE_TYPES.items()) + "}"
+        path_literal = str(stage).replace("'", "''")
+        con = self.con
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _flywheel_stage AS SELECT * FROM read_json('{path_literal}', "
+                    f"format='newline_delimited', columns={columns}, maximum_object_size=268435456)")
+        key = [self.object_type, self.object_id]
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _flywheel_write AS SELECT s.id, t.id IS NOT NULL AS present "
+            "FROM _flywheel_stage s LEFT JOIN spans t ON t.object_type = ? AND t.object_id = ? AND t.id = s.id "
+            f"WHERE t.id IS NULL OR NOT ({_TEXT_SAME})", key)
+        changed = [r[0] for r in con.execute("SELECT id FROM _flywheel_write WHERE present").fetchall()]
+        same_after_all = self._semantically_same(changed)
+        if same_after_all:
+            con.execute("DELETE FROM _flywheel_write WHERE id IN (SELECT unnest(?::VARCHAR[]))", [same_after_all])
+        new = con.execute("SELECT count(*) FROM _flywheel_write WHERE NOT present").fetchone()[0]
+        updated = len(changed) - len(same_after_all)
+        self.result.inserted += new
+        self.result.updated += updated
+        self.result.unchanged += batch - new - updated
+        cols = ", ".join(_RECORD_COLUMNS)
+        select = ", ".join(
+            f"coalesce(s._xact_id, {self.next_xact} + row_number() OVER () - 1)" if c == "_xact_id" else f"s.{c}"
+            for c in _RECORD_COLUMNS)
+        con.execute(f"INSERT OR REPLACE INTO spans (object_type, object_id, {cols}) SELECT ?, ?, {select} "
+                    "FROM _flywheel_stage s SEMI JOIN _flywheel_write w ON w.id = s.id", key)
+        self.next_xact += new + updated
+        con.execute("DROP TABLE _flywheel_stage")
+        con.execute("DROP TABLE _flywheel_write")
+
+    def _semantically_same(self, ids: list[str]) -> list[str]:
+        """Of rows whose stored text differs, those whose JSON content is nonetheless equal."""
+        if not ids:
+            return []
+        cols = [c for c in _RECORD_COLUMNS if c != "_xact_id"]
+        select = ", ".join([*(f"s.{c}" for c in cols), *(f"t.{c}" for c in cols)])
+        rows = self.con.execute(
+            f"SELECT {select} FROM _flywheel_stage s JOIN spans t ON t.object_type = ? AND t.object_id = ? "
+            "AND t.id = s.id WHERE s.id IN (SELECT unnest(?::VARCHAR[]))",
+            [self.object_type, self.object_id, ids]).fetchall()
+        n = len(cols)
+        return [r[0] for r in rows if _same(r[n:], dict(zip(cols, r[:n], strict=True)))]
+
+    def finish(self) -> UpsertResult:
+        self.flush()
+        return self.result
+
+    def close(self) -> None:
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+def _stage_line(record: dict[str, Any]) -> dict[str, Any]:
+    line = dict(record)
+    created = line["created"]
+    line["created"] = created.isoformat() if created is not None else None
+    return line
+
+
+def _record_as_row(record: dict[str, Any]) -> dict[str, Any]:
+    row = {k: v for k, v in record.items() if k != "extra"}
+    if record.get("created") is not None:
+        row["created"] = record["created"].astimezone(UTC).isoformat().replace("+00:00", "Z")
+    row.update(record.get("extra") or {})
+    return row
+
+
+def _same_record(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return all(a[k] == b[k] for k in a if k != "_xact_id")
