@@ -173,36 +173,45 @@ def dataset_summary_from_store(store_path: str | os.PathLike[str], experiment: s
         return summarize_dataset(store.iter_rows("dataset", ds), name=name)
 
 
-def build_report_inputs(settings: Any, baseline: str, candidate: str, *, more: Sequence[str] = (),
-                        target: str | None = None, guards: Sequence[str] = (), slice_key: str | None = None,
-                        min_effect: float | None = None, margin: float | None = None, alpha: float | None = None,
-                        ledger_path: str | None = None, dataset_rows_path: str | None = None,
+def build_report_inputs(store_path: str | os.PathLike[str], baseline: str, candidate: str, *,
+                        comparison: Mapping[str, Any] | None = None, project: str | None = None,
+                        settings: Any = None, more: Sequence[str] = (), target: str | None = None,
+                        guards: Sequence[str] = (), slice_key: str | None = None, min_effect: float | None = None,
+                        margin: float | None = None, alpha: float | None = None, ledger: Any = None,
+                        ledger_path: str | os.PathLike[str] | None = None,
+                        dataset_rows_path: str | os.PathLike[str] | None = None,
                         leaderboard_by: Sequence[str] = ("experiment",)) -> dict[str, Any]:
     """Everything `render_report` takes, from the local store and the files given.
 
-    Returns {"comparison", "rows", "ledger", "dataset_summary", "leaderboard"}.
+    Pass `comparison` (a `Comparison.to_dict()` already computed, as the demo has) to skip
+    recomputing it; otherwise it is computed with compare.compare_experiments. `settings` (a
+    config.Settings) only adds trace links when the backend is remote. Returns
+    {"comparison", "rows", "ledger", "dataset_summary", "leaderboard"}:
+    `write_report(inputs.pop("comparison"), out, **inputs)`.
     """
-    from . import compare as compare_mod
     from .fileio import read_json_file
 
-    store = settings.store
-    project = settings.project
-    comparison = compare_mod.compare_experiments(
-        store, baseline, candidate, target=target, guards=list(guards), slice_key=slice_key,
-        min_effect=min_effect, margin=margin, alpha=alpha, project=project).to_dict()
-    rows = load_report_rows(store, baseline, candidate, project=project,
-                            trace_url=_side_urls(settings, baseline, candidate))
-    ledger = read_json_file(ledger_path) if ledger_path else None
+    if comparison is None:
+        from . import compare as compare_mod
+
+        comparison = compare_mod.compare_experiments(
+            store_path, baseline, candidate, target=target, guards=list(guards), slice_key=slice_key,
+            min_effect=min_effect, margin=margin, alpha=alpha, project=project).to_dict()
+    urls = _side_urls(settings, baseline, candidate) if settings is not None else None
+    rows = load_report_rows(store_path, baseline, candidate, project=project, trace_url=urls)
+    if ledger is None and ledger_path:
+        ledger = read_json_file(ledger_path)
     if dataset_rows_path:
         summary = summarize_dataset(read_dataset_rows(dataset_rows_path), name=Path(dataset_rows_path).name)
     else:
-        summary = dataset_summary_from_store(store, baseline, project=project)
+        summary = dataset_summary_from_store(store_path, baseline, project=project)
     board = None
     if more:
         from .leaderboard import leaderboard_from_store
 
-        board = leaderboard_from_store(store, [baseline, candidate, *more], score=comparison.get("target") or target,
-                                       by=list(leaderboard_by), alpha=alpha or 0.05, project=project).to_dict()
+        board = leaderboard_from_store(store_path, [baseline, candidate, *more],
+                                       score=comparison.get("target") or target, by=list(leaderboard_by),
+                                       alpha=alpha or 0.05, project=project).to_dict()
     return {"comparison": comparison, "rows": rows, "ledger": ledger, "dataset_summary": summary,
             "leaderboard": board}
 

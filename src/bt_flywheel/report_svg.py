@@ -64,7 +64,7 @@ def _tick_label(value: float, ticks: Sequence[float]) -> str:
     step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else 1.0
     decimals = f"{step:.6f}".rstrip("0").split(".")[1]
     text = f"{value:.{len(decimals)}f}"
-    return "0" if float(text) == 0 else text
+    return f"{0:.{len(decimals)}f}" if float(text) == 0 else text
 
 
 @dataclass

@@ -1,0 +1,55 @@
+"""`flywheel report`: one self-contained HTML page for a baseline/candidate comparison."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..cliutil import add_settings_args, settings_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "report", help="write a self-contained HTML report (verdict, forest plot, slices, rows, dataset, ledger)",
+        description="Compare BASELINE and CANDIDATE as `flywheel compare` does and write one HTML file with "
+                    "no scripts and no network: the verdict, a forest plot of each score's paired effect, "
+                    "per-slice effects (BH-corrected), score distributions, per-row regressions and "
+                    "improvements, the dataset's split/label balance and the loop ledger. Give more "
+                    "experiments after CANDIDATE to add a leaderboard section over all of them.")
+    parser.add_argument("baseline", metavar="BASELINE", help="baseline experiment name or id")
+    parser.add_argument("candidate", metavar="CANDIDATE", help="candidate experiment name or id")
+    parser.add_argument("more", nargs="*", metavar="EXPERIMENT",
+                        help="further experiments: adds a leaderboard section over all experiments given")
+    parser.add_argument("--target", help="the score the change should improve")
+    parser.add_argument("--guard", action="append", default=[], metavar="SCORE",
+                        help="a score that must not regress (non-inferiority); repeatable")
+    parser.add_argument("--slice", dest="slice_key", metavar="KEY",
+                        help="metadata key to break effects down by, e.g. metadata.facet (BH-corrected)")
+    parser.add_argument("--min-effect", type=float, help="minimum effect δ for `improved` (default 0)")
+    parser.add_argument("--margin", type=float, help="non-inferiority / equivalence margin (default 0.02)")
+    parser.add_argument("--alpha", type=float, help="significance level (default 0.05)")
+    parser.add_argument("--ledger", metavar="FILE", help="the loop ledger JSON file to include")
+    parser.add_argument("--dataset-rows", metavar="FILE",
+                        help="dataset rows (JSONL) for the split/label balance (default: the experiments' dataset "
+                             "in the local store, when recorded)")
+    parser.add_argument("--by", default="experiment",
+                        help="leaderboard cell keys when several experiments are given (default: experiment)")
+    parser.add_argument("--out", required=True, metavar="FILE.html", help="where to write the report")
+    add_settings_args(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..report import write_report
+    from ..report_data import build_report_inputs
+
+    settings = settings_from_args(args)
+    inputs = build_report_inputs(
+        settings.store, args.baseline, args.candidate, project=settings.project, settings=settings, more=args.more, target=args.target, guards=args.guard,
+        slice_key=args.slice_key, min_effect=args.min_effect, margin=args.margin, alpha=args.alpha,
+        ledger_path=args.ledger, dataset_rows_path=args.dataset_rows,
+        leaderboard_by=[k.strip() for k in args.by.split(",") if k.strip()])
+    path = write_report(inputs.pop("comparison"), args.out, **inputs)
+    from ..output import status
+
+    status(f"wrote {path}")
+    return 0
