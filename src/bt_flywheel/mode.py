@@ -65,7 +65,8 @@ def resolve_mode(
     if explicit is True:
         return Mode("autonomous", f"FLYWHEEL_AUTONOMOUS={env['FLYWHEEL_AUTONOMOUS']}")
     if explicit is False and env.get("FLYWHEEL_AUTONOMOUS", "").strip():
-        return Mode("interactive", f"FLYWHEEL_AUTONOMOUS={env['FLYWHEEL_AUTONOMOUS']} overrides CI")
+        overrides = " overrides CI" if _flag(env.get("CI")) is True else ""
+        return Mode("interactive", f"FLYWHEEL_AUTONOMOUS={env['FLYWHEEL_AUTONOMOUS']}{overrides}")
     if _flag(env.get("CI")) is True:
         return Mode("autonomous", f"CI={env['CI']}")
     return Mode("interactive", "no autonomous signal (a non-TTY stdin is not one)")

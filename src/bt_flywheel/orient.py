@@ -27,7 +27,10 @@ def orient(settings: Settings, *, goal: str | None = None, mode_flag: str | None
            environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Everything a session needs to know before its first query."""
     env = os.environ if environ is None else environ
-    mode = resolve_mode(flag=mode_flag, goal=goal if goal is not None else env.get("FLYWHEEL_GOAL"), environ=env)
+    # FLYWHEEL_GOAL may also come from .env (settings precedence); the environment still wins.
+    env_goal = env.get("FLYWHEEL_GOAL") or (
+        settings.goal if str(settings.sources.get("goal", "")).startswith(".env:") else None)
+    mode = resolve_mode(flag=mode_flag, goal=goal if goal is not None else env_goal, environ=env)
     backend = settings.backend_resolved
     end = now_utc().replace(microsecond=0)
     days = settings.window_days
@@ -48,7 +51,7 @@ def orient(settings: Settings, *, goal: str | None = None, mode_flag: str | None
     return {
         "mode": mode.name,
         "mode_reason": mode.reason,
-        "goal": resolve_goal(goal, env),
+        "goal": resolve_goal(goal, {"FLYWHEEL_GOAL": env_goal} if env_goal else {}),
         "project": project,
         "project_source": settings.sources.get("project") if settings.project else settings.sources.get("project_id"),
         "backend": backend,
