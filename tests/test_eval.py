@@ -324,6 +324,16 @@ def test_config_runs_local_dataset_through_agent_function(tmp_path: Path, run_cl
     assert {s["input"]["metadata"]["dataset_row_id"] for s in binary} == {"ds-row-01", "ds-row-04", "ds-row-07"}
     missed = [s for s in binary if s["input"]["metadata"]["dataset_row_id"] == "ds-row-04"]
     assert all(s["scores"]["binary_decision_match"] == 0 for s in missed)
+    if _sql_available():  # the facet-optimizer's failed-rows recipe, unchanged
+        from bt_flywheel.sql import run_query
+
+        failed = run_query(store, "SELECT input.metadata.dataset_row_id AS row_id, input.metadata.split AS split, "
+                                  "input.expected AS expected, input.output AS output "
+                                  "FROM experiment('refusal-baseline') "
+                                  "WHERE span_attributes.name = 'binary_classification_scores' "
+                                  "AND input.metadata.facet = 'refusal' AND scores.binary_decision_match = 0 "
+                                  "LIMIT 20").rows
+        assert failed == [{"row_id": "ds-row-04", "split": "validation", "expected": "refusal", "output": "none"}] * 2
 
     # --split/--first on the command line override the config; --first is smoke mode on train
     code, result, err = _run_json(run_cli, "eval.yaml", "--split", "train", "--first", "2", "--trials", "1")
@@ -367,3 +377,59 @@ def test_eval_file_reads_local_dataset_and_first_applies(tmp_path: Path, run_cli
     code, out, err = run_cli("eval", "eval_refusals.py", "--split", "validation")
     assert (code, out) == (2, "")
     assert "eval_refusals.py: no rows to run after --split validation" in err
+
+
+ASYNC_EVAL = '''\
+import asyncio
+
+from braintrust import Eval
+
+
+async def task(input, hooks):
+    await asyncio.sleep(0.01)
+    return {"label": input.upper(), "trial": hooks.trial_index}
+
+
+def trial_echo(output, metadata):
+    return 1 if output["trial"] == metadata.get("trial", output["trial"]) else 0
+
+
+Eval("async-bot", data=lambda: [{"input": "a"}, {"input": "b"}, {"input": "c"}], task=task,
+     scores=[trial_echo], trial_count=3, max_concurrency=4)
+'''
+
+
+def test_async_task_with_hooks_keeps_trial_indexes(tmp_path: Path, run_cli) -> None:
+    _write(tmp_path / "eval_async.py", ASYNC_EVAL)
+    code, result, err = _run_json(run_cli, "eval_async.py")
+    assert code == 0, err
+    assert result["roots"] == 9 and result["metadata"]["max_concurrency"] == 4
+    roots = [s for s in _spans(tmp_path / ".flywheel/store.duckdb", result["experiment_id"]) if s["is_root"]]
+    assert all(r["output"]["trial"] == r["metadata"]["trial"] for r in roots)
+    assert sorted((r["input"], r["metadata"]["trial"]) for r in roots) == [
+        (x, t) for x in "abc" for t in range(3)]
+
+
+SCORER_ERROR_EVAL = '''\
+from braintrust import Eval
+
+
+def picky(output, expected):
+    if expected == "boom":
+        raise KeyError("no rubric for this row")
+    return output == expected
+
+
+Eval("picky", data=lambda: [{"input": "x", "expected": "x"}, {"input": "y", "expected": "boom"}],
+     task=lambda input: input, scores=[picky])
+'''
+
+
+def test_scorer_error_exits_1_and_names_scorer_and_row(tmp_path: Path, run_cli) -> None:
+    from bt_flywheel.evals_data import input_hash
+
+    _write(tmp_path / "eval_picky.py", SCORER_ERROR_EVAL)
+    code, out, err = run_cli("eval", "eval_picky.py")
+    assert code == 1
+    assert f"error: scorer picky failed on row {input_hash('y')} (trial 0, input 'y'): KeyError: 'no rubric for this row'" in err
+    assert "picky" in out and "errors: 1" in out  # the summary still prints

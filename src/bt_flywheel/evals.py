@@ -325,8 +325,11 @@ def _run_one(evaluator: Any, *, path: Path, file_sha: str, split: str | None, fi
         metadata["experiment_url"] = experiment_url
     with Store(store) as st:
         project_id = st.ensure_project(project_name)
-        if st.find_object("experiment", experiment_id):
+        if not remote and st.find_object("experiment", experiment_id):  # another run took the name meanwhile
             experiment_name = _unique_name(st, experiment_name, project_id)
+            experiment_id = local_id("experiment", f"{project_id}:{experiment_name}")
+            for row in rows:
+                row["experiment_id"] = experiment_id
         st.create_object("experiment", experiment_name, project_id, metadata=metadata, object_id=experiment_id)
         st.upsert_rows("experiment", experiment_id, rows)
     means, counts = _score_means(roots)
