@@ -185,3 +185,24 @@ def test_rubric_scorer_judges_through_an_openai_compatible_endpoint(fake_openai:
     assert sent["tool_choice"]["function"]["name"] == "select_choice"
     with pytest.raises(InputError, match="rubric is empty"):
         rubric_scorer("  ")
+
+
+def test_rubric_scorer_inside_a_local_eval_logs_a_score_span(fake_openai: list[dict], tmp_path: Path,
+                                                             run_cli) -> None:
+    (tmp_path / "eval_judge.py").write_text(
+        "from braintrust import Eval\n"
+        "from bt_flywheel.scorers import rubric_scorer\n"
+        "Eval('judge-bot', data=lambda: [{'input': 'broken mug'}, {'input': 'late parcel'}],\n"
+        "     task=lambda input: 'refund issued' if 'mug' in input else 'see FAQ',\n"
+        "     scores=[rubric_scorer('Offer a refund.', name='offers_refund', model='judge-1')])\n")
+    code, out, err = run_cli("eval", "eval_judge.py", "--json", "--silent")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["scores"] == {"offers_refund": 0.5} and len(fake_openai) == 2
+    from bt_flywheel.store import Store
+
+    with Store(tmp_path / ".flywheel/store.duckdb", read_only=True) as st:
+        spans = list(st.iter_rows("experiment", result["experiment_id"]))
+    judged = {s["input"]["input"]: s["output"]["score"] for s in spans
+              if s["span_attributes"]["name"] == "offers_refund"}
+    assert judged == {"broken mug": 1, "late parcel": 0}
