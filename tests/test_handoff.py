@@ -352,7 +352,7 @@ def test_idempotency_key_is_stable_across_runs():
     ([{"role": "target", "verdict": "improved"}, {"role": "guard", "verdict": "regressed"}], "failed"),
     ([{"role": "target", "verdict": "regressed"}], "failed"),
     ([{"role": "target", "verdict": "inconclusive"}], "inconclusive"),
-    ([{"role": "target", "verdict": "equivalent"}], "passed"),
+    ([{"role": "target", "verdict": "equivalent"}], "failed"),
 ])
 def test_verification_status_from_verdicts(scores, status):
     assert verification_status(scores) == status
@@ -371,6 +371,30 @@ def test_set_verification_reads_stats_score_comparisons():
     assert ver["scores"][0]["ci"] == pytest.approx([target.ci.low, target.ci.high])
     assert ver["scores"][0]["verdict"] == target.verdict
     assert {r["row_id"] for r in ver["regressions"]} == {r.id for r in target.regressions}
+
+
+def test_set_verification_reads_a_compare_comparison():
+    compare = pytest.importorskip("bt_flywheel.compare")
+    rows = range(60)
+
+    def experiment(eid: str, refusal: int, factuality: int) -> Any:
+        scores = {"Refusal": {f"r{i}": [1.0 if i % refusal else 0.0] * 3 for i in rows},
+                  "Factuality": {f"r{i}": [0.9 if i % factuality else 0.8] * 3 for i in rows}}
+        return compare.ExperimentScores(id=eid, name=eid, created=None, metadata={}, root_rows=180,
+                                        scores=scores, available={"Refusal", "Factuality"})
+
+    result = compare.compare_loaded(experiment("base", 3, 5), experiment("cand", 11, 7), target="Refusal",
+                                    guards=["Factuality"], n_resamples=200)
+    b = _builder()
+    b.set_verification(result, split="validation")
+    ver = b.verification
+    assert ver["status"] == result.status == "passed"
+    assert (ver["baseline"], ver["candidate"], ver["target"]) == ("base", "cand", "Refusal")
+    assert [s["name"] for s in ver["scores"]] == ["Refusal", "Factuality"]
+    assert ver["multiplicity"]["method"] == "holm"
+    assert ver["regression_threshold"] == result.threshold
+    b.set_outcome("improved", severity="low", confidence="high", why="w", summary="s")
+    assert validate_handoff(b.build()) == []
 
 
 @pytest.mark.parametrize("call,expected", [

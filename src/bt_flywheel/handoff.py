@@ -362,16 +362,18 @@ def _jsonable(value: Any) -> Any:
 
 
 def verification_status(scores: Sequence[Mapping[str, Any]]) -> str:
-    """passed: target improved (or equivalent) and every guard non-inferior; failed: target
-    regressed or a guard inferior; otherwise inconclusive; not_run when there are no scores."""
+    """passed: target improved and every guard non-inferior; failed: target regressed or shown
+    equivalent, or a guard regressed/inferior; otherwise inconclusive; not_run without scores."""
     if not scores:
         return "not_run"
     targets = [s for s in scores if s.get("role") == "target"]
     guards = [s for s in scores if s.get("role") == "guard"]
     if any(s.get("verdict") in ("regressed", "inferior") for s in scores):
         return "failed"
+    if any(s.get("verdict") == "equivalent" for s in targets):
+        return "failed"  # shown to make no difference: nothing to keep (as `flywheel compare` decides)
     guards_ok = all(s.get("verdict") in ("non_inferior", "equivalent", "improved") for s in guards)
-    if targets and all(s.get("verdict") in ("improved", "equivalent") for s in targets) and guards_ok:
+    if targets and all(s.get("verdict") == "improved" for s in targets) and guards_ok:
         return "passed"
     return "inconclusive"
 
@@ -457,10 +459,11 @@ class HandoffBuilder:
         })
         return self
 
-    def set_verification(self, comparison: Mapping[str, Any] | None = None, *, status: str | None = None,
+    def set_verification(self, comparison: Any = None, *, status: str | None = None,
                          baseline: str | None = None, candidate: str | None = None, target: str | None = None,
                          split: str | None = None, note: str | None = None) -> HandoffBuilder:
-        """Fill `verification` from a comparison dict (e.g. `flywheel compare --json`).
+        """Fill `verification` from a comparison: `compare.Comparison`, its `to_dict()` (what
+        `flywheel compare --json` prints), or any dict of the same shape.
 
         Reads `baseline`, `candidate`, `target`, `scores` (list, or a {name: result} mapping;
         the target is the score named `target` or with role target, the rest are guards),
@@ -468,6 +471,8 @@ class HandoffBuilder:
         `multiplicity` ("holm" or {"method", "applies_to"}), `split`. `status` defaults to
         `verification_status(scores)`. Keyword arguments override the dict.
         """
+        if hasattr(comparison, "to_dict"):  # compare.Comparison
+            comparison = comparison.to_dict()
         comp = dict(comparison or {})
         target_name = target or _first(comp, "target", "target_score")
         raw_scores = comp.get("scores") or []
@@ -523,7 +528,8 @@ class HandoffBuilder:
             verification["split"] = chosen_split
         if comp.get("regression_threshold") is not None:
             verification["regression_threshold"] = float(comp["regression_threshold"])
-        notes = [str(n) for raw in raw_scores for n in raw.get("notes") or []]
+        notes = [str(n) for n in comp.get("notes") or []]
+        notes += [str(n) for raw in raw_scores for n in raw.get("notes") or []]
         note = note or comp.get("note") or ("; ".join(dict.fromkeys(notes)) if notes else None)
         if note:
             verification["note"] = note
