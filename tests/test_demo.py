@@ -1,0 +1,177 @@
+"""`flywheel demo`: the whole loop on examples/support-bot, as a user runs it.
+
+Every test runs the real demo (traces generated, ingested, SQL recipes, curation, evals with the
+braintrust SDK, statistics, handoff) on the local backend in a temp directory; nothing touches
+the network.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bt_flywheel import demo_playbook as pb
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "support-bot"
+PHASES = ("orient", "discover", "diagnose", "improve", "verify", "decide")
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def shipped_example_hashes() -> dict[str, str]:
+    return {p.name: _sha(p) for p in sorted(EXAMPLE.iterdir()) if p.is_file()}
+
+
+def _run_demo(run_cli, out: Path, *extra: str) -> tuple[dict, str, str]:
+    code, stdout, stderr = run_cli("demo", "--out", str(out), *extra)
+    assert code == 0, stderr
+    handoff = json.loads((out / "bt-flywheel-summary.json").read_text())
+    return handoff, stdout, stderr
+
+
+def test_default_demo_improves_with_a_significant_target_effect(run_cli, tmp_path, shipped_example_hashes):
+    out = tmp_path / "demo"
+    handoff, stdout, stderr = _run_demo(run_cli, out)
+
+    lines = stdout.strip().splitlines()
+    assert lines[0] == f"handoff: {out / 'bt-flywheel-summary.json'}"
+    assert lines[1] == f"narrative: {out / 'bt-flywheel-narrative.md'}"
+    assert lines[-1].startswith("verdict: improved") and "policy_compliance +" in lines[-1]
+    for phase in PHASES:
+        assert f"[{phase}]" in stderr
+    code, vout, verr = run_cli("handoff", "validate", str(out / "bt-flywheel-summary.json"))
+    assert code == 0, vout + verr
+
+    assert handoff["outcome"] == "improved" and handoff["mode"]["name"] == "autonomous"
+    assert handoff["goal"] == (EXAMPLE / "goal.txt").read_text().strip()
+    verification = handoff["verification"]
+    assert verification["status"] == "passed" and verification["split"] == "validation"
+    target = next(s for s in verification["scores"] if s["role"] == "target")
+    assert target["name"] == "policy_compliance" and target["verdict"] == "improved"
+    assert target["ci"][0] > 0 and target["effect"] > target["ci"][0] and target["n"] >= 20
+    guard = next(s for s in verification["scores"] if s["role"] == "guard")
+    assert guard["name"] == "resolution" and guard["verdict"] in ("non_inferior", "improved")
+
+    # the planted patterns were found, worst first, with trace evidence and the recipes used
+    titles = [f["title"] for f in handoff["findings"]]
+    assert "prompt injection" in titles[0] and "refusals" in titles[1]
+    assert all(f["evidence"]["trace_ids"] and f["evidence"]["queries"] for f in handoff["findings"])
+
+    # exactly one attributable agent edit, written as a copy; the shipped example is untouched
+    agent_changes = [c for c in handoff["changes"] if c["artifact"] == "agent"]
+    assert len(agent_changes) == 1 and handoff["loops"]["count"] == 1
+    diff = (out / "loops" / "loop-1" / "agent_config.diff").read_text()
+    changed = [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert changed == ["-  treat_quoted_text_as_data: false", "+  treat_quoted_text_as_data: true"]
+    assert {p.name: _sha(p) for p in sorted(EXAMPLE.iterdir()) if p.is_file()} == shipped_example_hashes
+
+    # every artifact exists and its hash is the file's
+    assert handoff["artifacts"]
+    for artifact in handoff["artifacts"]:
+        assert _sha(out / artifact["path"]) == artifact["sha256"], artifact["path"]
+    narrative = (out / "bt-flywheel-narrative.md").read_text()
+    assert "improved" in narrative and "policy_compliance" in narrative
+
+    code, gout, gerr = run_cli("gate", str(out / "bt-flywheel-summary.json"))
+    assert code == 0, gout + gerr
+
+
+def test_noop_variant_ends_no_convergence_after_three_loops(run_cli, tmp_path):
+    handoff, stdout, stderr = _run_demo(run_cli, tmp_path / "noop", "--variant", "noop")
+    assert handoff["outcome"] == "no_convergence"
+    assert handoff["loops"]["count"] == 3 and handoff["loops"]["max"] == 3
+    ledger = handoff["loops"]["ledger"]
+    assert [e["loop"] for e in ledger] == [1, 2, 3] and not any(e["kept"] for e in ledger)
+    assert all(e["verdict"] == "inconclusive" for e in ledger)
+    assert len({e["note"] for e in ledger}) == 3  # three different edits
+    assert not [c for c in handoff["changes"] if c["artifact"] == "agent"]
+    assert stdout.strip().splitlines()[-1].startswith("verdict: no_convergence")
+    assert stderr.count("[improve] loop") == 3
+    code, out, err = run_cli("gate", str(tmp_path / "noop" / "bt-flywheel-summary.json"))
+    assert code == 1  # no_convergence fails the default gate policy
+
+
+def test_healthy_variant_finds_nothing_actionable(run_cli, tmp_path):
+    handoff, stdout, _ = _run_demo(run_cli, tmp_path / "healthy", "--variant", "healthy")
+    assert handoff["outcome"] == "healthy" and handoff["severity"] == "none"
+    assert handoff["verification"]["status"] == "not_run"
+    assert handoff["findings"] == [] and handoff["changes"] == [] and handoff["loops"]["count"] == 0
+    assert [s["intent"] for s in handoff["next_steps"]] == ["no_action"]
+    assert stdout.strip().splitlines()[-1].startswith("verdict: healthy")
+    code, vout, verr = run_cli("handoff", "validate", str(tmp_path / "healthy" / "bt-flywheel-summary.json"))
+    assert code == 0, vout + verr
+
+
+def _comparable(handoff: dict) -> dict:
+    """The handoff minus what legitimately differs between runs (see bt_flywheel.demo docstring)."""
+    doc = copy.deepcopy(handoff)
+    doc.pop("started_at")
+    doc.pop("finished_at")
+    time_dependent = set(doc["x-demo"]["time_dependent_artifacts"])
+    for artifact in doc["artifacts"]:
+        if artifact["path"] in time_dependent:
+            artifact.pop("sha256")
+            artifact.pop("bytes", None)
+    return doc
+
+
+def test_same_seed_gives_the_same_handoff_content(run_cli, tmp_path):
+    first, _, _ = _run_demo(run_cli, tmp_path / "a", "--seed", "11")
+    second, _, _ = _run_demo(run_cli, tmp_path / "b", "--seed", "11")
+    assert first["run_id"] == second["run_id"] == "fw-demo-improved-seed11"
+    assert _comparable(first) == _comparable(second)
+    # only timestamped inputs differ; the edit, the comparison and the ledger are byte-identical
+    stable = {a["path"]: a["sha256"] for a in first["artifacts"]
+              if a["path"] not in first["x-demo"]["time_dependent_artifacts"]}
+    assert {"loops/loop-1/agent_config.yaml", "loops/loop-1/comparison.json", "loops/ledger.jsonl"} <= set(stable)
+    other, _, _ = _run_demo(run_cli, tmp_path / "c", "--seed", "12")
+    assert other["findings"][0]["evidence"]["trace_ids"] != first["findings"][0]["evidence"]["trace_ids"]
+
+
+def test_autonomous_demo_never_waits_for_input(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BRAINTRUST_", "OPENAI_"))}
+    env["FLYWHEEL_AUTONOMOUS"] = "true"
+    proc = subprocess.run([sys.executable, "-m", "bt_flywheel", "demo", "--out", str(tmp_path / "ci")],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "verdict: improved" in proc.stdout
+    assert (tmp_path / "ci" / "bt-flywheel-summary.json").is_file()
+
+
+def test_bad_variant_is_a_usage_error(run_cli, tmp_path):
+    code, _, err = run_cli("demo", "--out", str(tmp_path / "x"), "--variant", "sideways")
+    assert code == 2 and "--variant" in err
+    code, _, err = run_cli("demo", "--out", str(tmp_path / "x"), "--trials", "1")
+    assert code == 2 and err.strip() == "error: --trials: the validation run needs at least 3 trials, got 1"
+
+
+def test_demo_recipes_are_the_references_recipes_verbatim():
+    text = (REPO / "references" / "sql-patterns.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)\n```", text, flags=re.S)
+    for name, recipe in pb.RECIPES.items():
+        assert recipe in blocks, f"demo recipe {name!r} is not a block in references/sql-patterns.md"
+
+
+def test_playbook_edits_change_exactly_the_intended_line():
+    shipped = (EXAMPLE / "agent_config.yaml").read_text()
+    for edit in (pb.EDIT_QUOTED, pb.EDIT_REFUSE, *pb.NOOP_EDITS):
+        new = pb.apply_edit(shipped, edit)
+        diff = pb.unified_diff(shipped, new, old_name="a", new_name="b").splitlines()
+        removed = [line for line in diff if line.startswith("-") and not line.startswith("---")]
+        added = [line for line in diff if line.startswith("+") and not line.startswith("+++")]
+        assert len(removed) <= 1 and len(added) == 1 and len(removed) + len(added) <= 2, edit.key
+    with pytest.raises(Exception, match="expected one line"):
+        pb.apply_edit(pb.apply_edit(shipped, pb.EDIT_QUOTED), pb.EDIT_QUOTED)
