@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..cliutil import add_settings_args, settings_from_args
-from ..output import Progress, print_json, status
+from ..output import print_json, status
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,12 +46,18 @@ def run_ingest(args: argparse.Namespace) -> int:
     if not settings.project:
         raise InputError("--project: required (the project these spans belong to)",
                          hint="pass --project NAME or set FLYWHEEL_PROJECT")
-    progress = Progress("ingest", silent=args.quiet, every_seconds=2.0)
+    seen = [0]
+
+    def progress(n: int) -> None:
+        seen[0] += n
+        if not args.quiet and seen[0] % 100_000 == 0:
+            status(f"ingest: {seen[0]} rows read")
+
     with Store(settings.store) as store:
         result = ingest(store, args.path, project=settings.project, skip_bad=args.skip_bad,
                         experiment=args.experiment, dataset=args.dataset,
                         on_bad=None if args.json else (lambda m: status(f"skipped: {m}")),
-                        on_progress=progress.advance)
+                        on_progress=progress)
     if args.json:
         print_json(result.as_dict())
     else:

@@ -1,0 +1,89 @@
+"""Hostile SQL is refused with a one-line error (exit 2) and the store is unchanged; and even SQL that
+got past the parser cannot touch files, because DuckDB runs with external access disabled."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from bt_flywheel import sql as sql_module
+from bt_flywheel.errors import InputError
+from bt_flywheel.sql import run_query
+from bt_flywheel.sql_translate import Translation
+from bt_flywheel.synth import generate_spans
+
+HOSTILE = [
+    "SELECT 1 FROM project_logs('demo') WHERE id = 'x'; DROP TABLE spans",
+    "DROP TABLE spans",
+    "CREATE TABLE x AS SELECT 1",
+    "INSERT INTO spans SELECT * FROM spans",
+    "DELETE FROM spans",
+    "UPDATE spans SET id = 'x'",
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM read_csv_auto('/etc/passwd')",
+    "SELECT * FROM read_parquet('x.parquet')",
+    "SELECT * FROM read_json_auto('/etc/hosts')",
+    "SELECT * FROM '/etc/passwd'",
+    "SELECT * FROM glob('*')",
+    "ATTACH 'other.duckdb' AS other",
+    "COPY spans TO 'out.csv'",
+    "COPY (SELECT 1) TO 'out.csv'",
+    "EXPORT DATABASE 'dump'",
+    "PRAGMA database_list",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "SET enable_external_access = true",
+    "RESET lock_configuration",
+    "SELECT * FROM spans",
+    "SELECT * FROM projects",
+    "SELECT * FROM information_schema.tables",
+    "SELECT * FROM duckdb_settings()",
+    "WITH x AS (SELECT 1) SELECT * FROM x",
+    "SELECT id FROM project_logs('demo') WHERE id = 'x' UNION SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT (SELECT count(*) FROM read_text('/etc/passwd')) FROM project_logs('demo') WHERE id = 'x'",
+    "SELECT getenv('HOME') FROM project_logs('demo') WHERE id = 'x'",
+    "SELECT current_setting('enable_external_access') FROM project_logs('demo') WHERE id = 'x'",
+    "SELECT * FROM project_logs('demo') WHERE id IN (SELECT column0 FROM read_csv('/etc/passwd'))",
+    "CALL pragma_version()",
+    "SELECT 1 INTO t FROM project_logs('demo') WHERE id = 'x'",
+    "",
+    "   ;  ",
+]
+
+
+@pytest.fixture
+def store(run_cli, tmp_path: Path) -> Path:
+    src = tmp_path / "s.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in generate_spans(30, seed=5)))
+    assert run_cli("ingest", str(src), "--project", "demo", "--quiet")[0] == 0
+    return tmp_path / ".flywheel" / "store.duckdb"
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("query", HOSTILE)
+def test_hostile_sql_is_refused_and_store_unchanged(run_cli, store: Path, query: str) -> None:
+    before = _digest(store)
+    code, out, err = run_cli("sql", query)
+    assert code == 2, (query, out, err)
+    assert out == ""
+    assert err.startswith("error: sql: ") and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert _digest(store) == before
+    assert not Path("out.csv").exists() and not Path("dump").exists() and not Path("other.duckdb").exists()
+
+
+def test_duckdb_sandbox_blocks_files_even_if_the_parser_missed_it(store: Path, monkeypatch) -> None:
+    """Defense in depth: feed DuckDB file-reading SQL directly; the read-only, external-access-disabled
+    connection refuses it."""
+    for evil in ("SELECT * FROM read_csv('/etc/passwd')", "COPY (SELECT 1) TO 'leak.csv'",
+                 "ATTACH 'x.duckdb' AS x", "SET enable_external_access = true", "INSTALL httpfs"):
+        monkeypatch.setattr(sql_module, "translate", lambda *a, _evil=evil, **k: Translation(sql=_evil))
+        with pytest.raises(InputError):
+            run_query(store, "SELECT 1")
+    assert not Path("leak.csv").exists() and not Path("x.duckdb").exists()
