@@ -1,0 +1,138 @@
+"""`flywheel compare BASELINE CANDIDATE --target SCORE [--guard SCORE ...]`: paired statistics."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..cliutil import add_settings_args, settings_from_args
+from ..output import print_json, print_table
+from ..redact import redact
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "compare", help="compare two experiments with paired statistics (verify & decide)",
+        description="Pair two experiments by dataset row id, average trials per row, and report the "
+        "effect, CI, p, verdict per score (DESIGN.md §8): paired t (cluster-robust with --cluster), exact "
+        "McNemar for binary scores, a paired bootstrap cross-check, TOST, non-inferiority for guards, Holm "
+        "across scores, Benjamini-Hochberg across slices, and the rows needed when inconclusive.")
+    parser.add_argument("baseline", help="baseline experiment name or id")
+    parser.add_argument("candidate", help="candidate experiment name or id")
+    parser.add_argument("--target", required=True, help="the score to improve")
+    parser.add_argument("--guard", action="append", default=[], metavar="SCORE",
+                        help="a score that must not get worse (non-inferiority); repeatable")
+    parser.add_argument("--min-effect", type=float, default=0.0,
+                        help="improved only if the CI lower bound exceeds this (default 0)")
+    parser.add_argument("--margin", type=float, default=0.02,
+                        help="equivalence / non-inferiority margin (default 0.02)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    parser.add_argument("--slice", dest="slice_key", metavar="KEY",
+                        help="also compare per value of this row path, e.g. metadata.facet (BH-corrected)")
+    parser.add_argument("--cluster", dest="cluster_key", metavar="KEY",
+                        help="row path of a cluster id (e.g. metadata.conversation_id): cluster-robust SE")
+    parser.add_argument("--threshold", type=float, default=0.25,
+                        help="a row regressed if its score dropped by more than this (default 0.25)")
+    parser.add_argument("--resamples", type=int, default=10_000,
+                        help="bootstrap resamples for the cross-check (default 10000; 0 skips it)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--out", metavar="FILE", help="also write the JSON result to FILE (atomically)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    add_settings_args(parser, backend=False)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..compare import compare_experiments
+    from ..fileio import atomic_write_json
+
+    settings = settings_from_args(args)
+    comparison = compare_experiments(
+        settings.store, args.baseline, args.candidate, target=args.target, guards=args.guard,
+        min_effect=args.min_effect, margin=args.margin, alpha=args.alpha, threshold=args.threshold,
+        slice_key=args.slice_key, cluster_key=args.cluster_key, n_resamples=args.resamples, seed=args.seed,
+        project=settings.project)
+    doc = comparison.to_dict()
+    if args.out:
+        atomic_write_json(args.out, doc)
+    if args.json:
+        print_json(doc)
+    else:
+        print_report(doc)
+    return 0
+
+
+def _num(value: Any, digits: int = 4, *, sign: bool = False) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def _p(value: Any) -> str:
+    if value is None:
+        return "-"
+    return "<0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
+def _ci(ci: list[Any]) -> str:
+    return f"[{_num(ci[0])}, {_num(ci[1])}]" if ci and ci[0] is not None else "-"
+
+
+def _say(text: str = "") -> None:
+    print(redact(text))
+
+
+def print_report(doc: dict[str, Any]) -> None:
+    exps = doc["experiments"]
+    for side in ("baseline", "candidate"):
+        e = exps[side]
+        _say(f"{side}: {e['name']} ({e['id']}) - {e['rows']} rows, {e['root_rows']} row-trials")
+    level = int(round((1 - doc["alpha"]) * 100))
+    rows = []
+    for s in doc["scores"]:
+        rows.append({"score": s["name"], "role": s["role"], "n": s["n"],
+                     "baseline mean": _num(s["baseline_mean"]), "candidate mean": _num(s["candidate_mean"]),
+                     "effect": _num(s["effect"], sign=True), f"{level}% CI": _ci(s["ci"]), "p": _p(s["p"]),
+                     "method": s["method"], "verdict": s["verdict"]})
+    print_table(rows)
+    checks = []
+    for s in doc["scores"]:
+        boot, mcn, tost, power = s["bootstrap"], s["mcnemar"], s["tost"], s["power"]
+        checks.append({
+            "score": s["name"],
+            "bootstrap CI": _ci(boot["ci"]) if boot else "-",
+            "McNemar p (lost/gained)": f"{_p(mcn['p'])} ({mcn['lost']}/{mcn['gained']})" if mcn else "-",
+            f"TOST p (±{_num(doc['margin'])})": _p(tost["p"]) if tost else "-",
+            "p (Holm)": _p(s["p_holm"]),
+            "rows for 80% power": (power["required_n"] if power and power["required_n"] is not None else "-"),
+        })
+    _say("cross-checks:")
+    print_table(checks)
+    keep = "keep the candidate" if doc["keep"] else "do not keep the candidate"
+    guards = "" if doc["guards_ok"] is None else f"; guards {'ok' if doc['guards_ok'] else 'NOT ok'}"
+    _say(f"status: {doc['status']} - target {doc['target']} {doc['target_verdict']}{guards}; {keep}")
+    _say(f"multiplicity: {doc['multiplicity']['method']} ({doc['multiplicity']['applies_to']})")
+    regs = doc["regressions"]
+    _say()
+    _say(f"regressions (score dropped by more than {_num(doc['regression_threshold'])}): {len(regs)}")
+    if regs:
+        print_table([{"score": r["score"], "row": r["row_id"], "baseline": _num(r["baseline"]),
+                      "candidate": _num(r["candidate"]), "drop": _num(r["drop"])} for r in regs[:20]])
+        if len(regs) > 20:
+            _say(f"... {len(regs) - 20} more (see --json)")
+    slices = doc.get("slices")
+    if slices:
+        _say()
+        _say(f"slices by {slices['key']} (Benjamini-Hochberg across {slices['tests']} slice tests; "
+             f"q < {doc['alpha']:g} is significant):")
+        print_table([{"value": r["value"], "score": r["score"], "n": r["n"], "effect": _num(r["effect"], sign=True),
+                      f"{level}% CI": _ci(r["ci"]), "p": _p(r["p"]), "q (BH)": _p(r["q"]),
+                      "significant": ("yes, " + r["direction"]) if r["significant"] else "no"}
+                     for r in slices["results"]])
+    notes = list(dict.fromkeys([*doc["notes"], *(n for s in doc["scores"] for n in s["notes"])]))
+    if notes:
+        _say()
+        for note in notes:
+            _say(f"note: {note}")
