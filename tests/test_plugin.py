@@ -1,0 +1,131 @@
+"""Plugin packaging: the two plugin manifests agree (drift test), the marketplace entry points at
+this plugin, the slash command passes its arguments as the goal, the subagents are limited to
+the tools their job needs, and the real `claude plugin validate --strict` accepts it when Claude
+Code is installed (.ci/run installs it from npm). The validator is run with a temp HOME and
+HTTP(S)_PROXY on a closed loopback port, so it cannot reach the network."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from bt_flywheel.skill_export import split_frontmatter
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load(path: str) -> dict:
+    return json.loads((REPO / path).read_text(encoding="utf-8"))
+
+
+def frontmatter(path: str) -> tuple[dict, str]:
+    return split_frontmatter((REPO / path).read_text(encoding="utf-8"), source=path)
+
+
+def tool_list(value: str | list) -> list[str]:
+    if isinstance(value, list):
+        return [str(v).strip() for v in value]
+    return [part.strip() for part in re.split(r",(?![^(]*\))", value) if part.strip()]
+
+
+def test_plugin_manifests_do_not_drift() -> None:
+    assert load("plugin.json") == load(".claude-plugin/plugin.json")
+
+
+def test_manifest_names_the_parts_that_exist() -> None:
+    manifest = load(".claude-plugin/plugin.json")
+    version = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    assert manifest["name"] == "bt-flywheel"
+    assert manifest["version"] == version
+    assert (REPO / manifest["skills"] / "bt-flywheel" / "SKILL.md").is_file()
+    assert (REPO / manifest["commands"] / "bt-flywheel.md").is_file()
+    assert sorted(Path(p).name for p in manifest["agents"]) == ["flywheel-analyst.md", "flywheel-judge.md"]
+    for path in manifest["agents"]:
+        assert (REPO / path).is_file(), path
+
+
+def test_marketplace_lists_this_plugin() -> None:
+    market = load(".claude-plugin/marketplace.json")
+    manifest = load(".claude-plugin/plugin.json")
+    (entry,) = market["plugins"]
+    assert entry["name"] == manifest["name"]
+    assert entry["version"] == manifest["version"]
+    assert (REPO / entry["source"] / ".claude-plugin" / "plugin.json").is_file()
+    assert market["owner"]["name"]
+
+
+def test_slash_command_passes_the_goal_to_the_skill() -> None:
+    meta, body = frontmatter("commands/bt-flywheel.md")
+    assert meta["description"] and meta["argument-hint"]
+    assert "$ARGUMENTS" in body
+    assert "`bt-flywheel` skill" in body
+    assert "mode: autonomous" in body
+
+
+def test_judge_reads_and_writes_the_export_only() -> None:
+    meta, body = frontmatter("agents/flywheel-judge.md")
+    assert meta["name"] == "flywheel-judge"
+    assert tool_list(meta["tools"]) == ["Read", "Write"]
+    for needle in ("flywheel label export", "flywheel label apply", "rubric", "never edits code"):
+        assert needle in meta["description"] + body
+    assert "bt-flywheel-labels/v1" in body
+
+
+def test_analyst_is_read_only() -> None:
+    meta, body = frontmatter("agents/flywheel-analyst.md")
+    assert meta["name"] == "flywheel-analyst"
+    tools = tool_list(meta["tools"])
+    assert {"Read", "Grep"} <= set(tools)
+    assert not {"Write", "Edit", "MultiEdit", "NotebookEdit"} & set(tools)
+    bash = [t for t in tools if t.startswith("Bash")]
+    assert bash, "the analyst needs Bash for SQL and trace views"
+    for rule in bash:
+        assert re.fullmatch(r"Bash\((scripts/flywheel sql|flywheel sql|bt sql|bt view):\*\)", rule), rule
+
+
+# ------------------------------------------------------------------------- the real validator
+
+def _claude() -> str | None:
+    return shutil.which("claude")
+
+
+def _validate(target: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_"))}
+    env.update({"HOME": str(home), "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+                "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "NO_PROXY": "",
+                "DISABLE_AUTOUPDATER": "1", "DISABLE_TELEMETRY": "1", "DISABLE_ERROR_REPORTING": "1",
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "NO_COLOR": "1"})
+    return subprocess.run([_claude(), "plugin", "validate", "--strict", str(target)], capture_output=True,
+                          text=True, timeout=180, env=env, stdin=subprocess.DEVNULL)
+
+
+needs_claude = pytest.mark.skipif(_claude() is None,
+                                  reason="Claude Code not installed (npm i @anthropic-ai/claude-code; .ci/run does)")
+
+
+@needs_claude
+@pytest.mark.parametrize("target", [".", ".claude-plugin/plugin.json"])
+def test_claude_plugin_validate_strict(target: str, tmp_path: Path) -> None:
+    proc = _validate(REPO / target, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Validation passed" in proc.stdout
+
+
+@needs_claude
+def test_claude_plugin_validate_catches_a_broken_copy(tmp_path: Path) -> None:
+    """The same validator fails a copy with a broken agent, so its pass above means something."""
+    copy = tmp_path / "plugin"
+    for part in (".claude-plugin", "agents", "commands", "skills"):
+        shutil.copytree(REPO / part, copy / part)
+    (copy / ".claude-plugin" / "marketplace.json").unlink()
+    (copy / "agents" / "flywheel-judge.md").write_text("---\nname: [unclosed\n---\nbody\n", encoding="utf-8")
+    proc = _validate(copy, tmp_path)
+    assert proc.returncode != 0
+    assert "flywheel-judge.md" in proc.stdout + proc.stderr
