@@ -161,11 +161,21 @@ def _add_line(loader: Any, line: bytes) -> str | None:
         detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
         column = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         return f"row: invalid JSON ({detail}{column})"
+    if (b"\\ud" in line or b"\\uD" in line) and _has_lone_surrogate(row):
+        return "row: text contains an unpaired UTF-16 surrogate escape (\\ud800-\\udfff), not valid Unicode"
     try:
         loader.add(row)
     except ValueError as exc:
         return str(exc)
     return None
+
+
+def _has_lone_surrogate(row: Any) -> bool:
+    try:
+        json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _resolve_project(store: Store, project: str, sources: list[Source]) -> str:

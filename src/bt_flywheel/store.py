@@ -235,7 +235,10 @@ def parse_created(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(float(value), UTC)
+        try:
+            return datetime.fromtimestamp(float(value), UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"created: epoch seconds out of range: {value!r}") from None
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -269,6 +272,8 @@ def validate_row(row: dict[str, Any]) -> dict[str, Any]:
     record["created"] = parse_created(row.get("created"))
     xact = row.get("_xact_id")
     record["_xact_id"] = int(xact) if isinstance(xact, int | str) and str(xact).isdigit() else None
+    if record["_xact_id"] is not None and record["_xact_id"] >= 2**63:
+        raise ValueError(f"_xact_id: out of range for a 64-bit transaction id: {xact!r}")
     scores = row.get("scores")
     if scores is not None:
         if not isinstance(scores, dict):
