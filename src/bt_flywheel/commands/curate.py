@@ -1,0 +1,165 @@
+"""`flywheel curate`: select candidates, label, split, write artifacts, upsert by stable id."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..cliutil import add_settings_args, settings_from_args
+from ..output import format_table, print_json, status
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "curate", help="build a labeled, split dataset from production traces",
+        description="Select candidate traces (score-balanced or per-facet weak buckets), label them "
+                    "(llm | agent | file | score), split train/validation by stable id, write "
+                    "dataset_rows.jsonl + summary.json (+ parsed_calls.jsonl) to --out, and upsert to "
+                    "--dataset by stable id. A rerun changes nothing. DESIGN.md §4, §7.")
+    sel = parser.add_argument_group("selection")
+    sel.add_argument("--strategy", choices=["score-balanced", "facet"],
+                     help="score-balanced (needs --score) or facet (needs --facets); inferred when omitted")
+    sel.add_argument("--score", help="score name for score-balanced, e.g. resolution")
+    sel.add_argument("--lo", type=float, default=0.0, help="failing bucket: score <= LO (default 0)")
+    sel.add_argument("--hi", type=float, default=1.0, help="passing bucket: score >= HI (default 1)")
+    sel.add_argument("--facets", help="facet_definitions.yaml (schemas/facet-definitions.schema.json)")
+    sel.add_argument("--per-bucket", type=int, default=100, help="rows per bucket (default 100)")
+    sel.add_argument("--window-days", type=int, help="only traces created in the last D days (default: settings, 7)")
+    sel.add_argument("--where", help="extra Braintrust SQL condition, e.g. \"metadata.channel = 'email'\"")
+    sel.add_argument("--trace-id", action="append", default=[], metavar="ID",
+                     help="also include this trace (root_span_id); repeatable")
+    sel.add_argument("--seed", default="flywheel-v1", help="sampling and split seed (default flywheel-v1)")
+    sel.add_argument("--validation-fraction", type=float, default=0.2, help="validation share per stratum (default 0.2)")
+    sel.add_argument("--from-rows", help="skip selection: split and upsert this dataset_rows.jsonl (after label apply)")
+    lab = parser.add_argument_group("labeling")
+    lab.add_argument("--labeler", choices=["llm", "agent", "file", "score"], help="where ground truth comes from")
+    lab.add_argument("--rubric", help="versioned rubric file (llm, agent; optional for file)")
+    lab.add_argument("--model", help="llm: model name (default gpt-4o-mini)")
+    lab.add_argument("--fallback-model", help="llm: model to try when the first fails")
+    lab.add_argument("--concurrency", type=int, default=8, help="llm: parallel requests (default 8)")
+    lab.add_argument("--max-retries", type=int, default=4, help="llm: retries per request (default 4)")
+    lab.add_argument("--labels", help="file: CSV/JSONL of labels keyed by id or root_span_id")
+    lab.add_argument("--label-field", default="label", help="file: column holding the class label (default label)")
+    lab.add_argument("--label-score", help="score: the score to threshold (default --score)")
+    lab.add_argument("--threshold", type=float, default=0.5, help="score: pass when score >= T (default 0.5)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", required=True, help="directory for dataset_rows.jsonl, summary.json, ...")
+    out.add_argument("--dataset", help="upsert labeled rows into this dataset (by stable id)")
+    out.add_argument("--dataset-project", help="project of the dataset (default --project)")
+    out.add_argument("--dry-run", action="store_true", help="print the plan (insert/update/unchanged), write no dataset")
+    out.add_argument("--yes", "-y", action="store_true", help="do not ask before writing the dataset")
+    out.add_argument("--mode", choices=["autonomous", "interactive"], help="force a mode (DESIGN.md §6)")
+    out.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_settings_args(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..curate import CACHE_FILE, CurateOptions, curate, make_labeler
+    from ..errors import UsageError
+    from ..facets import load_facet_definitions
+    from ..label import load_rubric
+    from ..mode import resolve_mode
+    from ..output import Progress
+
+    settings = settings_from_args(args, window_days=args.window_days)
+    if not settings.project:
+        raise UsageError("--project is required (or FLYWHEEL_PROJECT)")
+    strategy = args.strategy or ("rows" if args.from_rows else "facet" if args.facets else
+                                 "score-balanced" if args.score else None)
+    if args.from_rows:
+        strategy = "rows"
+    if strategy is None:
+        raise UsageError("say what to select: --score NAME (score-balanced), --facets FILE (facet), or --from-rows FILE")
+    if strategy != "rows" and not args.labeler:
+        raise UsageError("--labeler is required: llm | agent | file | score")
+    backend = settings.backend_resolved
+    rubric = load_rubric(args.rubric) if args.rubric else None
+    facet_context: dict[str, str] = {}
+    if args.facets:
+        facet_context = {f.name: "\n".join(x for x in (f.description, f.prompt) if x)
+                         for f in load_facet_definitions(args.facets)}
+    labeler: Any = None
+    if args.labeler:
+        labeler = make_labeler(
+            args.labeler, rubric=rubric, model=args.model, fallback_model=args.fallback_model,
+            concurrency=args.concurrency, cache_path=f"{args.out}/{CACHE_FILE}", labels_path=args.labels,
+            label_field=args.label_field, score=args.label_score or args.score, threshold=args.threshold,
+            base_url=settings.openai_base_url, api_key=settings.openai_api_key, max_retries=args.max_retries,
+            facet_context=facet_context)
+    options = CurateOptions(
+        project=settings.project, out_dir=args.out, strategy=strategy, store_path=settings.store,
+        score=args.score, lo=args.lo, hi=args.hi, facets_path=args.facets, per_bucket=args.per_bucket,
+        window_days=settings.window_days, where=args.where, trace_ids=args.trace_id, seed=args.seed,
+        validation_fraction=args.validation_fraction, from_rows=args.from_rows, dataset=args.dataset,
+        dataset_project=args.dataset_project, backend=backend, dry_run=args.dry_run)
+    mode = resolve_mode(flag=args.mode, goal=settings.goal)
+    remote = None
+    if backend == "remote":
+        from ..curate_remote import BraintrustClient
+
+        remote = BraintrustClient.from_settings(settings)
+    runner = remote.runner(settings.project) if remote is not None else None
+    confirm = None if (args.yes or mode.autonomous) else _ask
+    progress = Progress("labeling") if args.labeler == "llm" else None
+    summary = curate(options, labeler=labeler, runner=runner, confirm=confirm, remote=remote, progress=progress)
+    if args.json:
+        print_json(summary)
+    else:
+        _print_summary(summary)
+    dataset = summary.get("dataset") or {}
+    return 1 if dataset.get("declined") else 0
+
+
+def _ask(rows: list[dict[str, Any]], plan: Any) -> bool:
+    sample = [{"id": r["id"][:8], "bucket": r["metadata"]["curation"]["bucket"],
+               "facet": r["metadata"]["curation"].get("facet"), "label": r["metadata"]["label"]["value"],
+               "expected": _clip(r.get("expected")), "split": r["metadata"]["split"], "input": _clip(r.get("input"))}
+              for r in rows[:8]]
+    status("A sample of the labels (interactive mode asks before writing the dataset):")
+    status(format_table(sample))
+    counts = plan.as_dict()
+    question = (f"Write to the dataset: insert {counts['insert']}, update {counts['update']}, "
+                f"unchanged {counts['unchanged']}? [y/N] ")
+    sys.stderr.write(question)
+    sys.stderr.flush()
+    try:
+        answer = input()
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in {"y", "yes"}:
+        status("not written (declined; rerun with --yes once the labels look right)")
+        return False
+    return True
+
+
+def _clip(value: Any, width: int = 40) -> str:
+    import json
+
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    print(f"rows: {summary['rows']}  by split: {summary['by_split']}  by label: {summary['by_label']}")
+    print(f"by bucket: {summary['by_bucket']}  by facet: {summary['by_facet']}  by labeler: {summary['by_labeler']}")
+    for short in summary["shortfalls"]:
+        facet = f"{short['facet']}/" if short.get("facet") else ""
+        print(f"shortfall: {facet}{short['bucket']}: asked {short['asked']}, got {short['got']}")
+    for trace_id in summary["missing_trace_ids"]:
+        print(f"not found: trace {trace_id}")
+    labeling = summary["labeling"]
+    print(f"labeling: {labeling['labeled']} labeled, {labeling['reused']} reused, {labeling['cached']} cached, "
+          f"{labeling['model_calls']} model calls, {len(summary['unlabeled'])} unlabeled")
+    dataset = summary.get("dataset")
+    if dataset:
+        plan = dataset["plan"]
+        verb = "would" if dataset["dry_run"] else ("declined:" if dataset.get("declined") else "did")
+        print(f"dataset {dataset['name']!r} ({dataset['backend']}): {verb} insert {plan['insert']}, "
+              f"update {plan['update']}, unchanged {plan['unchanged']}; pending (not uploaded) "
+              f"{plan['not_uploaded_pending']}")
+    for name, path in summary["files"].items():
+        print(f"{name}: {path}")
+    if summary.get("next"):
+        print(f"next: {summary['next']}")
