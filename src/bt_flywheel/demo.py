@@ -52,7 +52,8 @@ MAX_LOOPS = 3
 CURATE_PER_BUCKET = 80
 EXAMPLE_ENV = "FLYWHEEL_EXAMPLE_DIR"
 # Files written under the output dir that embed absolute timestamps (their sha256 differs by run).
-TIME_DEPENDENT_ARTIFACTS = ("traces/support-bot-logs.jsonl", "dataset/dataset_rows.jsonl", "discover/queries.json")
+TIME_DEPENDENT_ARTIFACTS = ("traces/support-bot-logs.jsonl", "dataset/dataset_rows.jsonl", "discover/queries.json",
+                            *(f"loops/loop-{i}/comparison.json" for i in range(1, 4)))
 
 
 def example_dir() -> Path:
@@ -269,19 +270,16 @@ class _Demo:
     # -- Improve: the dataset -------------------------------------------------------------------
 
     def improve_dataset(self, builder: Any) -> dict[str, Any]:
-        from .ids import stable_row_id
-
         labels_file = self.artifact(self.out / "labels" / "reviewer_labels.jsonl", "label_file")
-        entries = []
-        for label in self.reviewer_labels:
-            row_id = stable_row_id(self.project_id, label["root_span_id"])
-            entries.append({"id": row_id, "label": label["expected"]["action"], "expected": label["expected"],
-                            "rationale": f"reviewer: {label['kind']} request"})
+        entries = [{"root_span_id": label["root_span_id"], "label": label["expected"]["action"],
+                    "expected": label["expected"], "rationale": f"reviewer: {label['kind']} request"}
+                   for label in self.reviewer_labels]
         from .fileio import atomic_write_jsonl
 
         atomic_write_jsonl(labels_file, entries)
         info = curate_label_split(store=self.store, project=PROJECT, dataset=DATASET, score=TARGET,
-                                  per_bucket=CURATE_PER_BUCKET, labels_file=labels_file,
+                                  per_bucket=min(CURATE_PER_BUCKET, self.discover_summary["failing_30d"]),
+                                  labels_file=labels_file,
                                   out_dir=self.out / "dataset", seed=f"demo-{self.seed}")
         for path, kind in info.get("files", []):
             self.artifact(Path(path), kind)
@@ -506,85 +504,30 @@ def _json(value: Any) -> str:
 
 def curate_label_split(*, store: Path, project: str, dataset: str, score: str, per_bucket: int,
                        labels_file: Path, out_dir: Path, seed: str) -> dict[str, Any]:
-    """Balanced failing (<= 0.5) / passing (>= 0.8) roots by `score` over 30 days, labeled from the
-    file, split, written to out_dir and upserted into the local dataset."""
-    from .fileio import atomic_write_json, atomic_write_jsonl
-    from .ids import content_hash, seeded_order_key, stable_row_id
-    from .label import FileLabeler, attach_label
-    from .split import split_rows
-    from .store import Store
+    """`flywheel curate --strategy score-balanced --labeler file`: failing (<= 0.5) and passing
+    (>= 0.8) roots by `score` over 30 days, labeled from the reviewer file, split, written to
+    out_dir and upserted into the local dataset."""
+    from .curate import CurateOptions, curate, make_labeler
 
-    with Store(store) as st:
-        project_id = st.find_project(project)
-        roots = [r for r in st.iter_rows("project_logs", project_id, where="is_root = true")]
-        buckets: dict[str, list[dict[str, Any]]] = {"failing": [], "passing": []}
-        for root in roots:
-            value = (root.get("scores") or {}).get(score)
-            if value is None:
-                continue
-            if value <= 0.5:
-                buckets["failing"].append(root)
-            elif value >= 0.8:
-                buckets["passing"].append(root)
-        take = min(per_bucket, len(buckets["failing"]))
-        query_hash = content_hash(f"{score}<=0.5|{score}>=0.8|30d")
-        rows = []
-        for bucket, members in buckets.items():
-            members.sort(key=lambda r: seeded_order_key(seed, r["root_span_id"]))
-            for root in members[:take]:
-                rows.append({
-                    "id": stable_row_id(project_id, root["root_span_id"]),
-                    "input": root["input"], "expected": None, "tags": [bucket],
-                    "metadata": {"source": {"trace_id": root["root_span_id"], "span_id": root["span_id"],
-                                            "project_id": project_id, "created": root["created"]},
-                                 "curation": {"bucket": bucket, "facet": None, "selection_query": query_hash,
-                                              "seed": seed},
-                                 "production": {"scores": root.get("scores")}},
-                })
-        run = FileLabeler(str(labels_file)).label(rows)
-        rows = [attach_label(r, run.labels[r["id"]]) for r in rows if r["id"] in run.labels]
-        split_rows(rows, seed=seed)
-        rows.sort(key=lambda r: r["id"])
-        dataset_id = st.create_object("dataset", dataset, project_id)
-        st.upsert_rows("dataset", dataset_id, rows)
-    rows_file = atomic_write_jsonl(out_dir / "dataset_rows.jsonl", rows)
-    summary = {"dataset": dataset, "rows": len(rows), "labeled": len(run.labels), "failed": len(run.failed),
-               "by_bucket_split": {}}
-    for row in rows:
-        key = f"{row['metadata']['curation']['bucket']}/{row['metadata']['split']}"
-        summary["by_bucket_split"][key] = summary["by_bucket_split"].get(key, 0) + 1
-    summary_file = atomic_write_json(out_dir / "summary.json", summary)
-    return {"rows": len(rows), "files": [(rows_file, "dataset_rows"), (summary_file, "dataset_summary")]}
+    options = CurateOptions(project=project, out_dir=out_dir, strategy="score-balanced", store_path=store,
+                            score=score, lo=0.5, hi=0.8, per_bucket=per_bucket, window_days=30, seed=seed,
+                            dataset=dataset)
+    summary = curate(options, labeler=make_labeler("file", labels_path=labels_file))
+    return {"summary": summary, "files": [(out_dir / "dataset_rows.jsonl", "dataset_rows"),
+                                          (out_dir / "summary.json", "dataset_summary")]}
 
 
 def compare_experiments(store: Path, baseline: str, candidate: str, *, target: str,
                         guards: tuple[str, ...]) -> dict[str, Any]:
-    """Paired comparison of two experiments' root rows (stats.compare_paired per score)."""
-    from .stats import apply_holm, compare_paired
-    from .store import Store
-
-    def per_row(experiment_id: str, name: str) -> dict[str, list[float]]:
-        out: dict[str, list[float]] = {}
-        with Store(store, read_only=True) as st:
-            for row in st.iter_rows("experiment", experiment_id, where="is_root = true"):
-                value = (row.get("scores") or {}).get(name)
-                if value is not None:
-                    out.setdefault(row["metadata"]["dataset_row_id"], []).append(value)
-        return out
-
+    """`flywheel compare` on two experiments, as its --json dict (degenerate-data warnings are
+    already in the result's notes, so they are not printed)."""
     import warnings
 
-    results = []
-    for name, role in ((target, "target"), *((g, "guard") for g in guards)):
-        with warnings.catch_warnings():  # degenerate data is reported in the result's notes
-            warnings.simplefilter("ignore")
-            results.append(compare_paired(per_row(baseline, name), per_row(candidate, name), name=name,
-                                          role=role, rng=0))
-    apply_holm(results)
-    scores = [r.to_dict() for r in results]
-    regressions = [{**reg, "score": s["name"]} for s in scores for reg in s["regressions"]]
-    return {"baseline": baseline, "candidate": candidate, "target": target, "scores": scores,
-            "regressions": regressions, "multiplicity": {"method": "holm", "applies_to": "regression claims"}}
+    from .compare import compare_experiments as compare
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return compare(store, baseline, candidate, target=target, guards=list(guards), project=PROJECT).to_dict()
 
 
 def _score(comparison: dict[str, Any] | None, name: str) -> dict[str, Any]:
@@ -600,7 +543,7 @@ def _guards_ok(comparison: dict[str, Any]) -> bool:
 
 
 def _kept(comparison: dict[str, Any]) -> bool:
-    return _score(comparison, comparison["target"])["verdict"] == "improved" and _guards_ok(comparison)
+    return bool(comparison["keep"])
 
 
 class Ledger:
