@@ -1,0 +1,171 @@
+"""SQL benchmark: the local store vs a naive Python scan of the same JSONL, in one run.
+
+Figures (1,000,000 spans; --quick: 100,000):
+- avg Factuality by facet (metadata.topic) over the last 7 days (target: >= 20x the scan, < 1 s);
+- a balanced-candidate pull (<= 0.5 and >= 0.8, ORDER BY RANDOM() LIMIT 50 each);
+- ingest throughput (spans/s) and peak RSS, measured in a subprocess so the number is honest
+  (target: streaming, < 1.5 GB);
+- the store's size on disk next to the JSONL's.
+
+Run: python benchmarks/sql_bench.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+PROJECT = "bench"
+AGG_SQL = ("SELECT metadata.topic AS facet, avg(scores.\"Factuality\") AS avg_factuality, count(*) AS n "
+           f"FROM project_logs('{PROJECT}') WHERE created >= NOW() - INTERVAL 7 day AND is_root = true "
+           "GROUP BY metadata.topic ORDER BY metadata.topic")
+PULL_SQL = ("SELECT id, input, output, scores.\"Factuality\" FROM project_logs('{project}') "
+            "WHERE scores.\"Factuality\" {op} {value} AND created >= NOW() - INTERVAL 7 day "
+            "ORDER BY RANDOM() LIMIT 50")
+
+_INGEST_CHILD = """
+import json, resource, sys, time
+from bt_flywheel.ingest import ingest
+from bt_flywheel.store import Store
+start = time.perf_counter()
+with Store(sys.argv[2]) as store:
+    result = ingest(store, sys.argv[1], project=sys.argv[3])
+elapsed = time.perf_counter() - start
+peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"rows": result.rows, "seconds": elapsed, "peak_mb": peak_kb / 1024}))
+"""
+
+
+def _best_of(fn: Any, repeat: int = 3) -> tuple[float, Any]:
+    best, value = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        value = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, value
+
+
+def _naive_aggregate(path: Path) -> dict[str, tuple[float, int]]:
+    cutoff = datetime.now(UTC) - timedelta(days=7)
+    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            if not row.get("is_root"):
+                continue
+            if datetime.fromisoformat(row["created"].replace("Z", "+00:00")) < cutoff:
+                continue
+            facet = (row.get("metadata") or {}).get("topic")
+            score = (row.get("scores") or {}).get("Factuality")
+            acc = sums[facet]
+            acc[1] += 1
+            if score is not None:
+                acc[0] += score
+    return {k: (v[0] / v[1], v[1]) for k, v in sorted(sums.items())}
+
+
+def _naive_pull(path: Path) -> tuple[list[dict], list[dict]]:
+    cutoff = datetime.now(UTC) - timedelta(days=7)
+    low, high = [], []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            score = (row.get("scores") or {}).get("Factuality")
+            if score is None or datetime.fromisoformat(row["created"].replace("Z", "+00:00")) < cutoff:
+                continue
+            if score <= 0.5:
+                low.append(row)
+            elif score >= 0.8:
+                high.append(row)
+    rng = random.Random()
+    return rng.sample(low, min(50, len(low))), rng.sample(high, min(50, len(high)))
+
+
+def _row(figure: str, ours: float | None, baseline: float | None, target: str, *, higher_is_better: bool = False
+         ) -> dict[str, Any]:
+    ratio = None
+    if ours and baseline:
+        ratio = ours / baseline if higher_is_better else baseline / ours
+    return {"figure": figure, "ours": ours, "baseline": baseline, "ratio": ratio, "target": target}
+
+
+def main(quick: bool = False) -> list[dict[str, Any]]:
+    from bt_flywheel.sql import run_query
+    from bt_flywheel.synth import write_jsonl
+
+    spans = 100_000 if quick else 1_000_000
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="sql-bench-") as tmp:
+        base = Path(tmp)
+        jsonl = base / "spans.jsonl"
+        store = base / "store.duckdb"
+        start = time.perf_counter()
+        write_jsonl(jsonl, spans, seed=42)
+        gen_seconds = time.perf_counter() - start
+        print(f"generated {spans:,} spans in {gen_seconds:.1f}s ({jsonl.stat().st_size / 1e6:.0f} MB JSONL)",
+              file=sys.stderr)
+
+        child = subprocess.run([sys.executable, "-c", _INGEST_CHILD, str(jsonl), str(store), PROJECT],
+                               capture_output=True, text=True, check=False)
+        if child.returncode != 0:
+            raise SystemExit(f"ingest subprocess failed: {child.stderr.strip().splitlines()[-1:]}")
+        ingest = json.loads(child.stdout.strip().splitlines()[-1])
+        children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        assert ingest["rows"] == spans, ingest
+        print(f"ingested in {ingest['seconds']:.1f}s, peak RSS {ingest['peak_mb']:.0f} MB", file=sys.stderr)
+
+        ours_agg, result = _best_of(lambda: run_query(store, AGG_SQL))
+        base_agg, naive = _best_of(lambda: _naive_aggregate(jsonl), repeat=1)
+        got = {r["facet"]: (r["avg_factuality"], r["n"]) for r in result.rows}
+        assert got.keys() == naive.keys() and all(
+            got[k][1] == naive[k][1] and abs(got[k][0] - naive[k][0]) < 1e-9 for k in got), (got, naive)
+
+        def pull() -> tuple[list, list]:
+            return (run_query(store, PULL_SQL.format(project=PROJECT, op="<=", value=0.5)).rows,
+                    run_query(store, PULL_SQL.format(project=PROJECT, op=">=", value=0.8)).rows)
+
+        ours_pull, (low, high) = _best_of(pull)
+        base_pull, (nlow, nhigh) = _best_of(lambda: _naive_pull(jsonl), repeat=1)
+        assert len(low) == len(nlow) and len(high) == len(nhigh)
+        assert all(r["Factuality"] <= 0.5 for r in low) and all(r["Factuality"] >= 0.8 for r in high)
+
+        store_mb = store.stat().st_size / 1e6
+        jsonl_mb = jsonl.stat().st_size / 1e6
+        rows.append(_row(f"avg score by facet, last 7 days, {spans:,} spans (s)", ours_agg, base_agg,
+                         ">=20x, <1 s"))
+        rows.append(_row(f"balanced candidate pull 2x50, {spans:,} spans (s)", ours_pull, base_pull, ">=20x"))
+        rows.append(_row("ingest throughput (spans/s)", spans / ingest["seconds"], None, "streaming"))
+        rows.append(_row("ingest peak RSS (MB, subprocess)", max(ingest["peak_mb"], children_peak), None, "<1500"))
+        rows.append(_row("store size on disk vs JSONL (MB)", store_mb, jsonl_mb, "smaller than JSONL"))
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.3f}" if value < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100,000 spans instead of 1,000,000")
+    args = parser.parse_args()
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    table = main(quick=args.quick)
+    print("figure | ours | baseline | ratio | target")
+    for row in table:
+        ratio = f"{row['ratio']:.1f}x" if row["ratio"] else "-"
+        print(f"{row['figure']} | {_fmt(row['ours'])} | {_fmt(row['baseline'])} | {ratio} | {row['target']}")

@@ -1,0 +1,58 @@
+"""Store.upsert_rows keeps its contract while loading set-wise: idempotent by id, unchanged rows
+untouched (same _xact_id), invalid input rolls the whole call back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bt_flywheel.errors import StoreBusy
+from bt_flywheel.sql import run_query
+from bt_flywheel.store import Store
+from bt_flywheel.synth import generate_spans
+
+
+def _xacts(store: Store, object_id: str) -> dict[str, int]:
+    return {r["id"]: r["_xact_id"] for r in store.iter_rows("experiment", object_id)}
+
+
+def test_upsert_is_idempotent_and_leaves_unchanged_rows_alone(tmp_path: Path) -> None:
+    rows = list(generate_spans(300, seed=2))
+    with Store(tmp_path / "s.duckdb") as store:
+        pid = store.ensure_project("p")
+        eid = store.create_object("experiment", "exp", pid, metadata={"trials": 1})
+        first = store.upsert_rows("experiment", eid, rows)
+        assert first.as_dict() == {"inserted": 300, "updated": 0, "unchanged": 0}
+        before = _xacts(store, eid)
+        rows[5] = dict(rows[5], tags=["edited"])
+        second = store.upsert_rows("experiment", eid, rows + [dict(rows[7])])  # a duplicate id in one call
+        assert second.as_dict() == {"inserted": 0, "updated": 1, "unchanged": 300}
+        after = _xacts(store, eid)
+        assert {k for k in after if after[k] != before[k]} == {rows[5]["id"]}
+        assert store.count_rows("experiment", eid) == 300
+        stored = {r["id"]: r for r in store.iter_rows("experiment", eid)}
+        assert stored[rows[5]["id"]]["tags"] == ["edited"]
+        assert stored[rows[0]["id"]]["metadata"] == rows[0]["metadata"]
+
+
+def test_incoming_xact_id_is_kept_and_bad_row_rolls_back(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.duckdb") as store:
+        pid = store.ensure_project("p")
+        store.upsert_rows("project_logs", pid, [{"id": "a", "_xact_id": "1000192656880881099", "input": 1}])
+        assert next(store.iter_rows("project_logs", pid))["_xact_id"] == 1000192656880881099
+        with pytest.raises(ValueError, match="scores.x: expected a number or null"):
+            store.upsert_rows("project_logs", pid, [{"id": "b"}, {"id": "c", "scores": {"x": "bad"}}])
+        assert [r["id"] for r in store.iter_rows("project_logs", pid)] == ["a"]
+
+
+def test_run_query_accepts_an_open_store_and_names_the_conflict(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    with Store(path) as store:
+        pid = store.ensure_project("p")
+        store.upsert_rows("project_logs", pid, list(generate_spans(20, seed=1)))
+        rows = run_query(store, "SELECT count(*) AS n FROM project_logs('p') WHERE created > NOW() - INTERVAL 40 day")
+        assert rows.rows == [{"n": 20}]
+        with pytest.raises(StoreBusy, match="open for writing in this process"):
+            run_query(path, "SELECT id FROM project_logs('p') WHERE id = 'x'")
+    assert run_query(path, "SELECT id FROM project_logs('p') WHERE id = 'x'").rows == []
