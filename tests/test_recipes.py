@@ -160,7 +160,8 @@ def _log_rows() -> list[dict]:
             "is_root": True, "created": created.isoformat(),
             "input": {"question": question}, "output": {"answer": answer},
             "metadata": {"topic": topic, "model": "gpt-4o-mini" if i % 2 else "gpt-4o",
-                         "user_tier": "pro" if i % 3 else "free"},
+                         "user_tier": "pro" if i % 3 else "free",
+                         "facets": {"issues": "refusal" if bad else "none"}},
             "scores": {SCORE: factuality, GUARD: helpful},
             "metrics": {"start": created.timestamp(), "end": created.timestamp() + 1.5},
             "span_attributes": {"name": "support-bot", "type": "task"}, "tags": [topic],
@@ -278,12 +279,15 @@ def recipe_fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
         store.upsert_rows("dataset", dataset_id, _dataset_rows())
     (root / ".env").write_text("# settings for bt --env-file (none needed by the recipes)\n", encoding="utf-8")
     (root / "facets.yaml").write_text(
-        "version: 1\nfacets:\n  - name: issues\n    description: problems the user reports\n"
-        "    value_path: metadata.topic\n", encoding="utf-8")
+        "version: 1\nfacets:\n  - name: issues\n    description: problems the user reports\n",
+        encoding="utf-8")
+    (root / "rubric.md").write_text("---\nversion: refusal-v1\nlabels: [refuse, answer]\n---\n"
+                                    "Label refuse when the request must be refused, else answer.\n", encoding="utf-8")
     (root / "evals").mkdir()
     (root / "evals" / "eval_support.py").write_text(_eval_file_text(), encoding="utf-8")
     handoff = json.loads((REPO / "examples" / "handoffs" / "improved.json").read_text(encoding="utf-8"))
     (root / "bt-flywheel-summary.json").write_text(json.dumps(handoff, indent=2), encoding="utf-8")
+    _prepare_outputs(root)
     values = {
         "PROJECT": PROJECT, "PROJECT_ID": project_id, "DAYS": "30", "SCORE": SCORE, "GUARD": GUARD,
         "SLICE_KEY": "topic", "TERM": "refund", "TRACE_ID": "trace-000", "ROW_ID": "trace-000-root",
@@ -292,9 +296,37 @@ def recipe_fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
         "FACET": "issues", "EVAL_FILE": "evals/eval_support.py", "GOAL": "improve refusal handling",
         "TRACES_JSONL": "traces.jsonl", "OUT_DIR": "out", "CANDIDATE_NAME": "candidate-1",
         "LABELS_FILE": "labels.json", "SCORER_SLUG": "refusal-scorer", "SCORER_FILE": "scorers.py",
-        "HANDOFF": "bt-flywheel-summary.json",
+        "HANDOFF": "bt-flywheel-summary.json", "RUBRIC": "rubric.md",
     }
     return Fixture(root, values)
+
+
+def _prepare_outputs(root: Path) -> None:
+    """What earlier steps of the loop leave behind, made with the real commands: a curate run with
+    the agent labeler (out/), its label export filled in by the rubric (labels.json), and a
+    comparison (compare.json). Steps whose command has not landed are left out."""
+    commands = registered_commands()
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        os.environ["FLYWHEEL_AUTONOMOUS"] = "true"
+        if "curate" in commands:
+            code = main(["curate", "--project", PROJECT, "--score", SCORE, "--lo", "0.5", "--hi", "0.8",
+                         "--per-bucket", "10", "--window-days", "30", "--labeler", "agent", "--rubric",
+                         "rubric.md", "--out", "out"])
+            assert code == 0, "fixture: curate --labeler agent failed"
+            export = json.loads((root / "out" / "label_export.json").read_text(encoding="utf-8"))
+            for index, row in enumerate(export["rows"]):
+                row["label"], row["rationale"] = ("refuse" if index % 2 else "answer"), "fixture label"
+            export["labeler_model"] = "fixture"
+            (root / "labels.json").write_text(json.dumps(export), encoding="utf-8")
+        if "compare" in commands:
+            code = main(["compare", "baseline", "candidate", "--target", SCORE, "--guard", GUARD,
+                         "--resamples", "0", "--out", "compare.json"])
+            assert code == 0, "fixture: compare failed"
+    finally:
+        os.environ.pop("FLYWHEEL_AUTONOMOUS", None)
+        os.chdir(cwd)
 
 
 _PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*)>")

@@ -81,7 +81,7 @@ def test_each_phase_says_what_to_run_and_when_to_load_its_reference() -> None:
     by_title = {s.splitlines()[0]: s for s in sections[1:]}
 
     def section(name: str) -> str:
-        return next(body for title, body in by_title.items() if name in title)
+        return " ".join(next(body for title, body in by_title.items() if name in title).split())
 
     assert "scripts/flywheel orient" in section("Orient")
     assert "sql-patterns.md" in section("Discover") and "view-patterns.md" in section("Discover")
