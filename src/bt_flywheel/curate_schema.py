@@ -38,6 +38,12 @@ def schema_errors(instance: Any, name: str, *, limit: int = 50) -> list[str]:
     lines = []
     for error in errors[:limit]:
         message = error.message
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = set(error.schema.get("properties") or {})
+            unknown = sorted(k for k in error.instance if k not in allowed and not k.startswith("x-"))
+            if unknown:
+                message = (f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+                           f"(allowed: {', '.join(sorted(allowed))}, or x-*)")
         if len(message) > 200:
             message = message[:197] + "..."
         lines.append(f"{json_path(error.absolute_path)}: {message}")
