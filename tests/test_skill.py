@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -266,3 +267,30 @@ def test_skills_ref_rejects_a_name_mismatch(tmp_path: Path) -> None:
     proc = subprocess.run([_skills_ref(), "validate", str(folder)], capture_output=True, text=True, timeout=120,
                           env=offline_env(tmp_path), stdin=subprocess.DEVNULL)
     assert proc.returncode != 0
+
+
+# ------------------------------------------------------------------------------- evals/ prompts
+
+def test_trigger_prompts_cover_both_sides() -> None:
+    cases = json.loads((REPO / "evals" / "triggers.json").read_text(encoding="utf-8"))
+    assert all(set(c) == {"query", "should_trigger"} and isinstance(c["should_trigger"], bool) for c in cases)
+    assert len({c["query"] for c in cases}) == len(cases)
+    assert sum(c["should_trigger"] for c in cases) >= 5 and sum(not c["should_trigger"] for c in cases) >= 5
+
+
+def test_behaviour_prompts_agree_with_the_mode_rules_and_the_cli() -> None:
+    from bt_flywheel.cli import build_parser
+
+    data = json.loads((REPO / "evals" / "behaviour.json").read_text(encoding="utf-8"))
+    assert data["skill_name"] == "bt-flywheel"
+    parser = build_parser()
+    commands = next(a.choices for a in parser._actions if a.dest == "command")
+    ids = [case["id"] for case in data["evals"]]
+    assert len(set(ids)) == len(ids)
+    for case in data["evals"]:
+        assert case["prompt"] and case["expectations"], case["id"]
+        mode = resolve_mode(goal=case.get("goal"), environ=case["env"])
+        assert mode.name == case["expected_mode"], case["id"]
+        for expectation in case["expectations"]:
+            for name in re.findall(r"scripts/flywheel (\w+)", expectation):
+                assert name in commands, f"{case['id']}: `flywheel {name}` does not exist"
