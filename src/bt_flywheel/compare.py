@@ -17,7 +17,8 @@ tests. The store is opened read-only.
                                    "dataset_id", "dataset_version", "split", "git_sha"},
                       "candidate": {...same...}},
       "target": "<score>", "guards": ["<score>", ...],
-      "status": "passed" | "failed" | "inconclusive",   # passed <=> keep
+      "status": "passed" | "failed" | "inconclusive",   # passed <=> keep; failed: target
+                                     # regressed or a guard not non-inferior; else inconclusive
       "keep": bool,                  # target improved and every guard non-inferior
       "target_verdict": "improved" | "regressed" | "equivalent" | "inconclusive",
       "guards_ok": bool | null,      # null when there are no guards
@@ -152,12 +153,12 @@ class Comparison:
 
     @property
     def status(self) -> str:
-        """passed <=> keep; failed when the target regressed or is shown equivalent (no gain),
-        or a guard regressed; inconclusive otherwise."""
+        """passed <=> keep (target improved, every guard non-inferior); failed when the target
+        regressed or a guard failed (could not be shown non-inferior); inconclusive otherwise
+        (target inconclusive or equivalent with the guards holding)."""
         if self.keep:
             return "passed"
-        if self.target_result.verdict in ("regressed", "equivalent") or any(
-                g.verdict == "regressed" for g in self.guard_results):
+        if self.target_result.verdict == "regressed" or self.guards_ok is False:
             return "failed"
         return "inconclusive"
 
