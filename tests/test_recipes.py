@@ -527,3 +527,27 @@ def test_scripts_flywheel_entry_runs_a_recipe(recipe_fixture: Fixture, workdir: 
                           capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["mode"] == "autonomous"
+
+
+def _template_blocks() -> list[tuple[str, str]]:
+    text = (REPO / "references" / "handoff-templates.md").read_text(encoding="utf-8")
+    out = []
+    for match in _FENCE.finditer(text):
+        if match.group(1) == "json":
+            heading = re.findall(r"^## `(\w+)`", text[: match.start()], re.M)
+            out.append((heading[-1] if heading else "?", match.group(2)))
+    return out
+
+
+def test_handoff_templates_cover_every_outcome() -> None:
+    assert sorted(name for name, _ in _template_blocks()) == sorted(
+        ["healthy", "improved", "needs_work", "blocked", "no_convergence"])
+
+
+@pytest.mark.parametrize(("outcome", "block"), _template_blocks(), ids=[n for n, _ in _template_blocks()])
+def test_handoff_template_is_a_valid_handoff(outcome: str, block: str) -> None:
+    from bt_flywheel.handoff import validate_handoff
+
+    doc = json.loads(block)
+    assert doc["outcome"] == outcome
+    assert [f"{v.path}: {v.message}" for v in validate_handoff(doc)] == []
