@@ -132,10 +132,10 @@ def test_same_seed_gives_the_same_handoff_content(run_cli, tmp_path):
     second, _, _ = _run_demo(run_cli, tmp_path / "a", "--seed", "11")  # same command again, same place
     assert first["run_id"] == second["run_id"] == "fw-demo-improved-seed11"
     assert _comparable(first) == _comparable(second)
-    # only timestamped inputs differ; the edit and the ledger are byte-identical
+    # only timestamped inputs differ; the edit, its diff and the curation summary are byte-identical
     stable = {a["path"]: a["sha256"] for a in first["artifacts"]
               if a["path"] not in first["x-demo"]["time_dependent_artifacts"]}
-    assert {"loops/loop-1/agent_config.yaml", "loops/loop-1/agent_config.diff", "loops/ledger.jsonl",
+    assert {"loops/loop-1/agent_config.yaml", "loops/loop-1/agent_config.diff",
             "dataset/summary.json"} <= set(stable)
     other, _, _ = _run_demo(run_cli, tmp_path / "c", "--seed", "12")
     assert other["findings"][0]["evidence"]["trace_ids"] != first["findings"][0]["evidence"]["trace_ids"]

@@ -53,7 +53,7 @@ CURATE_PER_BUCKET = 80
 EXAMPLE_ENV = "FLYWHEEL_EXAMPLE_DIR"
 # Files written under the output dir that embed absolute timestamps (their sha256 differs by run).
 TIME_DEPENDENT_ARTIFACTS = ("traces/support-bot-logs.jsonl", "dataset/dataset_rows.jsonl", "discover/queries.json",
-                            *(f"loops/loop-{i}/comparison.json" for i in range(1, 4)))
+                            "loops/ledger.json", *(f"loops/loop-{i}/comparison.json" for i in range(1, 4)))
 
 
 def example_dir() -> Path:
@@ -188,8 +188,9 @@ class _Demo:
         mode = resolve_mode(flag="autonomous")
         reason = f"flywheel demo is always autonomous ({mode.reason}): it never prompts"
         self.goal = info["goal"]
+        self.run_id = f"fw-demo-{self.variant}-seed{self.seed}"
         builder = HandoffBuilder(goal=self.goal, project=PROJECT, mode=mode.name, mode_reason=reason,
-                                 run_id=f"fw-demo-{self.variant}-seed{self.seed}", started_at=self.started)
+                                 run_id=self.run_id, started_at=self.started)
         self.phase("orient", f"mode {info['mode']}, goal: {self.goal!r}, backend local, store {self.rel(self.store)}")
         return builder
 
@@ -255,17 +256,19 @@ class _Demo:
             builder.add_finding(pattern.title, plane=pattern.plane, severity=pattern.severity, route="agent",
                                 evidence=pattern.evidence, queries=[*failing_queries, *pattern.queries],
                                 trace_ids=pattern.trace_ids, id=f"F{i + 1}")
-        self.route_discover(patterns)
+        from .route import decide
+
+        # routing: behaviour the agent owns (evidence in traces and scores) -> Improve: agent;
+        # nothing failing on the goal's score -> exit healthy
+        self.diagnosis = decide(["agent_problem"] if patterns else ["healthy"])
+        route = self.diagnosis.route
         if patterns:
             names = "; ".join(f"{p.key} ({p.failing_30d} failing in 30d, {p.failing_7d} in 7d)" for p in patterns)
-            self.phase("diagnose", f"{len(patterns)} pattern(s): {names} -> route: Improve agent")
+            self.phase("diagnose", f"{len(patterns)} pattern(s): {names} -> route: {route.route}")
         else:
             self.phase("diagnose", f"no slice fails {TARGET} on >= {pb.MIN_FAILING} traces and "
-                                   f">= {pb.MIN_FAILING_SHARE:.0%} of its traffic -> nothing actionable")
+                                   f">= {pb.MIN_FAILING_SHARE:.0%} of its traffic -> route: {route.route}")
         return patterns
-
-    def route_discover(self, patterns: list[pb.Pattern]) -> None:
-        self.discover_route = route_after_discover(bool(patterns))
 
     # -- Improve: the dataset -------------------------------------------------------------------
 
@@ -304,18 +307,23 @@ class _Demo:
     def edits(self, patterns: list[pb.Pattern]) -> list[pb.Edit]:
         if self.variant == "noop":
             return list(pb.NOOP_EDITS[:MAX_LOOPS])
-        return [patterns[0].edit]
+        return [p.edit for p in patterns][:MAX_LOOPS]  # worst pattern first; the next only if not kept
 
     def loops(self, builder: Any, patterns: list[pb.Pattern], dataset_info: dict[str, Any]) -> DemoResult:
         shipped = self.example / "agent_config.yaml"
         shipped_text = shipped.read_text(encoding="utf-8")
         eval_file = self.example / "eval_support_bot.py"
-        ledger = Ledger(self.out / "loops" / "ledger.jsonl", target=TARGET, max_loops=MAX_LOOPS)
+        from .ledger import Ledger
+        from .route import decide
+
+        ledger = Ledger.open(self.out / "loops" / "ledger.json", max_loops=MAX_LOOPS, target=TARGET,
+                             run_id=self.run_id)
         baseline = self.run_eval(eval_file, shipped, "baseline-train-smoke", split="train", first=SMOKE_FIRST,
                                  trials=1)
         baseline_valid = None
         kept = None
         comparison = None
+        decision = None
         for loop, edit in enumerate(self.edits(patterns), start=1):
             loop_dir = self.out / "loops" / f"loop-{loop}"
             candidate = loop_dir / "agent_config.yaml"
@@ -337,8 +345,11 @@ class _Demo:
                      f"{baseline.scores.get(TARGET, 0):.2f}, candidate {smoke.scores.get(TARGET, 0):.2f}"
                      f"{'' if smoke_ok else ' (structurally broken: not measured on validation)'}")
             if not smoke_ok:
-                ledger.record(loop, kept=False, candidate=smoke.experiment_id, verdict="broken",
-                              note="smoke eval broken")
+                decision = decide(["smoke_failed"], ledger=ledger, candidate=smoke.experiment_id, kept=False,
+                                  change=edit.description, note="smoke eval broken: not measured on validation")
+                self.say(f"[decide] {decision.reason}")
+                if decision.stop:
+                    break
                 continue
             if baseline_valid is None:
                 baseline_valid = self.run_eval(eval_file, shipped, "baseline-validation", split="validation",
@@ -352,22 +363,24 @@ class _Demo:
 
             atomic_write_json(comp_file, comparison)
             target = _score(comparison, TARGET)
-            is_kept = _kept(comparison)
-            ledger.record(loop, kept=is_kept, candidate=cand_valid.experiment_id, verdict=target["verdict"],
-                          note=edit.description)
+            decision = decide(comparison=comparison, ledger=ledger, candidate=cand_valid.experiment_id,
+                              change=edit.description, change_artifact="agent", note=edit.description)
+            is_kept = decision.kept
             self.say(f"[verify] loop {loop} validation ({target['n']} rows x {self.trials} trials): {TARGET} "
                      f"{target['effect']:+.3f} [{_fmt(target['ci'][0])}, {_fmt(target['ci'][1])}] "
                      f"p={_fmt(target['p'])} -> {target['verdict']}; guard "
                      + ", ".join(f"{s['name']} {s['verdict']}" for s in comparison["scores"] if s["role"] == "guard")
                      + f" -> {'kept' if is_kept else 'not kept'}")
-            decision = route_after_verify(kept=is_kept, loop=loop, ledger=ledger)
-            self.say(f"[decide] {decision['message']}")
+            self.say(f"[decide] loop {loop}: conditions {', '.join(decision.conditions)}; {decision.reason}"
+                     + (f" -> exit {decision.outcome}" if decision.stop else ""))
             if is_kept:
                 kept = (loop, edit, candidate, cand_valid)
+            if decision.stop or is_kept:
                 break
-        builder.set_loops(len(ledger.entries), max_loops=MAX_LOOPS, ledger=ledger.entries)
+        builder.set_loops(ledger.loop_count, max_loops=MAX_LOOPS, ledger=ledger.handoff_entries())
         self.artifact(ledger.path, "ledger")
-        return self.finish_loops(builder, patterns, dataset_info, kept, comparison, baseline_valid, ledger)
+        return self.finish_loops(builder, patterns, dataset_info, kept, comparison, baseline_valid, ledger,
+                                 decision)
 
     def run_eval(self, eval_file: Path, config: Path, name: str, *, split: str, trials: int,
                  first: int | None = None) -> Any:
@@ -383,9 +396,10 @@ class _Demo:
     # -- handoff --------------------------------------------------------------------------------
 
     def finish_loops(self, builder: Any, patterns: list[pb.Pattern], dataset_info: dict[str, Any],
-                     kept: Any, comparison: dict[str, Any] | None, baseline_valid: Any, ledger: Ledger
-                     ) -> DemoResult:
+                     kept: Any, comparison: dict[str, Any] | None, baseline_valid: Any, ledger: Any,
+                     decision: Any) -> DemoResult:
         top = patterns[0]
+        suggested = decision.next_steps() if decision is not None else []
         if kept:
             loop, edit, candidate, cand_valid = kept
             target = _score(comparison, TARGET)
@@ -414,9 +428,11 @@ class _Demo:
                                 why=f"validation CI lower bound {_fmt(target['ci'][0])} > 0 on {target['n']} held-out "
                                     f"rows with {self.trials} trials; measured once per candidate",
                                 summary=summary)
-            builder.add_next_step("review_change", f"Review the agent config change: {edit.knob}",
+            step = suggested[0] if suggested else {"intent": "review_change", "priority": "p1",
+                                                    "title": "Review and merge the verified change"}
+            builder.add_next_step(step["intent"], f"{step['title']}: {edit.knob}",
                                   f"Apply {self.rel(candidate.with_suffix('.diff'))} to "
-                                  "examples/support-bot/agent_config.yaml after review.", priority="p1",
+                                  "examples/support-bot/agent_config.yaml after review.", priority=step["priority"],
                                   destination="code_review")
             for pattern in rest:
                 builder.add_next_step("rerun", f"Run the flywheel again for: {pattern.title}",
@@ -425,19 +441,26 @@ class _Demo:
                                       destination="scheduler")
             outcome = "improved"
         else:
-            builder.set_verification(comparison, baseline=baseline_valid.experiment_id if baseline_valid else None,
-                                     target=TARGET, split="validation") if comparison else None
-            summary = (f"{top.title}: {top.failing_30d} production traces in 30 days. {len(ledger.entries)} loops of "
-                       f"single config edits ({', '.join(e.knob for e in self.edits(patterns))}) did not move "
-                       f"{TARGET} on validation; stopped after {MAX_LOOPS} loops without a kept improvement.")
-            builder.set_outcome("no_convergence", severity=top.severity if top.severity != "critical" else "high",
-                                confidence="high", why=f"{len(ledger.entries)} validation looks, none improved "
-                                f"{TARGET}; the edits changed fields the model does not read", summary=summary,
-                                blocking=False)
+            if comparison:
+                builder.set_verification(comparison, baseline=baseline_valid.experiment_id if baseline_valid else None,
+                                         target=TARGET, split="validation")
+            stopped = decision is not None and decision.stop and decision.outcome
+            outcome = decision.outcome if stopped else "needs_work"
+            tried = ", ".join(f"{e.knob} ({e.key})" for e in self.edits(patterns)[:ledger.loop_count])
+            summary = (f"{top.title}: {top.failing_30d} production traces in 30 days. {ledger.loop_count} loop(s) of "
+                       f"single config edits ({tried}) did not improve {TARGET} on validation"
+                       + (f"; stopped after {MAX_LOOPS} loops without a kept improvement." if
+                          outcome == "no_convergence" else "; no further candidate edit to try."))
+            builder.set_outcome(outcome, severity=top.severity if top.severity != "critical" else "high",
+                                confidence="high" if outcome == "no_convergence" else "medium",
+                                why=f"{ledger.validation_looks} validation look(s), none kept; "
+                                    f"{decision.reason if decision else 'no decision'}", summary=summary)
+            for step in suggested:
+                builder.add_next_step(step["intent"], step["title"], step["body"], priority=step["priority"],
+                                      destination="issue_tracker")
             builder.add_next_step("investigate", f"Find an agent change that moves {TARGET}: {top.title}",
-                                  f"{top.evidence} The prompt/signature edits tried had no effect; the rule that "
-                                  f"decides this is {top.edit.knob}.", priority="p1", destination="issue_tracker")
-            outcome = "no_convergence"
+                                  f"{top.evidence} The edits tried did not move it; the rule that decides this "
+                                  f"behaviour is {top.edit.knob}.", priority="p1", destination="issue_tracker")
         return self.write(builder, outcome)
 
     def finish_healthy(self, builder: Any) -> DemoResult:
@@ -448,8 +471,10 @@ class _Demo:
                             f"Production is healthy for the goal: {s['failing_30d']} of {s['traces_30d']} traces "
                             f"fail {TARGET} in 30 days and no category, action or quoted-text slice stands out; "
                             "nothing to change, verification not run.")
-        builder.add_next_step("no_action", "No action: refusal and prompt-injection handling look healthy",
-                              "Rerun on the next scheduled window.", priority="p3", destination="local_summary")
+        for step in self.diagnosis.next_steps():
+            builder.add_next_step(step["intent"], step["title"],
+                                  f"Refusal and prompt-injection handling look healthy ({step['body']}); rerun on the "
+                                  "next scheduled window.", priority=step["priority"], destination="local_summary")
         return self.write(builder, "healthy")
 
     def write(self, builder: Any, outcome: str) -> DemoResult:
@@ -500,7 +525,7 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-# --- adapters over other modules' APIs (interim versions until curate/compare/route/ledger land) --
+# --- thin adapters over other modules' APIs ----------------------------------------------------
 
 def curate_label_split(*, store: Path, project: str, dataset: str, score: str, per_bucket: int,
                        labels_file: Path, out_dir: Path, seed: str) -> dict[str, Any]:
@@ -537,43 +562,3 @@ def _score(comparison: dict[str, Any] | None, name: str) -> dict[str, Any]:
     raise InputError(f"comparison: no score {name!r}")
 
 
-def _guards_ok(comparison: dict[str, Any]) -> bool:
-    return all(s["verdict"] in ("non_inferior", "improved", "equivalent")
-               for s in comparison["scores"] if s["role"] == "guard")
-
-
-def _kept(comparison: dict[str, Any]) -> bool:
-    return bool(comparison["keep"])
-
-
-class Ledger:
-    """Every validation look, one JSON line each."""
-
-    def __init__(self, path: Path, *, target: str, max_loops: int) -> None:
-        self.path, self.target, self.max_loops = path, target, max_loops
-        self.entries: list[dict[str, Any]] = []
-
-    def record(self, loop: int, *, kept: bool, candidate: str | None, verdict: str | None, note: str) -> None:
-        from .fileio import atomic_write_jsonl
-
-        self.entries.append({"loop": loop, "kept": kept, "route": "agent", "candidate": candidate,
-                             "verdict": verdict, "note": note})
-        atomic_write_jsonl(self.path, self.entries)
-
-    @property
-    def no_convergence(self) -> bool:
-        return len(self.entries) >= self.max_loops and not any(e["kept"] for e in self.entries)
-
-
-def route_after_discover(actionable: bool) -> dict[str, Any]:
-    if actionable:
-        return {"route": "agent", "message": "production failure is real and measured -> Improve: agent"}
-    return {"route": "none", "message": "production healthy and no follow-up needed -> exit healthy"}
-
-
-def route_after_verify(*, kept: bool, loop: int, ledger: Ledger) -> dict[str, Any]:
-    if kept:
-        return {"route": "exit", "message": "metric improved, no regressions, measurement healthy -> exit improved"}
-    if ledger.no_convergence:
-        return {"route": "exit", "message": f"no kept improvement after {loop} loops -> exit no_convergence"}
-    return {"route": "agent", "message": "metric did not move despite the agent change -> Improve: agent (next loop)"}
