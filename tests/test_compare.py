@@ -243,3 +243,78 @@ def test_out_file_and_errors(pair, run_cli, tmp_path):
     assert code == 2 and "`alpha` must be a number strictly between 0 and 1" in err
     code, _, err = run_cli("compare", "a", "b", "--target", "x", "--store", str(tmp_path / "none.duckdb"))
     assert code == 2 and "no local store here yet" in err
+
+
+# A Braintrust-style Eval file whose task quality is set by an env-free module constant; the
+# candidate file differs by one line (the "agent change").
+EVAL_TEMPLATE = '''\
+from braintrust import Eval, EvalCase
+
+FIXED = {fixed}
+
+
+def data():
+    return [EvalCase(input=f"q{{i}}", expected="ok", id=f"row-{{i:02d}}",
+                     metadata={{"split": "validation", "facet": "even" if i % 2 == 0 else "odd"}})
+            for i in range(40)]
+
+
+def task(input, hooks):
+    i = int(input[1:])
+    return "ok" if i % 5 < FIXED else "bad"
+
+
+def correct(output, expected):
+    return 1 if output == expected else 0
+
+
+def polite(output):
+    return 0.9
+
+
+Eval("cmp-e2e", data=data, task=task, scores=[correct, polite], trial_count=2)
+'''
+
+
+def test_compare_on_experiments_from_flywheel_eval(tmp_path, run_cli):
+    """Both experiments come from `flywheel eval` (the Braintrust SDK run locally); compare
+    pairs its rows by dataset_row_id across 2 trials each."""
+    (tmp_path / "eval_base.py").write_text(EVAL_TEMPLATE.format(fixed=2))
+    (tmp_path / "eval_cand.py").write_text(EVAL_TEMPLATE.format(fixed=4))
+    ids = []
+    for name, path in (("base", "eval_base.py"), ("cand", "eval_cand.py")):
+        code, out, err = run_cli("eval", path, "--name", name, "--json", "--silent")
+        assert code == 0, err
+        ids.append(json.loads(out)["experiment_id"])
+    code, out, err = run_cli("compare", ids[0], "cand", "--target", "correct", "--guard", "polite",
+                             "--slice", "metadata.facet", "--margin", "0.1", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    target, guard = doc["scores"]
+    assert doc["experiments"]["baseline"]["root_rows"] == 80 and target["n"] == 40
+    assert target["trials"] == {"baseline": {"min": 2, "max": 2}, "candidate": {"min": 2, "max": 2}}
+    assert target["baseline_mean"] == pytest.approx(0.4) and target["candidate_mean"] == pytest.approx(0.8)
+    assert target["effect"] == pytest.approx(0.4) and target["verdict"] == "improved"
+    assert target["mcnemar"]["gained"] == 16 and target["mcnemar"]["lost"] == 0
+    # the guard is identical on all 40 rows: the exact bound is 1 - 0.025**(1/40) = 0.088, inside
+    # a 0.1 margin (with the default 0.02 margin it would take 183 unchanged rows)
+    assert guard["method"].startswith("exact bound") and guard["ci"][0] == pytest.approx(-(1 - 0.025 ** (1 / 40)))
+    assert guard["verdict"] == "non_inferior" and doc["keep"] is True
+    assert {r["value"] for r in doc["slices"]["results"]} == {"even", "odd"}
+
+
+def test_comparison_feeds_the_handoff_builder(pair):
+    """The handoff helper maps Comparison.to_dict() into verification.scores[] as is."""
+    handoff = pytest.importorskip("bt_flywheel.handoff")
+    store, _, _ = pair
+    doc = compare_experiments(store, "baseline-v1", "candidate-v2", target="Refusal", guards=["Factuality"],
+                              n_resamples=1000).to_dict()
+    builder = handoff.HandoffBuilder(goal="improve refusals", project="support-bot", mode="autonomous",
+                                     mode_reason="test")
+    builder.set_verification(doc)
+    v = builder.verification
+    assert v["status"] == "passed" and v["baseline"] == doc["baseline"] and v["target"] == "Refusal"
+    assert [(s["name"], s["role"], s["verdict"]) for s in v["scores"]] == [
+        ("Refusal", "target", "improved"), ("Factuality", "guard", "non_inferior")]
+    assert v["scores"][0]["ci"] == doc["scores"][0]["ci"] and v["guards"]["passed"] is True
+    assert v["multiplicity"]["method"] == "holm" and v["regressions"][0]["row_id"] == "row-000"
