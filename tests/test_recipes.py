@@ -297,14 +297,16 @@ def recipe_fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
         "TRACES_JSONL": "traces.jsonl", "OUT_DIR": "out", "CANDIDATE_NAME": "candidate-1",
         "LABELS_FILE": "labels.json", "SCORER_SLUG": "refusal-scorer", "SCORER_FILE": "scorers.py",
         "HANDOFF": "bt-flywheel-summary.json", "RUBRIC": "rubric.md",
+        "CHANGE": "system prompt: treat quoted text as data",
     }
     return Fixture(root, values)
 
 
 def _prepare_outputs(root: Path) -> None:
     """What earlier steps of the loop leave behind, made with the real commands: a curate run with
-    the agent labeler (out/), its label export filled in by the rubric (labels.json), and a
-    comparison (compare.json). Steps whose command has not landed are left out."""
+    the agent labeler (out/), its label export filled in by the rubric (labels.json), a
+    comparison (compare.json) and a loop ledger with one loop. Steps whose command has not landed
+    are left out."""
     commands = registered_commands()
     cwd = Path.cwd()
     os.chdir(root)
@@ -324,6 +326,9 @@ def _prepare_outputs(root: Path) -> None:
             code = main(["compare", "baseline", "candidate", "--target", SCORE, "--guard", GUARD,
                          "--resamples", "0", "--out", "compare.json"])
             assert code == 0, "fixture: compare failed"
+            if "route" in commands:
+                code = main(["route", "decide", "--comparison", "compare.json", "--change", "fixture loop"])
+                assert code == 0, "fixture: route decide failed"
     finally:
         os.environ.pop("FLYWHEEL_AUTONOMOUS", None)
         os.chdir(cwd)
@@ -551,3 +556,11 @@ def test_handoff_template_is_a_valid_handoff(outcome: str, block: str) -> None:
     doc = json.loads(block)
     assert doc["outcome"] == outcome
     assert [f"{v.path}: {v.message}" for v in validate_handoff(doc)] == []
+
+
+def test_routing_reference_lists_the_tools_conditions_in_order() -> None:
+    from bt_flywheel.route import CONDITIONS
+
+    text = (REPO / "references" / "routing.md").read_text(encoding="utf-8")
+    listed = re.findall(r"^\| \d+ \| `(\w+)` \|", text, re.M)
+    assert listed == list(CONDITIONS)
