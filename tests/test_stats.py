@@ -358,6 +358,10 @@ def test_input_validation_names_the_parameter(kwargs, message):
 def test_data_validation_names_the_row():
     with pytest.raises(S.StatsInputError, match="`candidate`: row 'x' has a non-numeric score 'high'"):
         S.pair_rows({"x": 1.0}, {"x": ["high"]})
+    with pytest.raises(S.StatsInputError, match="`baseline`: row 'y' has a non-numeric score '0.5'"):
+        S.pair_rows({"y": "0.5"}, {"y": 1.0})
+    paired = S.pair_rows({"g": (v for v in [1.0, 0.0])}, {"g": iter([1.0])})  # any iterable of trials
+    assert paired.baseline.tolist() == [0.5] and paired.baseline_trials.tolist() == [2]
     with pytest.raises(ValueError, match="`d` must be finite"):
         S.ttest_differences([0.1, math.inf])
 

@@ -192,6 +192,10 @@ def _trial_values(side: str, row_id: str, values: Any) -> list[float]:
         return []
     if _is_number(values) or isinstance(values, bool):
         values = [values]
+    elif isinstance(values, str | bytes | Mapping):
+        raise StatsInputError(f"`{side}`: row {row_id!r} has a non-numeric score {values!r}")
+    else:
+        values = list(values)
     if all(type(v) is float and v == v and v not in (math.inf, -math.inf) for v in values):
         return list(values)  # fast path: plain finite floats
     out = []
