@@ -1,75 +1,79 @@
 """The HTML report: self-contained, escaped, and carrying the numbers the comparison computed.
 
-The comparison documents here are built from stats.compare_paired (the real per-score shape
-`flywheel compare --json` carries), on constructed per-row scores."""
+Comparisons come from the real `compare.compare_experiments` (what `flywheel compare --json`
+prints) on two experiments written into a temp local store in DESIGN.md §4's shape; the
+candidate's outputs carry a planted <script>."""
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
 
+from bt_flywheel.compare import compare_experiments
 from bt_flywheel.report import comparison_view, render_report, write_forest_svg, write_report
 from bt_flywheel.report_data import load_report_rows, read_dataset_rows, summarize_dataset
 from bt_flywheel.report_svg import fmt
-from bt_flywheel.stats import compare_paired
 from bt_flywheel.store import Store
 
 SCRIPT = "<script>document.title='pwned';alert(1)</script>"
 N = 80
+STORE = ".flywheel/store.duckdb"
 
 
-def scores_by_row(seed: int = 3) -> tuple[dict, dict, dict, dict]:
+def write_experiments(store_path, seed: int = 3, *, third: bool = False) -> None:
+    """baseline/candidate, one trial each: refusal_ok (binary target; the candidate fixes many rows
+    and breaks rows 0-2) and Factuality (guard, unchanged up to noise); metadata.facet for slices."""
     rng = np.random.default_rng(seed)
     base_ok = rng.random(N) < 0.55
-    cand_ok = base_ok | (rng.random(N) < 0.45)  # the candidate fixes many rows...
-    cand_ok[:3] = False                          # ...and breaks three
-    base_ok[:3] = True
+    cand_ok = base_ok | (rng.random(N) < 0.7)
+    cand_ok[:3], base_ok[:3] = False, True
     fact_b = rng.uniform(0.6, 1.0, N)
     fact_c = np.clip(fact_b + rng.normal(0, 0.01, N), 0, 1)
-    ids = [f"row-{i:03d}" for i in range(N)]
-    tb = {i: [float(v)] for i, v in zip(ids, base_ok, strict=True)}
-    tc = {i: [float(v)] for i, v in zip(ids, cand_ok, strict=True)}
-    fb = {i: [float(v)] for i, v in zip(ids, fact_b, strict=True)}
-    fc = {i: [float(v)] for i, v in zip(ids, fact_c, strict=True)}
-    return tb, tc, fb, fc
+    facets = ["billing" if i % 2 else "<i>returns</i>" for i in range(N)]
+    with Store(store_path) as store:
+        pid = store.ensure_project("bot")
+        experiments = [("bot-baseline", base_ok, fact_b), ("bot-candidate", cand_ok, fact_c)]
+        if third:  # scores identical to the candidate's: tied with it on a leaderboard
+            experiments.append(("bot-candidate-copy", cand_ok, fact_c))
+        for name, ok, fact in experiments:
+            oid = store.create_object("experiment", name, pid, metadata={"trials": 1})
+            store.upsert_rows("experiment", oid, [
+                {"id": f"{name}-{i}", "span_id": f"{name}-{i}", "root_span_id": f"{name}-{i}", "is_root": True,
+                 "created": "2026-01-01T00:00:00Z", "input": {"question": f"help with row-{i:03d}"},
+                 "output": "I cannot help." if name == "bot-baseline" else f"Sure! {SCRIPT}",
+                 "metadata": {"trial": 0, "dataset_row_id": f"row-{i:03d}", "split": "validation",
+                              "facet": facets[i]},
+                 "scores": {"refusal_ok": float(ok[i]), "Factuality": float(fact[i])},
+                 "span_attributes": {"name": "eval", "type": "eval"}} for i in range(N)])
 
 
-def make_comparison() -> dict:
-    tb, tc, fb, fc = scores_by_row()
-    target = compare_paired(tb, tc, name="refusal_ok", role="target", rng=0, n_resamples=2000)
-    guard = compare_paired(fb, fc, name="Factuality", role="guard", rng=0, n_resamples=2000)
-    return {
-        "baseline": {"name": "bot-baseline", "id": "e-b"}, "candidate": {"name": "bot-candidate", "id": "e-c"},
-        "target": "refusal_ok", "verdict": target.verdict, "alpha": 0.05, "min_effect": 0.0, "margin": 0.02,
-        "scores": [target.to_dict(), guard.to_dict()],
-        "slices": {"key": "metadata.facet", "correction": "BH", "items": [
-            {"value": "billing", "score": "refusal_ok", "n": 40, "effect": 0.3, "ci": [0.15, 0.45], "p": 0.0004,
-             "q": 0.0008, "significant": True},
-            {"value": "<i>returns</i>", "score": "refusal_ok", "n": 40, "effect": 0.05, "ci": [-0.1, 0.2],
-             "p": 0.5, "q": 0.5, "significant": False}]},
-    }
+@pytest.fixture
+def store_path(tmp_path):
+    write_experiments(tmp_path / STORE)
+    return tmp_path / STORE
 
 
-def report_rows() -> list[dict]:
-    tb, tc, fb, fc = scores_by_row()
-    rows = []
-    for rid in tb:
-        rows.append({"row_id": rid, "input": {"question": f"help with {rid}"},
-                     "baseline_output": "I cannot help.", "candidate_output": f"Sure! {SCRIPT}",
-                     "baseline_scores": {"refusal_ok": tb[rid][0], "Factuality": fb[rid][0]},
-                     "candidate_scores": {"refusal_ok": tc[rid][0], "Factuality": fc[rid][0]}})
+@pytest.fixture
+def comp(store_path) -> dict:
+    return compare_experiments(store_path, "bot-baseline", "bot-candidate", target="refusal_ok",
+                               guards=["Factuality"], slice_key="metadata.facet", n_resamples=2000).to_dict()
+
+
+@pytest.fixture
+def rows(store_path) -> list[dict]:
+    rows = load_report_rows(store_path, "bot-baseline", "bot-candidate")
     rows[0]["baseline_url"] = "https://www.braintrust.dev/app/acme/p/bot/experiments/bot-baseline?r=row-000"
     rows[1]["candidate_url"] = "javascript:alert(1)"
     return rows
 
 
-def test_planted_script_in_a_trace_is_escaped_not_executable():
-    rows = report_rows()
+def test_planted_script_in_a_trace_is_escaped_not_executable(comp, rows):
     rows[2]["input"] = '<img src=x onerror="alert(2)"><script src="https://evil.example/x.js"></script>'
-    html = render_report(make_comparison(), rows=rows)
+    html = render_report(comp, rows=rows)
     assert "<script" not in html.lower()          # no script element at all, planted or ours
     assert "<img" not in html.lower()
     assert "&lt;script&gt;document.title=&#x27;pwned&#x27;;alert(1)&lt;/script&gt;" in html
@@ -79,8 +83,8 @@ def test_planted_script_in_a_trace_is_escaped_not_executable():
     assert 'href="https://www.braintrust.dev/app/acme/p/bot/experiments/bot-baseline?r=row-000"' in html
 
 
-def test_report_is_self_contained():
-    html = render_report(make_comparison(), rows=report_rows())
+def test_report_is_self_contained(comp, rows):
+    html = render_report(comp, rows=rows)
     # nothing is loaded from anywhere: no src= attributes, no stylesheet links, no @import/url()
     assert not re.search(r"\ssrc\s*=", html)
     assert "<link" not in html and "@import" not in html and "url(" not in html
@@ -88,13 +92,12 @@ def test_report_is_self_contained():
     assert external == ["https://www.braintrust.dev/app/acme/p/bot/experiments/bot-baseline?r=row-000"]
 
 
-def test_verdict_effect_and_ci_from_the_comparison_are_shown():
-    comp = make_comparison()
-    html = render_report(comp, rows=report_rows())
+def test_verdict_effect_and_ci_from_the_comparison_are_shown(comp, rows):
+    html = render_report(comp, rows=rows)
     target = comp["scores"][0]
-    assert target["verdict"] == "improved"
+    assert comp["target_verdict"] == "improved" and comp["status"] == "passed"
     banner = html[html.index('id="verdict"'):html.index("</section>")]
-    assert ">improved<" in banner
+    assert ">improved<" in banner and "status: <b>passed</b>" in banner
     assert fmt(target["effect"], signed=True) in banner
     assert f"[{fmt(target['ci'][0])}, {fmt(target['ci'][1])}]" in banner
     assert f"n = {target['n']} rows" in banner
@@ -106,8 +109,7 @@ def test_verdict_effect_and_ci_from_the_comparison_are_shown():
     assert f"[{fmt(target['bootstrap']['ci'][0])}, {fmt(target['bootstrap']['ci'][1])}]" in html
 
 
-def test_forest_plot_draws_min_effect_and_margin(tmp_path):
-    comp = make_comparison()
+def test_forest_plot_draws_min_effect_and_margin(tmp_path, comp):
     comp["min_effect"] = 0.05
     path = write_forest_svg(comp, tmp_path / "forest.svg")
     svg = path.read_text()
@@ -120,53 +122,64 @@ def test_forest_plot_draws_min_effect_and_margin(tmp_path):
     assert svg.count('stroke-dasharray="5,3"') == 2
 
 
-def test_every_inline_svg_is_well_formed():
-    html = render_report(make_comparison(), rows=report_rows(), dataset_summary=summarize_dataset([]))
+def test_every_inline_svg_is_well_formed(comp, rows):
+    html = render_report(comp, rows=rows, dataset_summary=summarize_dataset([]))
     svgs = re.findall(r"<svg .*?</svg>", html, flags=re.S)
     assert len(svgs) == 4   # effects forest, slice forest, two histograms
     for svg in svgs:
         ET.fromstring(svg)
 
 
-def test_slices_name_the_correction_and_mark_significant_ones():
-    html = render_report(make_comparison())
+def test_slices_name_the_correction_and_mark_significant_ones(comp):
+    html = render_report(comp)
     section = html[html.index('id="slices"'):html.index('id="distributions"')]
     assert "Benjamini–Hochberg (BH" in section
-    assert section.count("<span class=sig>significant</span>") == 1
+    significant = [r for r in comp["slices"]["results"] if r["significant"]]
+    assert len(significant) == 2 and {r["score"] for r in significant} == {"refusal_ok"}
+    assert section.count("<span class=sig>significant</span>") == len(significant)
+    assert f"{len(comp['slices']['results'])} slice tests" in section
     assert "&lt;i&gt;returns&lt;/i&gt;" in section and "<i>" not in section
 
 
-def test_regressions_and_improvements_show_both_outputs_and_change():
-    comp = make_comparison()
-    html = render_report(comp, rows=report_rows())
+def test_regressions_and_improvements_show_both_outputs_and_change(comp, rows):
+    html = render_report(comp, rows=rows)
     reg = html[html.index('id="regressions"'):html.index('id="improvements"')]
-    regressions = comp["scores"][0]["regressions"]
-    assert len(regressions) == 3 and f"Per-row regressions ({len(regressions)})" in reg
+    assert [r["row_id"] for r in comp["regressions"]] == ["row-000", "row-001", "row-002"]
+    assert "Per-row regressions (3)" in reg
     assert "row-000" in reg and "I cannot help." in reg and "help with row-000" in reg
+    assert "Sure! &lt;script&gt;" in reg
     assert "1.000 → 0.000" in reg and "-1.000" in reg
     assert ">baseline trace</a>" in reg
+    imp = html[html.index('id="improvements"'):html.index('id="dataset"')]
+    risen = [r for r in rows if r["candidate_scores"]["refusal_ok"] - r["baseline_scores"]["refusal_ok"] > 0.25]
+    assert f"Per-row improvements ({len(risen)})" in imp and "0.000 → 1.000" in imp
 
 
-def test_dataset_balance_and_ledger(tmp_path):
+def test_dataset_balance_and_ledger(tmp_path, comp):
     rows = [{"id": str(i), "expected": {"decision": "refuse" if i % 3 else "answer"},
              "metadata": {"split": "validation" if i % 5 == 0 else "train", "label": {"labeler": "agent"}}}
             for i in range(50)]
     f = tmp_path / "rows.jsonl"
-    f.write_text("".join(__import__("json").dumps(r) + "\n" for r in rows))
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     summary = summarize_dataset(read_dataset_rows(f), name="refusals")
     assert summary["by_split_label"] == {"validation": {"answer": 4, "refuse": 6},
                                          "train": {"refuse": 27, "answer": 13}}
-    ledger = {"max_loops": 3, "entries": [{"loop": 1, "candidate": "c1", "kept": False, "note": "<b>x</b>"}]}
-    html = render_report(make_comparison(), dataset_summary=summary, ledger=ledger)
+    ledger = {"contract": "bt-flywheel-ledger/v1", "max_loops": 3, "loops": [
+        {"loop": 1, "candidate": "c1", "kept": False, "note": "<b>x</b>", "route": "agent",
+         "validation": {"verdict": "inconclusive", "effect": 0.01, "ci": [-0.02, 0.04], "n": 40},
+         "decision": {"action": "iterate", "outcome": None, "reason": "not better yet"}}],
+        "summary": {"loops": 1, "validation_looks": 1, "kept": 0}}
+    html = render_report(comp, dataset_summary=summary, ledger=ledger)
     ds = html[html.index('id="dataset"'):html.index('id="ledger"')]
     assert "50 rows of <b>refusals</b>" in ds and "<td>train</td><td class=num>13</td><td class=num>27</td>" in ds
     assert "labels by agent (50)" in ds
     led = html[html.index('<h2 id="ledger"'):]
-    assert "<b>max_loops</b>: 3" in led and "&lt;b&gt;x&lt;/b&gt;" in led
+    assert "<b>max_loops</b>: 3" in led and "<b>validation_looks</b>: 1" in led and "&lt;b&gt;x&lt;/b&gt;" in led
+    assert "inconclusive effect +0.010 CI [-0.020, 0.040] n=40" in led and "iterate: not better yet" in led
+    assert "<td>no</td>" in led
 
 
-def test_render_is_deterministic_and_write_is_atomic(tmp_path):
-    comp, rows = make_comparison(), report_rows()
+def test_render_is_deterministic_and_write_is_atomic(tmp_path, comp, rows):
     assert render_report(comp, rows=rows) == render_report(comp, rows=rows)
     out = write_report(comp, tmp_path / "sub" / "report.html", rows=rows)
     assert out.read_text() == render_report(comp, rows=rows)
@@ -205,3 +218,39 @@ def test_view_accepts_the_handoff_verification_shape():
         {"name": "acc", "role": "target", "effect": 0.1, "ci": [0.02, 0.18], "p": 0.01, "n": 50,
          "verdict": "improved"}]})
     assert view["verdict"] == "improved" and view["target_row"]["ci_low"] == pytest.approx(0.02)
+
+
+def test_cli_report_writes_one_file_with_every_section(run_cli, tmp_path):
+    write_experiments(tmp_path / STORE, third=True)
+    ledger = tmp_path / "ledger.json"
+    ledger.write_text(json.dumps({"contract": "bt-flywheel-ledger/v1", "max_loops": 3, "loops": [
+        {"loop": 1, "candidate": "bot-candidate", "kept": True, "route": "agent", "verdict": "improved"}]}))
+    ds = tmp_path / "rows.jsonl"
+    ds.write_text("".join(json.dumps({"id": f"row-{i:03d}", "expected": "refuse" if i % 4 else "answer",
+                                      "metadata": {"split": "train" if i % 5 else "validation"}}) + "\n"
+                          for i in range(N)))
+    code, out, err = run_cli("report", "bot-baseline", "bot-candidate", "bot-candidate-copy",
+                             "--target", "refusal_ok", "--guard", "Factuality", "--slice", "metadata.facet",
+                             "--ledger", str(ledger), "--dataset-rows", str(ds), "--out", "out/report.html")
+    assert code == 0, err
+    assert out == "" and err.strip() == "wrote out/report.html"
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["report.html"]
+    assert "<script" not in html.lower()
+    for anchor in ("verdict", "effects", "slices", "distributions", "regressions", "improvements", "dataset",
+                   "leaderboard", "ledger"):
+        assert f'<h2 id="{anchor}"' in html or f'id="{anchor}"' in html, anchor
+    board = html[html.index('<h2 id="leaderboard"'):html.index('<h2 id="ledger"')]
+    assert "Leaderboard: refusal_ok by experiment" in board
+    assert "<td class=num><b>=1</b></td><td>bot-candidate</td>" in board
+    assert "<td class=num><b>=1</b></td><td>bot-candidate-copy</td>" in board
+    assert "<td class=num><b>3</b></td><td>bot-baseline</td>" in board
+    assert f"{N} rows of <b>rows.jsonl</b>" in html
+
+
+def test_cli_report_errors_are_one_line(run_cli, store_path):
+    code, _, err = run_cli("report", "bot-baseline", "nope", "--target", "refusal_ok", "--out", "r.html")
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and "nope" in err
+    code, _, err = run_cli("report", "bot-baseline", "bot-candidate", "--target", "refusal_ok",
+                           "--ledger", "missing.json", "--out", "r.html")
+    assert code == 2 and err.strip() == "error: missing.json: file not found"

@@ -125,13 +125,20 @@ def comparison_view(comparison: Mapping[str, Any]) -> dict[str, Any]:
         })
     scores.sort(key=lambda s: {"target": 0, "guard": 1}.get(s["role"], 2))
     target_row = next((s for s in scores if s["role"] == "target"), scores[0] if scores else None)
-    verdict = str(_pick(c, "verdict", default=(target_row or {}).get("verdict") or "inconclusive"))
+    verdict = str(_pick(c, "target_verdict", "verdict", default=(target_row or {}).get("verdict") or "inconclusive"))
     guards = [s for s in scores if s["role"] == "guard"]
-    guards_passed = _pick(c, "guards_passed")
+    guards_passed = _pick(c, "guards_ok", "guards_passed")
     if guards_passed is None and guards:
         guards_passed = all(g["verdict"] in GUARD_OK for g in guards)
+    experiments = _pick(c, "experiments", default={}) or {}
+    status = _pick(c, "status")
     return {
-        "baseline": _name(_pick(c, "baseline")), "candidate": _name(_pick(c, "candidate")),
+        "baseline": _name(_pick(experiments, "baseline") or _pick(c, "baseline")),
+        "candidate": _name(_pick(experiments, "candidate") or _pick(c, "candidate")),
+        "status": str(status) if status is not None else "", "keep": _pick(c, "keep"),
+        "threshold": _num(_pick(c, "regression_threshold", "threshold")),
+        "multiplicity": _pick(c, "multiplicity", default={}) or {},
+        "stuck_scores": list(_pick(_pick(c, "health", default={}), "stuck_scores", default=[]) or []),
         "baseline_url": _pick(_pick(c, "baseline", default={}), "url"),
         "candidate_url": _pick(_pick(c, "candidate", default={}), "url"),
         "target": target, "verdict": verdict, "reason": _pick(c, "reason", "verdict_reason", "summary", default=""),
@@ -153,10 +160,10 @@ def _slices_view(raw: Any, alpha: float) -> dict[str, Any]:
         return {"key": "", "correction": "", "items": []}
     if isinstance(raw, Mapping):
         key, items = _pick(raw, "key", default=""), _pick(raw, "items", "results", default=[])
-        correction = _pick(raw, "correction", "method", default="BH")
+        correction = _pick(raw, "correction", "method", default="benjamini_hochberg")
         alpha = _num(_pick(raw, "alpha")) or alpha
     else:
-        items, key, correction = raw, "", "BH"
+        items, key, correction = raw, "", "benjamini_hochberg"
     out = []
     for it in items:
         if not isinstance(it, Mapping):
@@ -221,6 +228,11 @@ def write_forest_svg(comparison: Mapping[str, Any], path: str | os.PathLike[str]
     return atomic_write_text(path, '<?xml version="1.0" encoding="UTF-8"?>\n' + forest_svg_for(comparison) + "\n")
 
 
+def _short_correction(name: str) -> str:
+    key = (name or "bh").lower().replace("–", "-")
+    return "BH" if key in ("bh", "fdr_bh", "benjamini_hochberg", "benjamini-hochberg") else name
+
+
 def _slice_forest(view: Mapping[str, Any]) -> str:
     sl = view["slices"]
     items = []
@@ -236,7 +248,7 @@ def _slice_forest(view: Mapping[str, Any]) -> str:
                  + (" *" if it["significant"] else "")))
     return forest_svg(Forest(items=items, refs=[RefLine(0.0, "0", COLORS["axis"])],
                              title=f"Effect by {sl['key'] or 'slice'} (filled = significant after "
-                                   f"{sl['correction'] or 'BH'})"))
+                                   f"{_short_correction(sl['correction'])})"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,7 +315,7 @@ h3 { font-size: 15px; margin: 18px 0 6px; }
 .banner { border-radius: 8px; padding: 16px 20px; color: #fff; margin: 12px 0 8px; }
 .banner .verdict { font-size: 26px; font-weight: 700; letter-spacing: .5px; text-transform: uppercase; }
 .banner .figures { font-size: 16px; margin-top: 4px; }
-.banner .reason { margin-top: 6px; opacity: .95; }
+.banner .reason, .banner .status { margin-top: 6px; opacity: .95; }
 .pill { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; color: #fff;
         font-weight: 600; white-space: nowrap; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0 12px; font-size: 13px; }
@@ -320,6 +332,7 @@ svg.plot { max-width: 100%; height: auto; border: 1px solid var(--line); border-
 details summary { cursor: pointer; color: var(--muted); font-size: 12px; }
 .sig { font-weight: 700; color: #1a7f37; } .neg { color: #c62828; } .pos { color: #1a7f37; }
 nav a { margin-right: 12px; }
+.scroll { overflow-x: auto; }
 """
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'none'"
 
@@ -329,25 +342,37 @@ def _pill(text: str) -> str:
     return f'<span class="pill" style="background:{color}">{esc(text or "?")}</span>'
 
 
+STATUS_TEXT = {"passed": "keep: the target improved and every guard holds",
+               "failed": "do not keep: the target regressed or a guard could not be shown non-inferior",
+               "inconclusive": "not shown either way: keep collecting evidence or rows"}
+
+
 def _banner(view: Mapping[str, Any]) -> str:
     t = view["target_row"] or {}
     verdict = view["verdict"]
+    status = view["status"]
     color = VERDICT_COLORS.get(verdict, COLORS["inconclusive"])
+    if status == "failed":
+        color = COLORS["fail"]
     ci = f"{100 * (1 - view['alpha']):.0f}% CI"
     figures = (f"{esc(view['target'] or t.get('name', ''))}: effect <b>{fmt(t.get('effect'), signed=True)}</b> "
                f"({ci} [{fmt(t.get('ci_low'))}, {fmt(t.get('ci_high'))}]), p = {fmt(t.get('p'), 4)}, "
                f"n = {esc(t.get('n') if t.get('n') is not None else '?')} rows") if t else "no target score"
     guards = ""
     if view["guards"]:
-        state = "all guards hold" if view["guards_passed"] else "a guard failed"
+        state = "all guards hold" if view["guards_passed"] else "a guard is not shown non-inferior"
         guards = (f'<div class="figures">{state}: ' + ", ".join(
             f"{esc(g['name'])} {esc(g['verdict'] or '?')} (lower bound {fmt(g['ci_low'])} vs −margin "
             f"{fmt(-(g['margin'] if g['margin'] is not None else view['margin']))})" for g in view["guards"])
             + "</div>")
+    decision = ""
+    if status:
+        decision = (f'<div class="status">status: <b>{esc(status)}</b>'
+                    f'{" · " + esc(STATUS_TEXT[status]) if status in STATUS_TEXT else ""}</div>')
     reason = f'<div class="reason">{esc(view["reason"])}</div>' if view["reason"] else ""
     return (f'<section class="banner" id="verdict" style="background:{color}">'
-            f'<div class="verdict">{esc(verdict)}</div><div class="figures">{figures}</div>{guards}{reason}'
-            f'</section>')
+            f'<div class="verdict">{esc(verdict)}</div><div class="figures">{figures}</div>{guards}{decision}'
+            f'{reason}</section>')
 
 
 def _scores_table(view: Mapping[str, Any]) -> str:
@@ -369,7 +394,14 @@ def _scores_table(view: Mapping[str, Any]) -> str:
             "</td></tr>")
     notes = [f"<li><b>{esc(s['name'])}</b>: {esc(n)}</li>" for s in view["scores"] for n in s["notes"]]
     notes += [f"<li>{esc(n)}</li>" for n in view["notes"]]
-    return f"<table class=scores>{head}{''.join(body)}</table>" + (
+    mult = view["multiplicity"]
+    if isinstance(mult, Mapping) and mult.get("method"):
+        notes.insert(0, f"<li>Multiplicity across scores: <b>{esc(mult['method'])}</b>"
+                        f"{' (' + esc(mult['applies_to']) + ')' if mult.get('applies_to') else ''}</li>")
+    if view["stuck_scores"]:
+        notes.append(f"<li>Scores that never moved (every row the same 0 or 1 on both sides): "
+                     f"{esc(', '.join(view['stuck_scores']))}</li>")
+    return f"<div class=scroll><table class=scores>{head}{''.join(body)}</table></div>" + (
         f'<ul class="note">{"".join(notes)}</ul>' if notes else "")
 
 
@@ -378,8 +410,8 @@ def _slices_section(view: Mapping[str, Any]) -> str:
     if not sl["items"]:
         return ""
     n_sig = sum(1 for it in sl["items"] if it["significant"])
-    correction = sl["correction"] or "BH"
-    named = "Benjamini–Hochberg (BH, false discovery rate)" if correction.upper() in ("BH", "FDR_BH") else correction
+    correction = _short_correction(sl["correction"])
+    named = "Benjamini–Hochberg (BH, false discovery rate)" if correction == "BH" else correction
     rows = "".join(
         f"<tr><td>{esc(it['value'])}</td><td>{esc(it['score'])}</td><td class=num>{esc(it['n'])}</td>"
         f"<td class=num>{fmt(it['effect'], signed=True)}</td><td class=num>[{fmt(it['ci_low'])}, {fmt(it['ci_high'])}]"
@@ -396,8 +428,21 @@ def _slices_section(view: Mapping[str, Any]) -> str:
             f'{rows}</table>')
 
 
+def _improvements_from_rows(view: Mapping[str, Any], rows: Mapping[str, Mapping[str, Any]],
+                            threshold: float) -> list[dict[str, Any]]:
+    """Rows whose trial-mean score rose by more than the regression threshold (mirror of regressions)."""
+    out = []
+    for s in view["scores"]:
+        for row_id, r in rows.items():
+            b = _num((_pick(r, "baseline_scores", default={}) or {}).get(s["name"]))
+            c = _num((_pick(r, "candidate_scores", default={}) or {}).get(s["name"]))
+            if b is not None and c is not None and c - b > threshold + 1e-12:
+                out.append({"row_id": row_id, "score": s["name"], "baseline": b, "candidate": c, "delta": c - b})
+    return sorted(out, key=lambda r: (-r["delta"], r["score"], r["row_id"]))
+
+
 def _changes_section(title: str, anchor: str, changes: list[dict[str, Any]],
-                     rows: Mapping[str, Mapping[str, Any]], empty: str) -> str:
+                     rows: Mapping[str, Mapping[str, Any]], empty: str, threshold: float) -> str:
     if not changes:
         return f'<h2 id="{anchor}">{esc(title)}</h2><p class="note">{esc(empty)}</p>'
     shown = changes[:MAX_ROWS_SHOWN]
@@ -420,7 +465,8 @@ def _changes_section(title: str, anchor: str, changes: list[dict[str, Any]],
             f"<td>{esc(ch['score'])}</td><td class=num>{fmt(ch['baseline'])} → {fmt(ch['candidate'])}<br>"
             f"<span class={delta_cls}>{fmt(ch['delta'], signed=True)}</span></td></tr>")
     return (f'<h2 id="{anchor}">{esc(title)} ({len(changes)})</h2>'
-            '<table><tr><th>row id</th><th>input</th><th>baseline output</th><th>candidate output</th>'
+            f'<p class="note">Rows whose score (mean over trials) changed by more than {fmt(threshold, 2)}, '
+            'largest change first; outputs are from the first trial.</p><table><tr><th>row id</th><th>input</th><th>baseline output</th><th>candidate output</th>'
             f'<th>score</th><th class=num>change</th></tr>{"".join(body)}</table>{more}')
 
 
@@ -448,30 +494,46 @@ def _dataset_section(summary: Mapping[str, Any] | None) -> str:
             f'<table>{head}{"".join(body)}</table>{note}')
 
 
+LEDGER_COLUMNS = ("loop", "candidate", "change", "route", "verdict", "kept", "validation", "decision", "note")
+
+
 def _ledger_section(ledger: Any) -> str:
     if ledger is None:
         return ('<h2 id="ledger">Loop ledger</h2><p class="note">No ledger given (pass <code>--ledger FILE</code>).'
                 '</p>')
-    entries = ledger
+    entries: Any = ledger
     head_bits = []
     if isinstance(ledger, Mapping):
-        entries = _pick(ledger, "entries", "looks", "loops", "ledger", default=[])
-        for key, value in ledger.items():
-            if not isinstance(value, list | dict):
+        entries = _pick(ledger, "loops", "entries", "looks", "ledger", default=[])
+        summary = ledger.get("summary") if isinstance(ledger.get("summary"), Mapping) else {}
+        for key, value in [*ledger.items(), *summary.items()]:
+            if not isinstance(value, list | dict) and value is not None and key not in ("contract",):
                 head_bits.append(f"<b>{esc(key)}</b>: {esc(value)}")
     entries = [e for e in entries if isinstance(e, Mapping)] if isinstance(entries, list) else []
-    columns: list[str] = []
-    for e in entries:
-        for k in e:
-            if k not in columns:
-                columns.append(k)
+    columns = [c for c in LEDGER_COLUMNS if any(c in e for e in entries)]
+    columns += [k for e in entries for k in e if k not in columns and k not in ("recorded_at", "conditions")]
+    columns = list(dict.fromkeys(columns))
     table = ""
     if entries:
         table = ("<table><tr>" + "".join(f"<th>{esc(c)}</th>" for c in columns) + "</tr>" + "".join(
-            "<tr>" + "".join(f"<td>{esc(_short(e.get(c)))}</td>" for c in columns) + "</tr>" for e in entries)
+            "<tr>" + "".join(f"<td>{_ledger_cell(c, e.get(c))}</td>" for c in columns) + "</tr>" for e in entries)
             + "</table>")
-    summary = f'<p class="note">{" · ".join(head_bits)}</p>' if head_bits else ""
-    return f'<h2 id="ledger">Loop ledger</h2>{summary}{table or "<p class=note>(no entries)</p>"}'
+    summary_html = f'<p class="note">{" · ".join(head_bits)}</p>' if head_bits else ""
+    return f'<h2 id="ledger">Loop ledger</h2>{summary_html}{table or "<p class=note>(no entries)</p>"}'
+
+
+def _ledger_cell(column: str, value: Any) -> str:
+    if column == "validation" and isinstance(value, Mapping):
+        return esc(f"{value.get('verdict') or value.get('status') or ''} effect {fmt(_num(value.get('effect')), signed=True)}"
+                   f" CI [{fmt(_num((value.get('ci') or [None, None])[0]))}, "
+                   f"{fmt(_num((value.get('ci') or [None, None])[-1]))}] n={value.get('n')}")
+    if column == "decision" and isinstance(value, Mapping):
+        bits = [str(value[k]) for k in ("action", "outcome") if value.get(k)]
+        reason = f": {value['reason']}" if value.get("reason") else ""
+        return esc(_short(" / ".join(bits) + reason, 200))
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return esc(_short(value))
 
 
 def _short(value: Any, limit: int = 160) -> str:
@@ -531,10 +593,12 @@ def render_report(comparison: Mapping[str, Any], *, rows: Any = None, ledger: An
                      + "".join(histogram_svg(name, b, c) for name, (b, c) in dist.items()) + "</div>")
     else:
         parts.append('<p class="note">No per-row scores available.</p>')
+    threshold = view["threshold"] if view["threshold"] is not None else 0.25
     parts.append(_changes_section("Per-row regressions", "regressions", view["regressions"], by_id,
-                                  "No row dropped by more than the regression threshold."))
-    parts.append(_changes_section("Per-row improvements", "improvements", view["improvements"], by_id,
-                                  "No row rose by more than the threshold."))
+                                  f"No row's score dropped by more than {fmt(threshold, 2)}.", threshold))
+    improvements = view["improvements"] or _improvements_from_rows(view, by_id, threshold)
+    parts.append(_changes_section("Per-row improvements", "improvements", improvements, by_id,
+                                  f"No row's score rose by more than {fmt(threshold, 2)}.", threshold))
     parts.append(_dataset_section(dataset_summary))
     if leaderboard:
         from .leaderboard import leaderboard_html

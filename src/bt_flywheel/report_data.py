@@ -177,7 +177,8 @@ def build_report_inputs(store_path: str | os.PathLike[str], baseline: str, candi
                         comparison: Mapping[str, Any] | None = None, project: str | None = None,
                         settings: Any = None, more: Sequence[str] = (), target: str | None = None,
                         guards: Sequence[str] = (), slice_key: str | None = None, min_effect: float | None = None,
-                        margin: float | None = None, alpha: float | None = None, ledger: Any = None,
+                        margin: float | None = None, alpha: float | None = None, threshold: float | None = None,
+                        ledger: Any = None,
                         ledger_path: str | os.PathLike[str] | None = None,
                         dataset_rows_path: str | os.PathLike[str] | None = None,
                         leaderboard_by: Sequence[str] = ("experiment",)) -> dict[str, Any]:
@@ -191,19 +192,24 @@ def build_report_inputs(store_path: str | os.PathLike[str], baseline: str, candi
     """
     from .fileio import read_json_file
 
-    if comparison is None:
-        from . import compare as compare_mod
-
-        comparison = compare_mod.compare_experiments(
-            store_path, baseline, candidate, target=target, guards=list(guards), slice_key=slice_key,
-            min_effect=min_effect, margin=margin, alpha=alpha, project=project).to_dict()
-    urls = _side_urls(settings, baseline, candidate) if settings is not None else None
-    rows = load_report_rows(store_path, baseline, candidate, project=project, trace_url=urls)
+    # the files first: a bad path fails before any statistics are computed
     if ledger is None and ledger_path:
         ledger = read_json_file(ledger_path)
     if dataset_rows_path:
         summary = summarize_dataset(read_dataset_rows(dataset_rows_path), name=Path(dataset_rows_path).name)
-    else:
+    if comparison is None:
+        from . import compare as compare_mod
+
+        if not target:
+            raise InputError("--target: name the score the change should improve")
+        options = {k: v for k, v in (("min_effect", min_effect), ("margin", margin), ("alpha", alpha),
+                                     ("threshold", threshold)) if v is not None}
+        comparison = compare_mod.compare_experiments(
+            store_path, baseline, candidate, target=target, guards=list(guards), slice_key=slice_key,
+            project=project, **options).to_dict()
+    urls = _side_urls(settings, baseline, candidate) if settings is not None else None
+    rows = load_report_rows(store_path, baseline, candidate, project=project, trace_url=urls)
+    if not dataset_rows_path:
         summary = dataset_summary_from_store(store_path, baseline, project=project)
     board = None
     if more:

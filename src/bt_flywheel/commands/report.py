@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("candidate", metavar="CANDIDATE", help="candidate experiment name or id")
     parser.add_argument("more", nargs="*", metavar="EXPERIMENT",
                         help="further experiments: adds a leaderboard section over all experiments given")
-    parser.add_argument("--target", help="the score the change should improve")
+    parser.add_argument("--target", required=True, help="the score the change should improve")
     parser.add_argument("--guard", action="append", default=[], metavar="SCORE",
                         help="a score that must not regress (non-inferiority); repeatable")
     parser.add_argument("--slice", dest="slice_key", metavar="KEY",
@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-effect", type=float, help="minimum effect δ for `improved` (default 0)")
     parser.add_argument("--margin", type=float, help="non-inferiority / equivalence margin (default 0.02)")
     parser.add_argument("--alpha", type=float, help="significance level (default 0.05)")
+    parser.add_argument("--threshold", type=float,
+                        help="a row regressed/improved if its score moved by more than this (default 0.25)")
     parser.add_argument("--ledger", metavar="FILE", help="the loop ledger JSON file to include")
     parser.add_argument("--dataset-rows", metavar="FILE",
                         help="dataset rows (JSONL) for the split/label balance (default: the experiments' dataset "
@@ -39,17 +41,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..output import status
     from ..report import write_report
     from ..report_data import build_report_inputs
 
     settings = settings_from_args(args)
     inputs = build_report_inputs(
-        settings.store, args.baseline, args.candidate, project=settings.project, settings=settings, more=args.more, target=args.target, guards=args.guard,
-        slice_key=args.slice_key, min_effect=args.min_effect, margin=args.margin, alpha=args.alpha,
+        settings.store, args.baseline, args.candidate, project=settings.project, settings=settings,
+        more=args.more, target=args.target, guards=args.guard, slice_key=args.slice_key,
+        min_effect=args.min_effect, margin=args.margin, alpha=args.alpha, threshold=args.threshold,
         ledger_path=args.ledger, dataset_rows_path=args.dataset_rows,
         leaderboard_by=[k.strip() for k in args.by.split(",") if k.strip()])
     path = write_report(inputs.pop("comparison"), args.out, **inputs)
-    from ..output import status
-
     status(f"wrote {path}")
     return 0
