@@ -87,6 +87,14 @@ def test_default_demo_improves_with_a_significant_target_effect(run_cli, tmp_pat
     code, gout, gerr = run_cli("gate", str(out / "bt-flywheel-summary.json"))
     assert code == 0, gout + gerr
 
+    # the example's eval config measures the same baseline as its Eval file did in the demo
+    code, eout, eerr = run_cli("eval", str(EXAMPLE / "eval_config.yaml"), "--store", str(out / "store.duckdb"),
+                               "--split", "validation", "--trials", "3", "--json", "--silent")
+    assert code == 0, eerr
+    means = json.loads(eout)["scores"]
+    for score in verification["scores"]:
+        assert means[score["name"]] == pytest.approx(score["baseline_mean"])
+
 
 def test_noop_variant_ends_no_convergence_after_three_loops(run_cli, tmp_path):
     handoff, stdout, stderr = _run_demo(run_cli, tmp_path / "noop", "--variant", "noop")
@@ -176,3 +184,11 @@ def test_playbook_edits_change_exactly_the_intended_line():
         assert len(removed) <= 1 and len(added) == 1 and len(removed) + len(added) <= 2, edit.key
     with pytest.raises(Exception, match="expected one line"):
         pb.apply_edit(pb.apply_edit(shipped, pb.EDIT_QUOTED), pb.EDIT_QUOTED)
+
+
+def test_missing_example_is_a_one_line_input_error(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("FLYWHEEL_EXAMPLE_DIR", str(tmp_path / "nowhere"))
+    code, out, err = run_cli("demo", "--out", str(tmp_path / "x"))
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: {tmp_path / 'nowhere'}: the support-bot example is not here")
+    assert len(err.strip().splitlines()) == 1

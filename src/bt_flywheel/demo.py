@@ -59,11 +59,15 @@ TIME_DEPENDENT_ARTIFACTS = ("traces/support-bot-logs.jsonl", "dataset/dataset_ro
 def example_dir() -> Path:
     """examples/support-bot in this checkout (or FLYWHEEL_EXAMPLE_DIR)."""
     configured = os.environ.get(EXAMPLE_ENV)
-    path = Path(configured) if configured else Path(__file__).resolve().parents[2] / "examples" / "support-bot"
-    if not (path / "agent_config.yaml").is_file():
-        raise InputError(f"{path}: the support-bot example is not here",
-                         hint=f"run from a checkout of bt-flywheel, or set {EXAMPLE_ENV}")
-    return path
+    candidates = [Path(configured)] if configured else [
+        Path(__file__).resolve().parents[2] / "examples" / "support-bot",  # a checkout (editable install)
+        Path.cwd() / "examples" / "support-bot",                           # run from the plugin root
+    ]
+    for path in candidates:
+        if (path / "agent_config.yaml").is_file():
+            return path
+    raise InputError(f"{candidates[0]}: the support-bot example is not here",
+                     hint=f"run from a checkout of bt-flywheel, or set {EXAMPLE_ENV}")
 
 
 @dataclass
