@@ -145,14 +145,14 @@ def test_regressions_and_improvements_show_both_outputs_and_change(comp, rows):
     html = render_report(comp, rows=rows)
     reg = html[html.index('id="regressions"'):html.index('id="improvements"')]
     assert [r["row_id"] for r in comp["regressions"]] == ["row-000", "row-001", "row-002"]
-    assert "Per-row regressions (3)" in reg
+    assert "Per-row regressions (3 rows)" in reg
     assert "row-000" in reg and "I cannot help." in reg and "help with row-000" in reg
     assert "Sure! &lt;script&gt;" in reg
     assert "1.000 → 0.000" in reg and "-1.000" in reg
     assert ">baseline trace</a>" in reg
     imp = html[html.index('id="improvements"'):html.index('id="dataset"')]
     risen = [r for r in rows if r["candidate_scores"]["refusal_ok"] - r["baseline_scores"]["refusal_ok"] > 0.25]
-    assert f"Per-row improvements ({len(risen)})" in imp and "0.000 → 1.000" in imp
+    assert f"Per-row improvements ({len(risen)} rows)" in imp and "refusal_ok: 0.000 → 1.000" in imp
 
 
 def test_dataset_balance_and_ledger(tmp_path, comp):

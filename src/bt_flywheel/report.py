@@ -108,16 +108,18 @@ def comparison_view(comparison: Mapping[str, Any]) -> dict[str, Any]:
         name = str(_pick(s, "name", "score", default="?"))
         role = _pick(s, "role", default="target" if name == target else ("guard" if name in guard_names else "other"))
         lo, hi = _ci(s, "ci", "confidence_interval")
+        sec = _pick(s, "secondary", default={}) or {}   # the handoff's verification.scores[] shape
         scores.append({
             "name": name, "role": role, "n": _pick(s, "n", "n_rows"),
             "baseline_mean": _num(_pick(s, "baseline_mean", "mean_baseline")),
             "candidate_mean": _num(_pick(s, "candidate_mean", "mean_candidate")),
             "effect": _num(_pick(s, "effect", "mean_diff", "diff")), "ci_low": lo, "ci_high": hi,
-            "p": _num(_pick(s, "p", "p_value")), "p_adj": _num(_pick(s, "p_holm", "p_adjusted")),
+            "p": _num(_pick(s, "p", "p_value")), "p_adj": _num(_pick(s, "p_holm", "p_adjusted", default=_pick(sec, "p_holm"))),
             "verdict": str(_pick(s, "verdict", "status", default="")),
             "required_n": _pick(s, "required_n", "n_required", default=_pick(_pick(s, "power"), "required_n")),
-            "mcnemar_p": _num(_pick(_pick(s, "mcnemar", default={}), "p", "p_value")),
-            "bootstrap": _ci(s, "bootstrap_ci") if "bootstrap_ci" in s else _ci(_pick(s, "bootstrap", default={}), "ci"),
+            "mcnemar_p": _num(_pick(_pick(s, "mcnemar", default={}), "p", "p_value", default=_pick(sec, "mcnemar_p"))),
+            "bootstrap": (_ci(s, "bootstrap_ci") if "bootstrap_ci" in s else _ci(sec, "bootstrap_ci")
+                          if "bootstrap_ci" in sec else _ci(_pick(s, "bootstrap", default={}), "ci")),
             "margin": _num(_pick(s, "margin")),
             "notes": [str(n) for n in _pick(s, "notes", default=[]) or []],
             "regressions": [{**_change_view(r), "score": name} for r in _pick(s, "regressions", default=[]) or []
@@ -241,8 +243,7 @@ def _slice_forest(view: Mapping[str, Any]) -> str:
         if not it["significant"]:
             color = COLORS["inconclusive"]
         items.append(ForestItem(
-            label=f"{it['value']}", sublabel=f"{it['score']} · n={it['n'] if it['n'] is not None else '?'}"
-            + (" · significant" if it["significant"] else ""),
+            label=f"{it['value']}", sublabel=f"{it['score']} · n={it['n'] if it['n'] is not None else '?'}",
             estimate=it["effect"], low=it["ci_low"], high=it["ci_high"], color=color, filled=it["significant"],
             note=f"{fmt(it['effect'], signed=True)} [{fmt(it['ci_low'])}, {fmt(it['ci_high'])}]"
                  + (" *" if it["significant"] else "")))
@@ -319,6 +320,7 @@ h3 { font-size: 15px; margin: 18px 0 6px; }
 .pill { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; color: #fff;
         font-weight: 600; white-space: nowrap; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0 12px; font-size: 13px; }
+table.scores { font-size: 12px; } table.scores td, table.scores th { padding: 4px 6px; }
 th, td { border: 1px solid var(--line); padding: 5px 8px; text-align: left; vertical-align: top; }
 th { background: var(--soft); font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -376,10 +378,11 @@ def _banner(view: Mapping[str, Any]) -> str:
 
 
 def _scores_table(view: Mapping[str, Any]) -> str:
+    power = any(s["required_n"] is not None for s in view["scores"])
     head = ("<tr><th>score</th><th>role</th><th class=num>n</th><th class=num>baseline</th>"
             "<th class=num>candidate</th><th class=num>effect</th><th class=num>CI</th><th class=num>p</th>"
             "<th class=num>p (Holm)</th><th class=num>McNemar p</th><th class=num>bootstrap CI</th>"
-            "<th>verdict</th><th class=num>n for 80% power</th></tr>")
+            "<th>verdict</th>" + ("<th class=num>rows for 80% power</th>" if power else "") + "</tr>")
     body = []
     for s in view["scores"]:
         b_lo, b_hi = s["bootstrap"]
@@ -390,8 +393,9 @@ def _scores_table(view: Mapping[str, Any]) -> str:
             f"<td class=num>[{fmt(s['ci_low'])}, {fmt(s['ci_high'])}]</td><td class=num>{fmt(s['p'], 4)}</td>"
             f"<td class=num>{fmt(s['p_adj'], 4)}</td><td class=num>{fmt(s['mcnemar_p'], 4)}</td>"
             f"<td class=num>{'[' + fmt(b_lo) + ', ' + fmt(b_hi) + ']' if b_lo is not None else 'n/a'}</td>"
-            f"<td>{_pill(s['verdict'])}</td><td class=num>{esc(s['required_n'] if s['required_n'] is not None else '')}"
-            "</td></tr>")
+            f"<td>{_pill(s['verdict'])}</td>"
+            + (f"<td class=num>{esc(s['required_n'] if s['required_n'] is not None else '')}</td>" if power else "")
+            + "</tr>")
     notes = [f"<li><b>{esc(s['name'])}</b>: {esc(n)}</li>" for s in view["scores"] for n in s["notes"]]
     notes += [f"<li>{esc(n)}</li>" for n in view["notes"]]
     mult = view["multiplicity"]
@@ -443,31 +447,39 @@ def _improvements_from_rows(view: Mapping[str, Any], rows: Mapping[str, Mapping[
 
 def _changes_section(title: str, anchor: str, changes: list[dict[str, Any]],
                      rows: Mapping[str, Mapping[str, Any]], empty: str, threshold: float) -> str:
+    """One table row per dataset row (its score changes listed together), largest change first."""
     if not changes:
         return f'<h2 id="{anchor}">{esc(title)}</h2><p class="note">{esc(empty)}</p>'
-    shown = changes[:MAX_ROWS_SHOWN]
-    more = (f'<p class="note">{len(changes) - len(shown)} more not shown (see `flywheel compare --json`).</p>'
-            if len(changes) > len(shown) else "")
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for ch in sorted(changes, key=lambda c: (-abs(c["delta"] or 0), c["row_id"], c["score"])):
+        grouped.setdefault(ch["row_id"], []).append(ch)
+    shown = list(grouped.items())[:MAX_ROWS_SHOWN]
+    more = (f'<p class="note">{len(grouped) - len(shown)} more rows not shown (see <code>flywheel compare '
+            '--json</code>).</p>' if len(grouped) > len(shown) else "")
     body = []
-    for ch in shown:
-        r = rows.get(ch["row_id"], {})
+    for row_id, row_changes in shown:
+        r = rows.get(row_id, {})
         links = []
         for side in ("baseline", "candidate"):
             url = _pick(r, f"{side}_url")
             if isinstance(url, str) and url.startswith(("https://", "http://")):
                 links.append(f'<a href="{esc(url)}" rel="noopener noreferrer">{side} trace</a>')
-        delta_cls = "neg" if (ch["delta"] or 0) < 0 else "pos"
+        change_html = "<br>".join(
+            f"{esc(ch['score'])}: {fmt(ch['baseline'])} → {fmt(ch['candidate'])} "
+            f"<span class={'neg' if (ch['delta'] or 0) < 0 else 'pos'}>({fmt(ch['delta'], signed=True)})</span>"
+            for ch in row_changes)
         body.append(
-            f"<tr><td class=mono>{esc(ch['row_id'][:16])}{'…' if len(ch['row_id']) > 16 else ''}"
+            f"<tr><td class=mono title=\"{esc(row_id)}\">{esc(row_id[:12])}{'…' if len(row_id) > 12 else ''}"
             f"{'<br>' + ' · '.join(links) if links else ''}</td>"
             f"<td>{_excerpt_html(_pick(r, 'input'), 200)}</td>"
             f"<td>{_excerpt_html(_pick(r, 'baseline_output'))}</td><td>{_excerpt_html(_pick(r, 'candidate_output'))}</td>"
-            f"<td>{esc(ch['score'])}</td><td class=num>{fmt(ch['baseline'])} → {fmt(ch['candidate'])}<br>"
-            f"<span class={delta_cls}>{fmt(ch['delta'], signed=True)}</span></td></tr>")
-    return (f'<h2 id="{anchor}">{esc(title)} ({len(changes)})</h2>'
-            f'<p class="note">Rows whose score (mean over trials) changed by more than {fmt(threshold, 2)}, '
-            'largest change first; outputs are from the first trial.</p><table><tr><th>row id</th><th>input</th><th>baseline output</th><th>candidate output</th>'
-            f'<th>score</th><th class=num>change</th></tr>{"".join(body)}</table>{more}')
+            f"<td class=num>{change_html}</td></tr>")
+    n_rows = len(grouped)
+    return (f'<h2 id="{anchor}">{esc(title)} ({n_rows} row{"s" if n_rows != 1 else ""})</h2>'
+            f'<p class="note">Rows whose score (mean over trials) moved by more than {fmt(threshold, 2)}, '
+            'largest change first; outputs are from the first trial.</p>'
+            '<table><tr><th>row id</th><th>input</th><th>baseline output</th><th>candidate output</th>'
+            f'<th class=num>score change</th></tr>{"".join(body)}</table>{more}')
 
 
 def _dataset_section(summary: Mapping[str, Any] | None) -> str:
@@ -491,7 +503,7 @@ def _dataset_section(summary: Mapping[str, Any] | None) -> str:
     note = f'<p class="note">{esc(summary.get("label_source", ""))}</p>' if summary.get("label_source") else ""
     return (f'<h2 id="dataset">Dataset balance</h2><p class="note">{summary.get("rows", total)} rows{name}, '
             'by split and label.</p>'
-            f'<table>{head}{"".join(body)}</table>{note}')
+            f'<div class=scroll><table>{head}{"".join(body)}</table></div>{note}')
 
 
 LEDGER_COLUMNS = ("loop", "candidate", "change", "route", "verdict", "kept", "validation", "decision", "note")

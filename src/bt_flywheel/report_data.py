@@ -86,10 +86,11 @@ def _label_of(expected: Any) -> str:
 
 
 def summarize_dataset(rows: Iterable[Mapping[str, Any]], *, name: str | None = None) -> dict[str, Any]:
-    """Split/label balance of dataset rows ({id, expected, metadata: {split, ...}}).
+    """Split/label balance of dataset rows ({id, expected, metadata: {split, label, ...}}).
 
-    The label is the row's expected class: `expected` itself when scalar, else its
-    label/decision/class key (or its only value).
+    The label is `metadata.label.value` (what the labeler decided) when present, else the row's
+    expected class: `expected` itself when scalar, else its label/decision/class key (or its
+    only value).
     """
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     labelers: Counter[str] = Counter()
@@ -97,8 +98,9 @@ def summarize_dataset(rows: Iterable[Mapping[str, Any]], *, name: str | None = N
     for row in rows:
         meta = row.get("metadata") or {}
         split = str(meta.get("split") or "(no split)")
-        counts[split][_label_of(row.get("expected"))] += 1
         label_meta = meta.get("label") if isinstance(meta.get("label"), Mapping) else {}
+        value = label_meta.get("value")
+        counts[split][_label_of(value if value is not None else row.get("expected"))] += 1
         if label_meta.get("labeler"):
             labelers[str(label_meta["labeler"])] += 1
         total += 1

@@ -101,7 +101,7 @@ class Forest:
     x_range: tuple[float, float] | None = None
 
 
-def forest_svg(plot: Forest, *, width: int = 760) -> str:
+def forest_svg(plot: Forest, *, width: int = 880) -> str:
     """A horizontal forest plot: one row per item, CI whiskers, reference lines labelled on top."""
     label_w, note_w, row_h = 200, 190, 34
     top = 58 if plot.title else 40
