@@ -108,6 +108,15 @@ def run(args: argparse.Namespace) -> int:
         print_json(summary)
     else:
         _print_summary(summary)
+    labeling = summary["labeling"]
+    if args.labeler == "llm" and summary["unlabeled"] and not (labeling["labeled"] or labeling["reused"]
+                                                               or labeling["cached"]):
+        from ..errors import BackendError
+
+        first = summary["unlabeled"][0]
+        raise BackendError(f"--labeler llm: no row could be labeled ({len(summary['unlabeled'])} failed after "
+                           f"retries; row {first['id']}: {first.get('why')})",
+                           hint="check OPENAI_BASE_URL and the provider; a rerun resumes from the label cache")
     dataset = summary.get("dataset") or {}
     return 1 if dataset.get("declined") else 0
 
