@@ -219,7 +219,7 @@ class _Demo:
 
         self.query("peek", "schema peek: which scores and metadata keys exist")
         self.query("span_shape", "span types and names (the shape of a trace)", DAYS=30)
-        daily = self.query("daily", f"traces and {TARGET} per day", DAYS=30, SCORE=TARGET)
+        self.query("daily", f"traces and {TARGET} per day", DAYS=30, SCORE=TARGET)  # calendar days: not in the handoff
         errors = self.query("errors", "reliability: errors by span", DAYS=30)
         by = {}
         for key in ("category", "facets.action", "facets.quoted_text"):
@@ -232,7 +232,7 @@ class _Demo:
         failing_7 = sum(f for f, _ in by[("category", 7)].values())
         failing_30 = sum(f for f, _ in by[("category", 30)].values())
         self.discover_summary = {"traces_7d": traffic_7, "traces_30d": traffic_30, "failing_7d": failing_7,
-                                 "failing_30d": failing_30, "days_with_traffic": len(daily),
+                                 "failing_30d": failing_30,
                                  "error_spans_30d": sum(int(r.get("errors") or 0) for r in errors
                                                         if r.get("type") != "task")}
         self.say(f"[discover] {traffic_30} traces in 30 days ({traffic_7} in 7); {TARGET} failing on {failing_30} "
