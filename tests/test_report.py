@@ -214,10 +214,17 @@ def test_load_report_rows_averages_trials_per_dataset_row(tmp_path):
 
 def test_view_accepts_the_handoff_verification_shape():
     """write_forest_svg also takes the handoff's `verification` (scores with name/role/effect/ci)."""
-    view = comparison_view({"target": "acc", "scores": [
+    verification = {"status": "passed", "target": "acc", "guards": {"passed": False, "margin": 0.05}, "scores": [
         {"name": "acc", "role": "target", "effect": 0.1, "ci": [0.02, 0.18], "p": 0.01, "n": 50,
-         "verdict": "improved"}]})
+         "verdict": "improved", "secondary": {"p_holm": 0.02, "bootstrap_ci": [0.03, 0.17], "mcnemar_p": 0.04}},
+        {"name": "tone", "role": "guard", "effect": -0.06, "ci": [-0.1, -0.02], "p": 0.01, "n": 50,
+         "verdict": "regressed"}]}
+    view = comparison_view(verification)
     assert view["verdict"] == "improved" and view["target_row"]["ci_low"] == pytest.approx(0.02)
+    assert view["margin"] == 0.05 and view["guards_passed"] is False
+    assert view["target_row"]["bootstrap"] == (0.03, 0.17) and view["target_row"]["mcnemar_p"] == 0.04
+    html = render_report(verification)
+    assert "−margin=-0.050" in html and "a guard is not shown non-inferior" in html
 
 
 def test_cli_report_writes_one_file_with_every_section(run_cli, tmp_path):
@@ -254,3 +261,11 @@ def test_cli_report_errors_are_one_line(run_cli, store_path):
     code, _, err = run_cli("report", "bot-baseline", "bot-candidate", "--target", "refusal_ok",
                            "--ledger", "missing.json", "--out", "r.html")
     assert code == 2 and err.strip() == "error: missing.json: file not found"
+
+
+def test_a_key_in_a_trace_never_reaches_the_report(tmp_path, monkeypatch, comp, rows):
+    key = "bt-live-Zq8c7c2b9f1e4a6d3b8e0f"
+    monkeypatch.setenv("BRAINTRUST_API_KEY", key)
+    rows[0]["candidate_output"] = f"my key is {key} and sk-abcdefghijklmnopqrstu"
+    text = write_report(comp, tmp_path / "r.html", rows=rows).read_text()
+    assert key not in text and "sk-abcdefghijklmnopqrstu" not in text and "[REDACTED]" in text

@@ -94,13 +94,16 @@ def comparison_view(comparison: Mapping[str, Any]) -> dict[str, Any]:
     c = comparison
     alpha = _num(_pick(c, "alpha")) or 0.05
     min_effect = _num(_pick(c, "min_effect", "delta")) or 0.0
+    guards_field = _pick(c, "guards", default=[]) or []
     margin = _num(_pick(c, "margin"))
+    if margin is None and isinstance(guards_field, Mapping):   # the handoff's verification.guards
+        margin = _num(guards_field.get("margin"))
     margin = 0.02 if margin is None else margin
     target = _pick(c, "target", "target_score", default="")
     raw_scores = _pick(c, "scores", "results", default=[])
     if isinstance(raw_scores, Mapping):
         raw_scores = [{"name": k, **v} for k, v in raw_scores.items() if isinstance(v, Mapping)]
-    guard_names = set(_pick(c, "guards", default=[]) or [])
+    guard_names = set(guards_field) if isinstance(guards_field, list) else set()
     scores = []
     for s in raw_scores:
         if not isinstance(s, Mapping):
@@ -129,7 +132,8 @@ def comparison_view(comparison: Mapping[str, Any]) -> dict[str, Any]:
     target_row = next((s for s in scores if s["role"] == "target"), scores[0] if scores else None)
     verdict = str(_pick(c, "target_verdict", "verdict", default=(target_row or {}).get("verdict") or "inconclusive"))
     guards = [s for s in scores if s["role"] == "guard"]
-    guards_passed = _pick(c, "guards_ok", "guards_passed")
+    guards_passed = _pick(c, "guards_ok", "guards_passed",
+                          default=guards_field.get("passed") if isinstance(guards_field, Mapping) else None)
     if guards_passed is None and guards:
         guards_passed = all(g["verdict"] in GUARD_OK for g in guards)
     experiments = _pick(c, "experiments", default={}) or {}
