@@ -53,6 +53,6 @@ def test_run_query_accepts_an_open_store_and_names_the_conflict(tmp_path: Path) 
         store.upsert_rows("project_logs", pid, list(generate_spans(20, seed=1)))
         rows = run_query(store, "SELECT count(*) AS n FROM project_logs('p') WHERE created > NOW() - INTERVAL 40 day")
         assert rows.rows == [{"n": 20}]
-        with pytest.raises(StoreBusy, match="open for writing in this process"):
+        with pytest.raises(StoreBusy, match="already open in this process"):
             run_query(path, "SELECT id FROM project_logs('p') WHERE id = 'x'")
     assert run_query(path, "SELECT id FROM project_logs('p') WHERE id = 'x'").rows == []

@@ -24,6 +24,7 @@ from .errors import InputError
 from .store import Store
 
 _OBJECT_TYPES = ("project_logs", "experiment", "dataset")
+INGEST_MEMORY_LIMIT = "512MB"   # DuckDB spills beyond this, so a 1M-span load stays well under 1.5 GB
 
 
 @dataclass
@@ -119,7 +120,7 @@ def ingest(store: Store, path: str | Path, *, project: str, skip_bad: bool = Fal
     sources = discover_sources(path, object_type=default_type)
     result = IngestResult(files=len(sources))
     loaders: dict[tuple[str, str], Any] = {}
-    with store.transaction():
+    with store.memory_limit(INGEST_MEMORY_LIMIT), store.transaction():
         try:
             project_id = _resolve_project(store, project, sources)
             for source in sources:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LINT_ERROR", "LINT_HINT", "LINT_MESSAGE", "QueryResult", "run_query", "bt_document"]
 
-_SANDBOX = {"enable_external_access": False, "lock_configuration": True}
+_SANDBOX = {"enable_external_access": False}
 
 
 @dataclass
@@ -75,13 +75,15 @@ def run_query(store_path: str | Path | Store, query: str, *, project: str | None
                              hint="load traces with `flywheel ingest FILE --project NAME`")
         try:
             con = duckdb.connect(str(path), read_only=True, config=dict(_SANDBOX))
+            con.execute("SET enable_progress_bar = false")
+            con.execute("SET lock_configuration = true")
         except duckdb.Error as exc:
             text = str(exc)
             if "lock" in text.lower():
                 raise StoreBusy(f"{path}: the local store is in use by another flywheel process",
                                 hint="wait for it to finish, or use --store for a separate file") from None
             if "different configuration" in text:
-                raise StoreBusy(f"{path}: the local store is open for writing in this process",
+                raise StoreBusy(f"{path}: the local store is already open in this process",
                                 hint="pass the open Store to run_query, or close it first") from None
             raise BackendError(f"{path}: cannot open the local store ({text.splitlines()[0]})") from None
         owned = True

@@ -90,6 +90,7 @@ class Store:
                 raise StoreBusy(f"{self.path}: the local store is in use by another flywheel process",
                                 hint="wait for it to finish, or use --store for a separate file") from None
             raise BackendError(f"{self.path}: cannot open the local store ({exc})") from None
+        self.con.execute("SET enable_progress_bar = false")
         if not read_only:
             self.con.execute(SCHEMA)
 
@@ -188,6 +189,16 @@ class Store:
                 return loader.finish()
             finally:
                 loader.close()
+
+    @contextmanager
+    def memory_limit(self, limit: str) -> Iterator[None]:
+        """Cap DuckDB's memory (it spills to disk beyond it) for a bulk load, then restore it."""
+        previous = self.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        self.con.execute(f"SET memory_limit = '{limit}'")
+        try:
+            yield
+        finally:
+            self.con.execute(f"SET memory_limit = '{previous}'")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -405,7 +416,7 @@ class BulkLoader:
         path_literal = str(stage).replace("'", "''")
         con = self.con
         con.execute(f"CREATE OR REPLACE TEMP TABLE _flywheel_stage AS SELECT * FROM read_json('{path_literal}', "
-                    f"format='newline_delimited', columns={columns}, maximum_object_size=268435456)")
+                    f"format='newline_delimited', columns={columns}, maximum_object_size=67108864)")
         key = [self.object_type, self.object_id]
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _flywheel_write AS SELECT s.id, t.id IS NOT NULL AS present "
