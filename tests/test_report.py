@@ -267,5 +267,7 @@ def test_a_key_in_a_trace_never_reaches_the_report(tmp_path, monkeypatch, comp, 
     key = "bt-live-Zq8c7c2b9f1e4a6d3b8e0f"
     monkeypatch.setenv("BRAINTRUST_API_KEY", key)
     rows[0]["candidate_output"] = f"my key is {key} and sk-abcdefghijklmnopqrstu"
+    rows[0]["baseline_output"] = {"config": {"api_key": "plain-Secret-Value-123"}}  # quotes get escaped
     text = write_report(comp, tmp_path / "r.html", rows=rows).read_text()
     assert key not in text and "sk-abcdefghijklmnopqrstu" not in text and "[REDACTED]" in text
+    assert "plain-Secret-Value-123" not in text

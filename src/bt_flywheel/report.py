@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .fileio import atomic_write_text
+from .redact import redact
 from .report_svg import COLORS, Forest, ForestItem, RefLine, esc, fmt, forest_svg, histogram_svg
 
 VERDICT_COLORS = {
@@ -261,11 +262,12 @@ def _slice_forest(view: Mapping[str, Any]) -> str:
 
 
 def _as_text(value: Any) -> str:
+    """Trace/ledger content as text, redacted before it is escaped (escaping would hide
+    `"api_key": "..."` shapes from the redaction the file write applies)."""
     if value is None:
         return ""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, default=str)
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return redact(text)
 
 
 def _excerpt_html(value: Any, limit: int = EXCERPT) -> str:
