@@ -129,3 +129,18 @@ def test_scripts_flywheel_bootstraps_a_private_venv_from_a_fresh_clone(tmp_path:
     assert proc.returncode == 0, proc.stderr
     assert "creating a private environment" in proc.stderr
     assert json.loads(proc.stdout)["mode"] == "interactive"
+
+
+def test_readme_cli_reference_is_generated_from_the_real_help() -> None:
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "cli_reference.py"), "--check"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_every_command_is_documented_in_the_readme() -> None:
+    from bt_flywheel.cli import build_parser
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name in sub.choices:
+        assert f"### `flywheel {name}`" in readme, name
