@@ -25,6 +25,9 @@ def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path: Path) -> 
     fileio.atomic_write_json(target, {"b": 2})
     assert json.loads(target.read_text()) == {"b": 2}
     assert sorted(p.name for p in target.parent.iterdir()) == ["summary.json"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # like open(), not mkstemp's 0600
 
 
 def test_atomic_write_failure_keeps_previous_content(tmp_path: Path) -> None:

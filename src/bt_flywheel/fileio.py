@@ -13,6 +13,11 @@ from typing import Any
 from .errors import InputError
 from .redact import redact
 
+# mkstemp creates 0600 files; artifacts should get the permissions a plain open() would give.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write to a temp file in the same directory, fsync, then rename over `path`."""
@@ -24,6 +29,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, target)
     except BaseException:
         try:
