@@ -64,7 +64,10 @@ class HttpClient:
             try:
                 with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
                     raw = response.read()
+                try:
                     return _parse(raw, where)
+                except BackendError as exc:  # a 200 with a non-JSON body (a proxy's error page): transient
+                    last_problem = exc.message.split(": ", 1)[-1]
             except urllib.error.HTTPError as exc:
                 raw = exc.read() if exc.fp else b""
                 parsed = _parse_lenient(raw)
