@@ -213,22 +213,28 @@ class LoopbackServer:
 
 
 def default_judge(messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """A deterministic stand-in judge: 'fail' when the prompt mentions 'refund', else 'pass'."""
-    text = json.dumps(messages)
-    return {"label": "fail" if "refund" in text.lower() else "pass", "rationale": "loopback judge"}
+    """A deterministic stand-in judge: 'pass' or 'fail' from a hash of the row part of the last message
+    (the text after 'Input:'), so the same row always gets the same label and both labels occur."""
+    import hashlib
+
+    text = str((messages[-1] if messages else {}).get("content", ""))
+    row_part = text.rsplit("Input:", 1)[-1]
+    digest = hashlib.sha256(row_part.encode("utf-8")).hexdigest()
+    return {"label": "fail" if digest[0] in "01234567" else "pass", "rationale": "loopback judge"}
 
 
 class FakeModelServer(LoopbackServer):
     """Loopback OpenAI-compatible server: POST {url}/v1/chat/completions (route "chat").
 
-    Answers with a chat completion whose content is `json.dumps(judge(messages))`. Use
-    `base_url` (…/v1) as OPENAI_BASE_URL.
+    Answers with a chat completion whose content is `json.dumps(judge(messages))`, after `delay`
+    seconds (to make a labeling run long enough to kill). Use `base_url` (…/v1) as OPENAI_BASE_URL.
     """
 
     def __init__(self, judge: Callable[[list[dict[str, Any]]], dict[str, Any]] = default_judge,
-                 model: str = "loopback-model") -> None:
+                 model: str = "loopback-model", delay: float = 0.0) -> None:
         self.judge = judge
         self.model = model
+        self.delay = delay
         super().__init__()
         self.base_url = self.url + "/v1"
 
@@ -238,6 +244,8 @@ class FakeModelServer(LoopbackServer):
     def answer(self, route: str, method: str, path: str, body: Any, headers: dict[str, str]) -> tuple[int, Any]:
         if route != "chat" or not isinstance(body, dict):
             return 404, {"error": {"message": f"no route {method} {path}"}}
+        if self.delay:
+            time.sleep(self.delay)
         content = json.dumps(self.judge(body.get("messages") or []))
         return 200, {"id": "chatcmpl-loopback", "object": "chat.completion", "model": self.model,
                      "choices": [{"index": 0, "finish_reason": "stop",
