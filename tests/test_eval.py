@@ -433,3 +433,18 @@ def test_scorer_error_exits_1_and_names_scorer_and_row(tmp_path: Path, run_cli) 
     assert code == 1
     assert f"error: scorer picky failed on row {input_hash('y')} (trial 0, input 'y'): KeyError: 'no rubric for this row'" in err
     assert "picky" in out and "errors: 1" in out  # the summary still prints
+
+
+def test_eval_file_defining_a_dataclass_loads(tmp_path: Path, run_cli) -> None:
+    """A user's Eval file is a normal module: @dataclass needs it registered in sys.modules."""
+    (tmp_path / "eval_dc.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from braintrust import Eval\n\n"
+        "@dataclass\n"
+        "class Case:\n"
+        "    text: str\n\n"
+        "Eval('dc-project', data=lambda: [{'input': Case('a').text, 'expected': 'a'}],\n"
+        "     task=lambda input: input, scores=[lambda input, output, expected: float(output == expected)])\n"
+    )
+    code, out, err = run_cli("eval", str(tmp_path / "eval_dc.py"), "--json", "--silent")
+    assert code == 0, err

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import subprocess
 import threading
 import time
@@ -134,7 +135,8 @@ def load_evaluators(path: str | Path) -> list[Any]:
     with _RUN_LOCK, _set_lazy_load(True):
         _evals.clear()
         try:
-            evals_data.load_module_from_path(source.resolve(), "eval")
+            module_name = "flywheel_eval_" + hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:8]
+            evals_data.load_module_from_path(source.resolve(), module_name)
             registered = _evals.copy()
         except InputError:
             raise

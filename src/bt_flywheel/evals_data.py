@@ -234,8 +234,13 @@ def load_module_from_path(path: Path, module_name: str) -> Any:
     added = folder not in sys.path
     if added:
         sys.path.insert(0, folder)
+    # Registered before it runs, as importlib does: @dataclass and pickling look the module up by name.
+    sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
     finally:
         if added and folder in sys.path:
             sys.path.remove(folder)
