@@ -192,3 +192,18 @@ def test_missing_example_is_a_one_line_input_error(run_cli, tmp_path, monkeypatc
     assert code == 2 and out == ""
     assert err.startswith(f"error: {tmp_path / 'nowhere'}: the support-bot example is not here")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_demo_writes_the_report_and_embeds_the_forest_plot(tmp_path) -> None:
+    """Issue 9: the demo writes the HTML report and the forest plot next to the narrative, lists
+    both in the handoff's artifacts, and the narrative embeds the plot as an image file."""
+    from bt_flywheel.demo import run_demo
+
+    result = run_demo(out_dir=tmp_path / "demo", seed=7, say=lambda _line: None)
+    kinds = {a["kind"]: a["path"] for a in result.handoff["artifacts"]}
+    assert kinds["report"] == "bt-flywheel-report.html" and kinds["forest_plot"] == "forest.svg"
+    narrative = result.narrative_path.read_text()
+    assert "](forest.svg)" in narrative and (tmp_path / "demo" / "forest.svg").read_text().lstrip().startswith("<?xml")
+    html = (tmp_path / "demo" / "bt-flywheel-report.html").read_text()
+    target = next(s for s in result.handoff["verification"]["scores"] if s["role"] == "target")
+    assert "<script" not in html.lower() and f"{target['effect']:+.3f}" in html

@@ -52,7 +52,7 @@ MAX_LOOPS = 3
 CURATE_PER_BUCKET = 80
 EXAMPLE_ENV = "FLYWHEEL_EXAMPLE_DIR"
 # Files written under the output dir that embed absolute timestamps (their sha256 differs by run).
-TIME_DEPENDENT_ARTIFACTS = ("traces/support-bot-logs.jsonl", "dataset/dataset_rows.jsonl", "discover/queries.json",
+TIME_DEPENDENT_ARTIFACTS = ("bt-flywheel-report.html", "traces/support-bot-logs.jsonl", "dataset/dataset_rows.jsonl", "discover/queries.json",
                             "loops/ledger.json", *(f"loops/loop-{i}/comparison.json" for i in range(1, 4)))
 
 
@@ -362,6 +362,8 @@ class _Demo:
                                        trials=self.trials)
             comparison = compare_experiments(self.store, baseline_valid.experiment_id, cand_valid.experiment_id,
                                              target=TARGET, guards=GUARDS)
+            self.last_comparison = (comparison, baseline_valid.experiment_id, cand_valid.experiment_id,
+                                    ledger.path)
             comp_file = self.artifact(loop_dir / "comparison.json", "comparison")
             from .fileio import atomic_write_json
 
@@ -481,9 +483,25 @@ class _Demo:
                                   "next scheduled window.", priority=step["priority"], destination="local_summary")
         return self.write(builder, "healthy")
 
+    def write_report(self) -> None:
+        """The HTML report and the forest plot, next to the narrative (verification runs only)."""
+        if not getattr(self, "last_comparison", None):
+            return
+        from .report import write_forest_svg, write_report
+        from .report_data import build_report_inputs
+
+        comparison, baseline, candidate, ledger_path = self.last_comparison
+        inputs = build_report_inputs(self.store, baseline, candidate, comparison=comparison, project=PROJECT,
+                                     ledger_path=ledger_path,
+                                     dataset_rows_path=self.out / "dataset" / "dataset_rows.jsonl")
+        self.artifact(write_report(inputs.pop("comparison"), self.out / "bt-flywheel-report.html", **inputs),
+                      "report")
+        self.artifact(write_forest_svg(comparison, self.out / "forest.svg"), "forest_plot")
+
     def write(self, builder: Any, outcome: str) -> DemoResult:
         from .handoff import write_handoff
 
+        self.write_report()
         for path, kind in self.artifacts:
             if path.is_file():
                 builder.add_artifact(path, kind, base_dir=self.out)

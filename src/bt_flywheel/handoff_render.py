@@ -131,6 +131,12 @@ def _know(doc: Mapping[str, Any]) -> list[str]:
         status += f" (target `{ver['target']}`"
         status += f", {ver['split']} split)" if ver.get("split") else ")"
     lines += [status + ".", ""]
+    plots = [a["path"] for a in doc["artifacts"] if a["kind"] == "forest_plot"]
+    for path in plots:  # written next to the narrative, so the relative path resolves
+        lines += [f"![forest plot: each score's paired effect with its 95% CI]({path})", ""]
+    reports = [a["path"] for a in doc["artifacts"] if a["kind"] == "report"]
+    for path in reports:
+        lines += [f"The full report (forest plot, slices, distributions, per-row changes): [{path}]({path})", ""]
     if ver["scores"]:
         rows = []
         for s in ver["scores"]:
