@@ -51,7 +51,7 @@ from . import evals_data
 from .errors import ConfigError, InputError
 from .evals_data import input_hash, local_dataset  # noqa: F401  (public re-export)
 from .output import Progress
-from .redact import redact
+from .redact import redact, redact_obj
 
 DEFAULT_MAX_CONCURRENCY = 16
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
@@ -332,8 +332,9 @@ def _run_one(evaluator: Any, *, path: Path, file_sha: str, split: str | None, fi
             experiment_id = local_id("experiment", f"{project_id}:{experiment_name}")
             for row in rows:
                 row["experiment_id"] = experiment_id
-        st.create_object("experiment", experiment_name, project_id, metadata=metadata, object_id=experiment_id)
-        st.upsert_rows("experiment", experiment_id, rows)
+        st.create_object("experiment", experiment_name, project_id, metadata=redact_obj(metadata),
+                         object_id=experiment_id)
+        st.upsert_rows("experiment", experiment_id, redact_obj(rows))  # task errors may quote a key
     means, counts = _score_means(roots)
     return EvalRunResult(
         experiment_id=experiment_id, experiment_name=experiment_name, project=project_name,
