@@ -46,6 +46,7 @@ from .label import (
     now_iso,
 )
 from .label_agent import export_pending, read_rows
+from .redact import redact_obj
 from .split import DEFAULT_SEED, DEFAULT_VALIDATION_FRACTION, check_fraction, split_rows, stratum_counts
 
 __all__ = ["CurateOptions", "curate", "make_labeler", "select_facets", "select_score_balanced", "build_rows",
@@ -155,7 +156,8 @@ def upsert_local(store_path: str | Path, project: str, dataset: str, rows: Seque
     with Store(store_path) as store:
         project_id = store.ensure_project(project)
         dataset_id = store.create_object("dataset", dataset, project_id, metadata={"created_by": "flywheel curate"})
-        return store.upsert_rows("dataset", dataset_id, [dataset_record(r) for r in rows]).as_dict()
+        # a model's rationale may quote a key it saw: the store is an artifact too
+        return store.upsert_rows("dataset", dataset_id, [redact_obj(dataset_record(r)) for r in rows]).as_dict()
 
 
 def dataset_record(row: dict[str, Any]) -> dict[str, Any]:
