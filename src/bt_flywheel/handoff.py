@@ -598,6 +598,10 @@ class HandoffBuilder:
 
     def build(self, *, finished_at: datetime | str | None = None) -> dict[str, Any]:
         """The redacted, validated handoff dict; InputError names the first violation."""
+        return check_handoff(self.assemble(finished_at=finished_at), source="handoff")
+
+    def assemble(self, *, finished_at: datetime | str | None = None) -> dict[str, Any]:
+        """The redacted handoff dict, not validated (`validate_handoff` lists every violation)."""
         if self.outcome is None:
             raise InputError("handoff: set_outcome() was not called (outcome, severity, confidence, summary)")
         doc: dict[str, Any] = {
@@ -625,7 +629,7 @@ class HandoffBuilder:
         doc = redact_obj(_jsonable(doc))
         for step in doc["next_steps"]:  # redaction may have changed a title: keys follow the final text
             step["idempotency_key"] = idempotency_key(step["intent"], step["title"], doc["project"]["name"])
-        return check_handoff(doc, source="handoff")
+        return doc
 
 
 def _str_or_none(value: Any) -> str | None:

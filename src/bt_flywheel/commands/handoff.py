@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..cliutil import add_settings_args
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("handoff", help="validate or render a handoff (bt-flywheel-summary.json)",
@@ -32,6 +34,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     render.add_argument("--out", help="write the narrative here (atomically) instead of stdout")
     render.add_argument("--env-file", help="also redact secrets from this .env file")
     render.set_defaults(handler=run_render)
+
+    build = actions.add_parser(
+        "build", help="build a valid handoff from a small draft (the judgement only)",
+        description="Read DRAFT (YAML or JSON, schemas/handoff-draft.schema.json: outcome, severity, "
+                    "blocking, confidence, summary, findings, changes, next_steps, artifacts as path + kind, "
+                    "links, x- keys; optionally goal and project) and fill everything computable: run id, "
+                    "times, mode, verification from the comparison, loops from the ledger, artifact "
+                    "sha256, idempotency keys. With --comparison also writes forest.svg and, when both "
+                    "experiments are in the local store, bt-flywheel-report.html next to the narrative. "
+                    "Validates before writing bt-flywheel-summary.json and bt-flywheel-narrative.md: "
+                    "exit 2 with every violation and its JSON path, nothing written.")
+    build.add_argument("draft", metavar="DRAFT", help="the draft file (YAML or JSON)")
+    build.add_argument("--orient", metavar="ORIENT.json",
+                       help="the output of `flywheel orient --json` (mode, goal, project; else resolved now)")
+    build.add_argument("--comparison", metavar="COMPARE.json",
+                       help="the output of `flywheel compare --json` / --out (the verification numbers)")
+    build.add_argument("--ledger", metavar="LEDGER.json", help="the loop ledger (loops and their count)")
+    build.add_argument("--out", metavar="DIR", default=".", help="where to write the handoff (default: .)")
+    build.add_argument("--json", action="store_true",
+                       help="print {summary, narrative, written, outcome, verification_status, artifacts}")
+    add_settings_args(build, backend=False)
+    build.set_defaults(handler=run_build)
 
 
 def register_known_secrets(env_file: str | None) -> None:
@@ -84,4 +108,35 @@ def run_render(args: argparse.Namespace) -> int:
         status(f"wrote {args.out}")
     else:
         sys.stdout.write(redact(text))
+    return 0
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from ..cliutil import settings_from_args
+    from ..handoff_build import HandoffInvalid, build_from_draft
+    from ..output import print_json, status
+    from ..redact import redact
+
+    settings = settings_from_args(args)
+    try:
+        result = build_from_draft(args.draft, orient=args.orient, comparison=args.comparison, ledger=args.ledger,
+                                  store=args.store, out_dir=args.out, settings=settings)
+    except HandoffInvalid as exc:
+        if args.json:
+            print_json({"file": args.draft, "valid": False,
+                        "violations": [{"path": v.path, "message": v.message} for v in exc.violations]})
+        else:
+            for violation in exc.violations:
+                sys.stderr.write(redact(f"{exc.source}: {violation}\n"))
+        count = len(exc.violations)
+        sys.stderr.write(redact(f"error: {exc.source}: {count} violation{'s' if count != 1 else ''}; "
+                                "nothing written\n"))
+        return 2
+    for note in result.notes:
+        status(note)
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        for path in (result.paths.summary, result.paths.narrative, *result.written):
+            print(redact(str(path)))
     return 0
