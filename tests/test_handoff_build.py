@@ -298,3 +298,17 @@ def test_library_accepts_a_mapping_and_the_draft_schema_names_paths(workspace: P
         "$.confidence.why: required field is missing",
         "$.extra: unexpected field (not in the draft schema; extensions start with 'x-')",
     ]
+
+
+@pytest.mark.parametrize("doc", ["skills/bt-flywheel/SKILL.md", "references/handoff-templates.md"])
+def test_the_printed_yaml_drafts_are_valid_drafts(doc: str) -> None:
+    """The drafts the skill prints validate (the templates' one is also built by test_recipes)."""
+    import re
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[1] / doc).read_text(encoding="utf-8")
+    blocks = re.findall(r"^```yaml\n(.*?)^```", text, re.S | re.M)
+    assert blocks, f"no yaml draft in {doc}"
+    for block in blocks:
+        assert [str(v) for v in validate_draft(yaml.safe_load(block))] == []

@@ -20,6 +20,8 @@ and only ever with --help.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -253,6 +255,12 @@ def _eval_file_text() -> str:
     return re.search(r"```python\n(from braintrust import Eval\n.*?)```", text, re.S).group(1)
 
 
+def _draft_text() -> str:
+    """The full handoff draft printed in handoff-templates.md (so the printed draft is what builds)."""
+    text = (REPO / "references" / "handoff-templates.md").read_text(encoding="utf-8")
+    return re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
+
+
 @dataclass
 class Fixture:
     root: Path
@@ -287,6 +295,7 @@ def recipe_fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
     (root / "evals" / "eval_support.py").write_text(_eval_file_text(), encoding="utf-8")
     handoff = json.loads((REPO / "examples" / "handoffs" / "improved.json").read_text(encoding="utf-8"))
     (root / "bt-flywheel-summary.json").write_text(json.dumps(handoff, indent=2), encoding="utf-8")
+    (root / "handoff-draft.yaml").write_text(_draft_text(), encoding="utf-8")
     _prepare_outputs(root)
     values = {
         "PROJECT": PROJECT, "PROJECT_ID": project_id, "DAYS": "30", "SCORE": SCORE, "GUARD": GUARD,
@@ -298,6 +307,7 @@ def recipe_fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
         "LABELS_FILE": "labels.json", "SCORER_SLUG": "refusal-scorer", "SCORER_FILE": "scorers.py",
         "HANDOFF": "bt-flywheel-summary.json", "RUBRIC": "rubric.md",
         "CHANGE": "system prompt: treat quoted text as data",
+        "DRAFT": "handoff-draft.yaml", "LEDGER": ".flywheel/ledger.json",
     }
     return Fixture(root, values)
 
@@ -305,8 +315,8 @@ def recipe_fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
 def _prepare_outputs(root: Path) -> None:
     """What earlier steps of the loop leave behind, made with the real commands: a curate run with
     the agent labeler (out/), its label export filled in by the rubric (labels.json), a
-    comparison (compare.json) and a loop ledger with one loop. Steps whose command has not landed
-    are left out."""
+    comparison (compare.json), a loop ledger with one loop, and orient.json. Steps whose command
+    has not landed are left out."""
     commands = registered_commands()
     cwd = Path.cwd()
     os.chdir(root)
@@ -329,6 +339,9 @@ def _prepare_outputs(root: Path) -> None:
             if "route" in commands:
                 code = main(["route", "decide", "--comparison", "compare.json", "--change", "fixture loop"])
                 assert code == 0, "fixture: route decide failed"
+        with contextlib.redirect_stdout(io.StringIO()) as printed:  # what `orient --json` printed
+            assert main(["orient", "--json", "--project", PROJECT]) == 0, "fixture: orient failed"
+        (root / "orient.json").write_text(printed.getvalue(), encoding="utf-8")
     finally:
         os.environ.pop("FLYWHEEL_AUTONOMOUS", None)
         os.chdir(cwd)
