@@ -267,3 +267,11 @@ def test_orient_text_summary(run_cli):
     assert code == 0
     assert out.splitlines()[:3] == ["mode: interactive (no autonomous signal (a non-TTY stdin is not one))",
                                     "goal: improve refusals", "project: (not set)"]
+
+
+def test_orient_out_writes_the_same_json_it_prints(run_cli, tmp_path) -> None:
+    import json
+
+    code, out, err = run_cli("orient", "fix refusals", "--json", "--out", "orient.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "orient.json").read_text()) == json.loads(out)

@@ -15,6 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--mode", choices=["autonomous", "interactive"], help="force a mode")
     parser.add_argument("--window-days", type=int, help="discovery window in days (default 7)")
     parser.add_argument("--json", action="store_true", help="print JSON (default is a short summary)")
+    parser.add_argument("--out", metavar="FILE",
+                        help="also write the JSON to FILE (for `flywheel handoff build --orient FILE`)")
     add_settings_args(parser)
     parser.set_defaults(handler=run)
 
@@ -24,6 +26,10 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args, window_days=args.window_days)
     info = orient(settings, goal=args.goal, mode_flag=args.mode)
+    if args.out:
+        from ..fileio import atomic_write_json
+
+        atomic_write_json(args.out, info)
     if args.json:
         print_json(info)
     else:
