@@ -239,6 +239,7 @@ def test_ingest_killed_at_a_random_point_then_rerun_matches_a_clean_run(tmp_path
     assert _spans_without_xact(killed_store) == _spans_without_xact(clean)
     again = flywheel("ingest", "big.jsonl", "--project", "acme", "--store", str(killed_store), "--json", cwd=tmp_path)
     assert json.loads(again.stdout)["unchanged"] == 20000     # idempotent: no duplicates on a third run
+    assert not list(tmp_path.glob(".killed.duckdb.stage-*"))  # the killed load's staging folder is cleaned up
 
 
 def _labels(out_dir: Path) -> dict[str, tuple[Any, Any, str]]:

@@ -56,3 +56,25 @@ def test_run_query_accepts_an_open_store_and_names_the_conflict(tmp_path: Path) 
         with pytest.raises(StoreBusy, match="already open in this process"):
             run_query(path, "SELECT id FROM project_logs('p') WHERE id = 'x'")
     assert run_query(path, "SELECT id FROM project_logs('p') WHERE id = 'x'").rows == []
+
+
+def test_stage_folders_of_a_killed_writer_are_removed_on_next_open(tmp_path) -> None:
+    """A SIGKILLed bulk load leaves its staging folder; the next writer of the same store file
+    (which holds DuckDB's lock) removes it, and never touches another store's folders."""
+    from bt_flywheel.store import Store
+
+    store_path = tmp_path / "store.duckdb"
+    Store(store_path).close()
+    stale = tmp_path / ".store.duckdb.stage-abc123"
+    stale.mkdir()
+    (stale / "stage.jsonl").write_text("{}\n")
+    other = tmp_path / ".other.duckdb.stage-xyz"
+    other.mkdir()
+    with Store(store_path, read_only=True):
+        assert stale.exists()  # readers never clean up
+    with Store(store_path) as store:
+        project = store.ensure_project("p")
+        store.upsert_rows("project_logs", project, [{"id": "a", "created": "2026-11-01T00:00:00Z"}])
+    assert not stale.exists()
+    assert other.exists()
+    assert not list(tmp_path.glob(".store.duckdb.stage-*"))  # the load's own folder is gone too

@@ -26,6 +26,7 @@ import duckdb
 
 from .errors import BackendError, InputError, StoreBusy
 
+_LIVE_STAGES: set[Path] = set()  # staging folders of this process's running bulk loads
 OBJECT_TYPES = ("project_logs", "experiment", "dataset")
 JSON_COLUMNS = ("span_parents", "input", "output", "expected", "metadata", "scores", "metrics",
                 "span_attributes", "tags", "error", "origin")
@@ -93,6 +94,18 @@ class Store:
         self.con.execute("SET enable_progress_bar = false")
         if not read_only:
             self.con.execute(SCHEMA)
+            self._remove_stale_stages()
+
+    @property
+    def stage_prefix(self) -> str:
+        return f".{self.path.name}.stage-"
+
+    def _remove_stale_stages(self) -> None:
+        """Staging folders left by a killed writer of this store file. We hold DuckDB's write
+        lock, so no other process can be loading into it; only this process's live loaders count."""
+        for stale in self.path.parent.glob(self.stage_prefix + "*"):
+            if stale.is_dir() and stale not in _LIVE_STAGES:
+                shutil.rmtree(stale, ignore_errors=True)
 
     def close(self) -> None:
         self.con.close()
@@ -375,7 +388,8 @@ class BulkLoader:
         self.batch_size = batch_size
         self.result = UpsertResult()
         self.pending: dict[str, dict[str, Any]] = {}
-        self.tmpdir = Path(tempfile.mkdtemp(prefix=".flywheel-stage-", dir=store.path.parent))
+        self.tmpdir = Path(tempfile.mkdtemp(prefix=store.stage_prefix, dir=store.path.parent))
+        _LIVE_STAGES.add(self.tmpdir)
         self.next_xact = int(self.con.execute("SELECT coalesce(max(_xact_id), 0) FROM spans").fetchone()[0]) + 1
 
     def add(self, row: dict[str, Any]) -> None:
@@ -460,6 +474,7 @@ class BulkLoader:
 
     def close(self) -> None:
         shutil.rmtree(self.tmpdir, ignore_errors=True)
+        _LIVE_STAGES.discard(self.tmpdir)
 
 
 def _stage_line(record: dict[str, Any]) -> dict[str, Any]:
