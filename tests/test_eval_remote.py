@@ -122,3 +122,33 @@ def test_remote_eval_sends_through_the_sdk_and_mirrors_locally(tmp_path: Path, r
         roots = [r for r in st.iter_rows("experiment", "exp-remote-1") if r["is_root"]]
     assert {r["id"] for r in roots} == sent_roots
     assert sorted(r["metadata"]["trial"] for r in roots) == [0, 0, 1, 1]
+
+
+def test_second_remote_run_in_one_process_sends_rows_to_its_own_server(tmp_path: Path, run_cli,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK's background logger is process-global: after a run against one API URL, a run
+    against another must log its rows there (it used to keep posting to the first, and hang)."""
+    monkeypatch.setenv("BRAINTRUST_API_KEY", "sk-fake-remote-key")
+    (tmp_path / "eval_hi.py").write_text(EVAL_FILE)
+    for attempt in range(2):
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeBraintrust)
+        server.daemon_threads = True
+        _FakeBraintrust.base = f"http://127.0.0.1:{server.server_port}"
+        _FakeBraintrust.requests = []
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        monkeypatch.setenv("BRAINTRUST_APP_URL", _FakeBraintrust.base)
+        outcome: list[tuple[int, str, str]] = []
+        args = ("eval", "eval_hi.py", "--remote", "--name", f"run-{attempt}", "--json", "--silent",
+                "--store", f"mirror-{attempt}.duckdb")  # the fake reuses one experiment id
+        runner = threading.Thread(target=lambda out=outcome, argv=args: out.append(run_cli(*argv)), daemon=True)
+        runner.start()
+        runner.join(60)
+        try:
+            assert not runner.is_alive(), f"remote run {attempt} hung"
+            code, _, err = outcome[0]
+            assert code == 0, err
+            sent = [row for m, p, b in _FakeBraintrust.requests if p == "/logs3" for row in b["rows"]]
+            assert sum((r.get("span_attributes") or {}).get("type") == "eval" for r in sent) == 4
+        finally:
+            server.shutdown()
+            server.server_close()

@@ -473,6 +473,13 @@ def _init_remote_experiment(evaluator: Any, settings: Any, project: str, name: s
     try:
         braintrust.login(api_key=settings.get("api_key"), app_url=settings.get("app_url"),
                          org_name=settings.get("org_name"), force_login=True)
+        # A forced re-login in the same process (a second remote run against another API URL) does
+        # not always reach the SDK's background logger, which then keeps posting rows to the old
+        # URL. Point it at the connection this login made.
+        from braintrust.logger import _internal_get_global_state
+
+        state = _internal_get_global_state()
+        state._global_bg_logger.get().internal_replace_api_conn(state.api_conn())
         return init_experiment(
             project_name=project, experiment_name=name, description=evaluator.description,
             metadata={**(evaluator.metadata or {}), "flywheel": metadata}, tags=evaluator.tags,
