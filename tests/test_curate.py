@@ -14,8 +14,8 @@ from typing import Any
 
 from test_label import FakeOpenAI
 
-from bt_flywheel.curate_schema import schema_errors
 from bt_flywheel.ids import stable_row_id
+from bt_flywheel.schemas import schema_errors
 from bt_flywheel.split import validation_count
 from bt_flywheel.store import Store
 

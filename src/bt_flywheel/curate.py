@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .curate_schema import schema_errors
 from .curate_select import (
     Runner,
     Selection,
@@ -47,6 +46,7 @@ from .label import (
 )
 from .label_agent import export_pending, read_rows
 from .redact import redact_obj
+from .schemas import schema_errors
 from .split import DEFAULT_SEED, DEFAULT_VALIDATION_FRACTION, check_fraction, split_rows, stratum_counts
 
 __all__ = ["CurateOptions", "curate", "make_labeler", "select_facets", "select_score_balanced", "build_rows",

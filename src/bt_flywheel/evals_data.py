@@ -31,7 +31,7 @@ from typing import Any
 from .errors import InputError
 
 DEFAULT_STORE = ".flywheel/store.duckdb"
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "eval-config.schema.json"
+SCHEMA_NAME = "eval-config.schema.json"
 
 # What local_dataset() read during the current load, so the runner can record dataset id/version.
 _DATASETS_READ: list[dict[str, Any]] = []
@@ -260,7 +260,9 @@ def read_config(path: Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         raise InputError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    from .schemas import load_schema
+
+    schema = load_schema(SCHEMA_NAME)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:

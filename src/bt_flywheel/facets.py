@@ -104,7 +104,7 @@ def load_facet_definitions(path: str | Path) -> list[FacetDefinition]:
     """Read facet_definitions.yaml (or .json), validate it against the schema, return the facets."""
     import yaml
 
-    from .curate_schema import schema_errors
+    from .schemas import schema_errors
 
     p = Path(path)
     try:

@@ -30,6 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from . import schemas
 from .errors import InputError
 from .redact import redact, redact_obj
 
@@ -60,21 +61,12 @@ _RFC3339 = re.compile(
 # ---------------------------------------------------------------------------- schema + checks
 
 def schema_path() -> Path:
-    """`schemas/handoff.schema.json` at the plugin root (the package is installed editable)."""
-    candidates = [Path(__file__).resolve().parents[2] / "schemas" / _SCHEMA_NAME]
-    override = os.environ.get("FLYWHEEL_SCHEMAS_DIR")
-    if override:
-        candidates.insert(0, Path(override) / _SCHEMA_NAME)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise InputError(f"{candidates[-1]}: handoff schema not found",
-                     hint="run from a checkout of bt-flywheel or set FLYWHEEL_SCHEMAS_DIR")
+    """`schemas/handoff.schema.json` (see bt_flywheel.schemas for where schemas are found)."""
+    return schemas.schema_path(_SCHEMA_NAME)
 
 
-@lru_cache(maxsize=1)
 def load_schema() -> dict[str, Any]:
-    return json.loads(schema_path().read_text(encoding="utf-8"))
+    return schemas.load_schema(_SCHEMA_NAME)
 
 
 def is_rfc3339(value: object) -> bool:

@@ -88,9 +88,9 @@ class BuildResult:
 # ---------------------------------------------------------------------------- the draft
 
 def draft_schema_path() -> Path:
-    from .handoff import schema_path
+    from .schemas import schema_path
 
-    return schema_path().with_name(DRAFT_SCHEMA)
+    return schema_path(DRAFT_SCHEMA)
 
 
 @lru_cache(maxsize=1)

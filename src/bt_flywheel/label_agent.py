@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .curate_schema import schema_errors
 from .errors import InputError
 from .fileio import atomic_write_json, atomic_write_jsonl, read_json_file
 from .label import Label, Rubric, attach_label, is_labeled, label_of, now_iso, resolve_label
+from .schemas import schema_errors
 from .split import DEFAULT_SEED, DEFAULT_VALIDATION_FRACTION, split_rows
 
 CONTRACT = "bt-flywheel-labels/v1"

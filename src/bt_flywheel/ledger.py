@@ -34,6 +34,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from . import schemas
 from .errors import InputError
 from .fileio import atomic_write_json, read_json_file
 
@@ -48,15 +49,8 @@ def _now() -> str:
 
 
 def schema_path() -> Path:
-    """`schemas/ledger.schema.json` at the plugin root (or under FLYWHEEL_SCHEMAS_DIR)."""
-    override = os.environ.get("FLYWHEEL_SCHEMAS_DIR")
-    candidates = [Path(override) / _SCHEMA_NAME] if override else []
-    candidates.append(Path(__file__).resolve().parents[2] / "schemas" / _SCHEMA_NAME)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise InputError(f"{candidates[-1]}: ledger schema not found",
-                     hint="run from a checkout of bt-flywheel or set FLYWHEEL_SCHEMAS_DIR")
+    """`schemas/ledger.schema.json` (see bt_flywheel.schemas for where schemas are found)."""
+    return schemas.schema_path(_SCHEMA_NAME)
 
 
 @lru_cache(maxsize=4)

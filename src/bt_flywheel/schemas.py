@@ -1,19 +1,40 @@
-"""Load the JSON Schemas under schemas/ and explain violations one line each."""
+"""The JSON Schemas under the plugin root's schemas/: where they are, loading them, and
+explaining violations one line each with their JSON path.
+
+They live at the plugin root (DESIGN.md §2), beside src/, so the package is used from a
+checkout or an exported skill (whose scripts/package carries its own copy);
+FLYWHEEL_SCHEMAS_DIR points elsewhere.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError
+
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+
+
+def schema_path(name: str) -> Path:
+    """schemas/<name> under FLYWHEEL_SCHEMAS_DIR if set, else at the plugin root."""
+    override = os.environ.get("FLYWHEEL_SCHEMAS_DIR")
+    candidates = [Path(override) / name] if override else []
+    candidates.append(SCHEMA_DIR / name)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise InputError(f"{candidates[-1]}: schema not found",
+                     hint="run from a checkout of bt-flywheel or set FLYWHEEL_SCHEMAS_DIR")
 
 
 @cache
 def load_schema(name: str) -> dict[str, Any]:
-    """A schema from schemas/<name> (e.g. 'dataset-row.schema.json')."""
-    return json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+    """A schema by file name (e.g. 'dataset-row.schema.json')."""
+    return json.loads(schema_path(name).read_text(encoding="utf-8"))
 
 
 @cache
