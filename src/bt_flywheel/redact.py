@@ -21,6 +21,8 @@ _SECRET_SHAPES = [
 ]
 _MIN_SECRET_LEN = 8
 _known: set[str] = set()
+_longest_first: tuple[str, ...] = ()  # _known sorted for replacement, replaced whole when it grows
+_env_seen: dict[str, str] = {}  # environment values already looked at
 
 
 def is_secret_name(name: str) -> bool:
@@ -29,8 +31,10 @@ def is_secret_name(name: str) -> bool:
 
 def register_secret(value: str | None) -> None:
     """Remember a secret value so every later redact() removes it."""
-    if value and len(value.strip()) >= _MIN_SECRET_LEN:
+    global _longest_first
+    if value and len(value.strip()) >= _MIN_SECRET_LEN and value.strip() not in _known:
         _known.add(value.strip())
+        _longest_first = tuple(sorted(_known, key=len, reverse=True))
 
 
 def register_secrets_from_mapping(mapping: dict[str, str | None]) -> None:
@@ -40,7 +44,13 @@ def register_secrets_from_mapping(mapping: dict[str, str | None]) -> None:
 
 
 def _refresh_from_environment() -> None:
-    register_secrets_from_mapping(dict(os.environ))
+    """Pick up secrets set in the environment since the last look (only changed entries are checked:
+    this runs on every redaction, which is on the hot path of writing rows)."""
+    for name, value in os.environ.items():
+        if _env_seen.get(name) != value:
+            _env_seen[name] = value
+            if value and is_secret_name(name):
+                register_secret(value)
 
 
 def redact(text: str) -> str:
@@ -48,7 +58,11 @@ def redact(text: str) -> str:
     if not text:
         return text
     _refresh_from_environment()
-    for secret in sorted(_known, key=len, reverse=True):
+    return _redact_text(text)
+
+
+def _redact_text(text: str) -> str:
+    for secret in _longest_first:
         if secret in text:
             text = text.replace(secret, MARKER)
     text = _SECRET_SHAPES[0].sub(MARKER, text)
@@ -59,16 +73,21 @@ def redact(text: str) -> str:
 
 def redact_obj(value: Any) -> Any:
     """Redact strings inside nested dicts/lists; dict keys that name secrets lose their values."""
+    _refresh_from_environment()
+    return _redact_value(value)
+
+
+def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
-        return redact(value)
+        return _redact_text(value) if value else value
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
             if isinstance(key, str) and is_secret_name(key) and isinstance(item, str) and item:
                 out[key] = MARKER
             else:
-                out[key] = redact_obj(item)
+                out[key] = _redact_value(item)
         return out
     if isinstance(value, list | tuple):
-        return [redact_obj(v) for v in value]
+        return [_redact_value(v) for v in value]
     return value
