@@ -147,3 +147,23 @@ def test_every_command_is_documented_in_the_readme() -> None:
     sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
     for name in sub.choices:
         assert f"### `flywheel {name}`" in readme, name
+
+
+def test_read_jsonl_objects_names_file_line_and_field(tmp_path: Path) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"id": "a"}\n\n{"id": "b", "x": 1}\n')
+    assert [r["id"] for r in fileio.read_jsonl_objects(rows, require_id=True)] == ["a", "b"]
+    rows.write_text('{"id": "a"}\n[1]\n')
+    with pytest.raises(InputError, match=r"rows\.jsonl:2: expected a JSON object, got list"):
+        fileio.read_jsonl_objects(rows)
+    rows.write_text('{"id": "a"}\n{"id": ""}\n')
+    with pytest.raises(InputError, match=r"rows\.jsonl:2: id: a row needs a non-empty string id"):
+        fileio.read_jsonl_objects(rows, require_id=True)
+    rows.write_text('{"id": "a"}\n{"id": \n')
+    with pytest.raises(InputError, match=r"rows\.jsonl:2: invalid JSON"):
+        fileio.read_jsonl_objects(rows)
+    rows.write_text('[{"id": "a"}, 3]')
+    with pytest.raises(InputError, match=r"rows\.jsonl: item 2: expected a JSON object"):
+        fileio.read_jsonl_objects(rows, allow_array=True)
+    with pytest.raises(InputError, match=r"missing\.jsonl: dataset rows file not found"):
+        fileio.read_jsonl_objects(tmp_path / "missing.jsonl", what="dataset rows")

@@ -91,21 +91,9 @@ def local_dataset(name_or_path: str, *, split: str | None = None, project: str |
 
 
 def _rows_from_file(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    if not path.exists():
-        raise InputError(f"{path}: dataset file not found")
-    rows: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not row["id"]:
-                raise InputError(f"{path}:{lineno}: a dataset row needs a non-empty string id")
-            rows.append(row)
-    from .fileio import sha256_file
+    from .fileio import read_jsonl_objects, sha256_file
+
+    rows = read_jsonl_objects(path, what="dataset", require_id=True)
 
     return rows, {"dataset_id": None, "dataset_name": path.name, "dataset_path": str(path),
                   "dataset_version": "sha256:" + sha256_file(path)}

@@ -74,6 +74,46 @@ def read_json_file(path: str | os.PathLike[str]) -> Any:
         raise InputError(f"{p}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
 
 
+def read_jsonl_objects(path: str | os.PathLike[str], *, what: str = "rows", require_id: bool = False,
+                       allow_array: bool = False) -> list[dict[str, Any]]:
+    """One JSON object per line (blank lines skipped); errors name the file and line.
+
+    `require_id`: each object needs a non-empty string `id`. `allow_array`: a file holding one
+    JSON array of objects is accepted too.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{p}: {what} file not found") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    if allow_array and text.lstrip().startswith("["):
+        data = read_json_file(p)
+        items = list(enumerate(data if isinstance(data, list) else [data], 1))
+        where = "item"
+    else:
+        items = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    items.append((lineno, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{p}:{lineno}: invalid JSON ({exc.msg})") from None
+        where = "line"
+    rows = []
+    for number, value in items:
+        prefix = f"{p}:{number}" if where == "line" else f"{p}: item {number}"
+        if not isinstance(value, dict):
+            raise InputError(f"{prefix}: expected a JSON object, got {type(value).__name__}")
+        if require_id and (not isinstance(value.get("id"), str) or not value["id"]):
+            raise InputError(f"{prefix}: id: a row needs a non-empty string id")
+        rows.append(value)
+    return rows
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

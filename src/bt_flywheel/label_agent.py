@@ -12,13 +12,12 @@ Apply rules (schemas/labels.schema.json):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .fileio import atomic_write_json, atomic_write_jsonl, read_json_file
+from .fileio import atomic_write_json, atomic_write_jsonl, read_json_file, read_jsonl_objects
 from .label import Label, Rubric, attach_label, is_labeled, label_of, now_iso, resolve_label
 from .schemas import schema_errors
 from .split import DEFAULT_SEED, DEFAULT_VALIDATION_FRACTION, split_rows
@@ -36,23 +35,7 @@ INSTRUCTIONS = (
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """Dataset rows from JSONL; errors name the file and line."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{p}: dataset rows file not found") from None
-    rows = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{p}:{line_no}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
-            raise InputError(f"{p}:{line_no}: expected a dataset row object with a string id")
-        rows.append(row)
-    return rows
+    return read_jsonl_objects(path, what="dataset rows", require_id=True)
 
 
 def export_pending(rows_path: str | Path, rubric: Rubric, out: str | Path, *, include_labeled: bool = False

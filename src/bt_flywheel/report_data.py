@@ -5,7 +5,6 @@ leaderboard. `build_report_inputs` gathers all of it for `flywheel report`.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -112,28 +111,9 @@ def summarize_dataset(rows: Iterable[Mapping[str, Any]], *, name: str | None = N
 def read_dataset_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Dataset rows from a JSONL file (one row per line) or a JSON array; errors name the line."""
 
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
-    if text.lstrip().startswith("["):
-        from .fileio import read_json_file
+    from .fileio import read_jsonl_objects
 
-        data = read_json_file(p)
-        return [r for r in data if isinstance(r, dict)]
-    out = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{p}:{lineno}: invalid JSON ({exc.msg})") from None
-        if not isinstance(value, dict):
-            raise InputError(f"{p}:{lineno}: expected a JSON object per line")
-        out.append(value)
-    return out
+    return read_jsonl_objects(path, what="dataset rows", allow_array=True)
 
 
 def remote_trace_url(settings: Any, experiment_name: str) -> Callable[[str, Mapping[str, Any]], str | None] | None:
