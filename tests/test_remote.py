@@ -193,3 +193,20 @@ def test_dataset_rows_are_validated_before_any_request(fake: FakeBraintrust) -> 
     with pytest.raises(InputError, match=r"rows\[0\]: unknown field 'output'"):
         client.upsert_dataset("Support", "golden", [{"id": "a", "output": 1}])
     assert fake.requests == []
+
+
+def test_dataset_rows_sent_to_braintrust_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows uploaded with /logs3 (loopback FakeBraintrust from tests/fakes, never the network)
+    lose planted secrets, exactly as local files do."""
+    from fakes import FakeBraintrust
+
+    monkeypatch.setenv("SUPPORT_DESK_API_KEY", "desk-key-planted-123456")
+    row = {"id": "r1", "input": {"q": "my key is desk-key-planted-123456 and sk-abcdefghijklmnopqrstuvwx"},
+           "expected": "refuse", "metadata": {"split": "train"}}
+    with FakeBraintrust() as server:
+        client = RemoteClient("sk-loopback-key-000000000", app_url=server.url)
+        assert client.insert_dataset_rows("ds-1", [row], merge=False) == 1
+        [sent] = server.requests_to("logs")
+    text = json.dumps(sent.body)
+    assert "desk-key-planted-123456" not in text and "sk-abcdefghijklmnopqrstuvwx" not in text
+    assert sent.body["rows"][0]["id"] == "r1" and sent.body["rows"][0]["expected"] == "refuse"

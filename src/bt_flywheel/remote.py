@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 
 from .errors import BackendError, ConfigError, InputError
 from .http import HttpClient, HttpError
-from .redact import register_secret
+from .redact import redact_obj, register_secret
 from .sql import QueryResult
 from .sql_translate import LINT_ERROR, LINT_HINT
 
@@ -166,12 +166,13 @@ class RemoteClient:
                                                        "project_id": project_id})
 
     def insert_dataset_rows(self, dataset_id: str, rows: Iterable[dict[str, Any]], *, merge: bool) -> int:
-        """POST rows to /logs3 by id (`_is_merge: true` when `merge`); returns how many were sent."""
+        """POST rows to /logs3 by id (`_is_merge: true` when `merge`); returns how many were sent.
+        Secrets in row content are redacted before they leave the machine, as for local files."""
         created = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         sent = 0
         batch: list[dict[str, Any]] = []
         for index, row in enumerate(rows):
-            batch.append(_dataset_event(row, index, dataset_id, created, merge))
+            batch.append(_dataset_event(redact_obj(row), index, dataset_id, created, merge))
             if len(batch) >= BATCH:
                 self._call("POST", "/logs3", body={"rows": batch, "api_version": 2})
                 sent += len(batch)
