@@ -252,7 +252,7 @@ def test_curate_runs_facet_span_filters_as_read_only_select_only(tmp_path: Path,
     before = store_snapshot(store)
     code, out, err = run_cli("curate", "--facets", str(facets), "--labeler", "score", "--label-score", "resolution", "--project", "acme",
                              "--store", str(store), "--out", str(tmp_path / "o"), "--yes", "--window-days", "3650")
-    assert_one_line_error(code, err, names=("sql",), only_line=False)
+    assert_one_line_error(code, err, names=("sql", "facet 'issues'"), only_line=False)
     assert store_snapshot(store) == before
     assert not (tmp_path / "leak.csv").exists()
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import InputError
 from .facets import FacetDefinition, sql_path, weak_bucket
 from .ids import content_hash, seeded_order_key, stable_row_id
 from .split import DEFAULT_SEED, DEFAULT_VALIDATION_FRACTION
@@ -204,7 +205,11 @@ def select_facets(run: Runner, *, project: str, project_id: str, facets: Sequenc
         digest = content_hash(query)
         selection.queries[digest] = query
         pools: dict[str, list[Candidate]] = {"positive": [], "negative": []}
-        for r in run(query):
+        try:
+            found = run(query)
+        except InputError as exc:  # a bad span_filter or value_path: say which facet it came from
+            raise InputError(f"facet {facet.name!r} (span_filter/value_path): {exc.message}", hint=exc.hint) from None
+        for r in found:
             if not r.get("root_span_id"):
                 continue
             bucket = weak_bucket(r.get("facet_value"))
