@@ -178,3 +178,13 @@ def test_store_validation_messages(tmp_path: Path, bad, message) -> None:
     with Store(STORE) as store, pytest.raises(Exception) as info:
         ingest(store, src, project="demo")
     assert str(info.value) == f"{src}:1: {message}"
+
+
+def test_experiment_name_is_per_project(tmp_path: Path) -> None:
+    """The same --experiment name in two projects makes two experiments, not one shared one."""
+    with Store(STORE) as store:
+        ingest(store, _write(tmp_path / "a.jsonl", _rows(3, seed=5)), project="A", experiment="exp")
+        ingest(store, _write(tmp_path / "b.jsonl", _rows(4, seed=6)), project="B", experiment="exp")
+        counts = {store.project_name(o["project_id"]): store.count_rows("experiment", o["id"])
+                  for o in store.list_objects("experiment")}
+    assert counts == {"A": 3, "B": 4}

@@ -200,7 +200,8 @@ def _target(store: Store, source: Source, project_id: str, name: str | None) -> 
         return "project_logs", project_id
     object_name = name or source.object_ref or source.path.stem
     object_id = source.object_ref if source.object_ref and _looks_like_id(source.object_ref) else None
-    existing = store.find_object(source.object_type, object_id or object_name)
+    # an id from a bt-sync spec is global; a name only means something within this project
+    existing = store.find_object(source.object_type, object_id) if object_id else None
     if existing:
         return source.object_type, existing
     return source.object_type, store.create_object(source.object_type, object_name, project_id,
