@@ -309,6 +309,16 @@ def test_file_labeler_reads_csv_and_jsonl_and_names_bad_lines(tmp_path: Path) ->
         FileLabeler(str(jsonl), RUBRIC).label(rows)
 
 
+def test_file_labeler_names_the_file_of_invalid_json(tmp_path: Path) -> None:
+    rows = make_rows(1)
+    for name, text in (("labels.json", '{"labels": [{"id": "row-0000", "label": "pass"}'),
+                       ("labels.jsonl", '[{"id": "row-0000", "label": "pass"},]')):
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(InputError, match=rf"{name}:1:\d+: invalid JSON"):
+            FileLabeler(str(path), RUBRIC).label(rows)
+
+
 def test_file_labeler_matches_reviewer_labels_by_trace_id(tmp_path: Path) -> None:
     rows = [{"id": "a" * 32, "metadata": {"source": {"trace_id": "trace-1"}}}]
     path = tmp_path / "reviews.jsonl"

@@ -68,10 +68,15 @@ def read_json_file(path: str | os.PathLike[str]) -> Any:
         raise InputError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise InputError(f"{p}: cannot read ({exc.strerror})") from None
+    return loads_json(text, p)
+
+
+def loads_json(text: str, path: str | os.PathLike[str]) -> Any:
+    """Parse the JSON text read from `path`; an error names the file and the line/column."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{p}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
+        raise InputError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
 
 
 def read_jsonl_objects(path: str | os.PathLike[str], *, what: str = "rows", require_id: bool = False,

@@ -23,6 +23,7 @@ from typing import Any
 
 from .errors import InputError
 from .facets import is_none_value
+from .fileio import loads_json
 from .ids import content_hash
 
 LABELERS = ("llm", "agent", "file", "score")
@@ -262,11 +263,11 @@ def read_label_file(path: str | Path, *, label_field: str = "label") -> list[Fil
         return items
     stripped = text.lstrip()
     if stripped.startswith("{") and p.suffix.lower() == ".json":
-        data = json.loads(text)
+        data = loads_json(text, p)
         entries = data.get("labels") or data.get("rows") or []
         records = [(f"{p}: labels[{i}]", e) for i, e in enumerate(entries)]
     elif stripped.startswith("["):
-        records = [(f"{p}: [{i}]", e) for i, e in enumerate(json.loads(text))]
+        records = [(f"{p}: [{i}]", e) for i, e in enumerate(loads_json(text, p))]
     else:
         records = []
         for line_no, line in enumerate(text.splitlines(), start=1):
