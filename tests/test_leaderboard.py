@@ -156,3 +156,21 @@ def test_leaderboard_section_html_escapes_cell_labels():
     html = leaderboard_html(build_leaderboard(cells, score="s", by=["metadata.model"]).to_dict())
     assert "<script" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert ">=2<" in html and ">1<" in html
+
+
+def test_store_rows_are_paired_by_origin_id_like_compare(tmp_path):
+    """Root rows without metadata.dataset_row_id (a plain `braintrust eval` run, ingested) are
+    keyed by origin.id, the dataset record, as `flywheel compare` keys them: the cells pair."""
+    from bt_flywheel.leaderboard import leaderboard_from_store
+
+    store_path = tmp_path / "s.duckdb"
+    with Store(store_path) as store:
+        pid = store.ensure_project("p")
+        for name in ("one", "two"):
+            oid = store.create_object("experiment", name, pid)
+            store.upsert_rows("experiment", oid, [
+                {"id": f"{name}-{i}", "is_root": True, "created": "2026-01-01T00:00:00Z", "input": {"q": i},
+                 "metadata": {}, "origin": {"id": f"rec{i}"}, "scores": {"s": float(i % 2)},
+                 "span_attributes": {"name": "eval", "type": "eval"}} for i in range(6)])
+    board = leaderboard_from_store(store_path, ["one", "two"], score="s")
+    assert [p.n for p in board.comparisons] == [6]

@@ -271,3 +271,23 @@ def test_a_key_in_a_trace_never_reaches_the_report(tmp_path, monkeypatch, comp, 
     text = write_report(comp, tmp_path / "r.html", rows=rows).read_text()
     assert key not in text and "sk-abcdefghijklmnopqrstu" not in text and "[REDACTED]" in text
     assert "plain-Secret-Value-123" not in text
+
+
+def test_load_report_rows_pairs_ingested_rows_by_origin_id_like_compare(tmp_path):
+    """Rows of a plain `braintrust eval` run carry the dataset record in origin.id and no
+    metadata.dataset_row_id: the report pairs them as `flywheel compare` does, not by span id."""
+    store_path = tmp_path / "s.duckdb"
+    with Store(store_path) as store:
+        pid = store.ensure_project("p")
+        for name, vals in (("base", [0.0, 1.0]), ("cand", [1.0, 1.0])):
+            oid = store.create_object("experiment", name, pid)
+            store.upsert_rows("experiment", oid, [
+                {"id": f"{name}-{k}", "is_root": True, "created": "2026-01-01T00:00:00Z", "input": {"q": "hi"},
+                 "output": f"{name} answer {k}", "metadata": {}, "origin": {"id": f"rec{k}"},
+                 "scores": {"acc": v}, "span_attributes": {"name": "eval", "type": "eval"}}
+                for k, v in enumerate(vals)])
+    comp = compare_experiments(store_path, "base", "cand", target="acc", n_resamples=0).to_dict()
+    rows = load_report_rows(store_path, "base", "cand")
+    assert [r["row_id"] for r in rows] == ["rec0", "rec1"] and comp["scores"][0]["n"] == 2
+    assert [(r["baseline_scores"], r["candidate_scores"]) for r in rows] == [
+        ({"acc": 0.0}, {"acc": 1.0}), ({"acc": 1.0}, {"acc": 1.0})]

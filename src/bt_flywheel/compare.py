@@ -59,7 +59,7 @@ from . import stats
 from .errors import InputError
 
 CONTRACT = "bt-flywheel-comparison/v1"
-_ROOT_WHERE = "(is_root OR json_extract_string(span_attributes, '$.type') = 'eval')"
+ROOT_WHERE = "(is_root OR json_extract_string(span_attributes, '$.type') = 'eval')"  # an experiment's (case, trial) roots
 _MISSING_VALUE = "(none)"
 
 
@@ -212,6 +212,13 @@ def resolve_path(row: dict[str, Any], path: str) -> Any:
     return value
 
 
+def row_key(row: dict[str, Any]) -> str | None:
+    """The dataset row id a root row is paired by: ``metadata.dataset_row_id``, else ``origin.id``
+    (the dataset record of a plain ``braintrust eval`` run); None when it has neither."""
+    key = (row.get("metadata") or {}).get("dataset_row_id") or (row.get("origin") or {}).get("id")
+    return str(key) if key else None
+
+
 def _label(value: Any) -> str:
     if value is None or value == "":
         return _MISSING_VALUE
@@ -237,14 +244,13 @@ def load_experiment(store: Any, name_or_id: str, score_names: list[str], *, proj
     slices: dict[str, str] = {}
     root_rows = duplicates = 0
     next_trial: dict[str, int] = defaultdict(int)
-    for row in store.iter_rows("experiment", object_id, where=_ROOT_WHERE):
+    for row in store.iter_rows("experiment", object_id, where=ROOT_WHERE):
         root_rows += 1
         meta = row.get("metadata") or {}
-        row_id = meta.get("dataset_row_id") or (row.get("origin") or {}).get("id")
-        if not row_id:
+        row_id = row_key(row)
+        if row_id is None:
             raise InputError(f"experiment {info.get('name', name_or_id)!r}: root row {row.get('id')!r} has no "
                              "metadata.dataset_row_id", hint="run it with `flywheel eval` so rows can be paired")
-        row_id = str(row_id)
         trial = meta.get("trial")
         if not isinstance(trial, int) or isinstance(trial, bool):
             trial = next_trial[row_id]

@@ -204,6 +204,7 @@ def load_cells(store_path: str | os.PathLike[str], experiments: Iterable[str], *
     experiments[label] -> experiment names). When `score` is None the experiments must carry
     exactly one score.
     """
+    from .compare import ROOT_WHERE, row_key
     from .store import Store
 
     cells: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -221,7 +222,7 @@ def load_cells(store_path: str | os.PathLike[str], experiments: Iterable[str], *
                 raise InputError(f"experiment {name!r}: not found in {store_path}",
                                  hint="list them with `flywheel experiments` or check --project")
             info = store.object_info("experiment", object_id) or {"name": name}
-            roots = list(store.iter_rows("experiment", object_id, where="is_root = true"))
+            roots = list(store.iter_rows("experiment", object_id, where=ROOT_WHERE))
             loaded.append((info, roots))
             for r in roots:
                 seen_scores.update(k for k, v in (r.get("scores") or {}).items() if v is not None)
@@ -241,9 +242,7 @@ def load_cells(store_path: str | os.PathLike[str], experiments: Iterable[str], *
             values = [_resolve(k, r, info) for k in by]
             label = _cell_label(values)
             keys[label] = dict(zip(by, values, strict=True))
-            meta = r.get("metadata") or {}
-            row_id = str(meta.get("dataset_row_id") or r.get("id"))
-            cells[label][row_id].append(float(value))
+            cells[label][row_key(r) or str(r.get("id"))].append(float(value))
             exps[label].add(str(info.get("name")))
     return score, {k: dict(v) for k, v in cells.items()}, keys, exps
 

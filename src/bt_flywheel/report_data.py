@@ -23,6 +23,7 @@ def load_report_rows(store_path: str | os.PathLike[str], baseline: str, candidat
     `trace_url(side, root_row)` may return a link to the trace (remote backend); side is
     'baseline' or 'candidate'.
     """
+    from .compare import ROOT_WHERE
     from .store import Store
 
     with Store(store_path, read_only=True) as store:
@@ -32,7 +33,7 @@ def load_report_rows(store_path: str | os.PathLike[str], baseline: str, candidat
             object_id = store.find_object("experiment", name, project_id=project_id)
             if not object_id:
                 raise InputError(f"experiment {name!r}: not found in {store_path}")
-            sides[side] = _collect_side(store.iter_rows("experiment", object_id, where="is_root = true"),
+            sides[side] = _collect_side(store.iter_rows("experiment", object_id, where=ROOT_WHERE),
                                         side, trace_url)
     out = []
     for row_id in sorted(set(sides["baseline"]) | set(sides["candidate"])):
@@ -47,11 +48,11 @@ def load_report_rows(store_path: str | os.PathLike[str], baseline: str, candidat
 
 def _collect_side(roots: Iterable[dict[str, Any]], side: str,
                   trace_url: Callable[[str, Mapping[str, Any]], str | None] | None) -> dict[str, dict[str, Any]]:
+    from .compare import row_key
+
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in roots:
-        meta = row.get("metadata") or {}
-        row_id = meta.get("dataset_row_id") or row.get("id")
-        grouped[str(row_id)].append(row)
+        grouped[row_key(row) or str(row.get("id"))].append(row)
     out = {}
     for row_id, trials in grouped.items():
         trials.sort(key=lambda r: ((r.get("metadata") or {}).get("trial") or 0))
