@@ -357,9 +357,8 @@ def build_from_draft(draft: str | os.PathLike[str] | Mapping[str, Any], *,
     notes: list[str] = []
     written: list[Path] = []
     if comp is not None:
-        from .report import forest_svg_for
+        from .report import write_forest_svg
 
-        forest_text = '<?xml version="1.0" encoding="UTF-8"?>\n' + forest_svg_for(comp) + "\n"
         report_text = None
         skip = _experiments_in_store(store if store is not None else getattr(settings, "store", None), comp)
         if skip is None:
@@ -374,7 +373,7 @@ def build_from_draft(draft: str | os.PathLike[str] | Mapping[str, Any], *,
             notes.append(f"no HTML report: {skip}")
         from .fileio import atomic_write_text
 
-        written.append(atomic_write_text(out / FOREST_FILENAME, forest_text))
+        written.append(write_forest_svg(comp, out / FOREST_FILENAME))
         builder.add_artifact(written[-1], "forest_plot", base_dir=out)
         if report_text is not None:
             written.append(atomic_write_text(out / REPORT_FILENAME, report_text))
