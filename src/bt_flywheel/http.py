@@ -76,7 +76,7 @@ class HttpClient:
                     raise HttpError(f"{where}: HTTP {exc.code}{': ' + detail if detail else ''}",
                                     status=exc.code, body=parsed) from None
                 last_problem = f"HTTP {exc.code}{': ' + detail if detail else ''}"
-                retry_after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+                retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
                 if attempt == self.retries:
                     raise HttpError(f"{where}: {last_problem} (after {attempt + 1} attempts)",
                                     status=exc.code, body=parsed, hint="the service may be down; retry later") from None
@@ -129,9 +129,11 @@ def _detail(body: Any) -> str:
     return ""
 
 
-def _retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
     if not value:
         return None
+    value = value.strip()
     try:
         return max(0.0, float(value))
     except ValueError:

@@ -27,11 +27,11 @@ import urllib.request
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 from .errors import BackendError, InputError
+from .http import parse_retry_after
 from .label import Label, LabelRun, Rubric, now_iso, resolve_label
 from .redact import redact
 
@@ -113,22 +113,6 @@ def _error_detail(exc: urllib.error.HTTPError) -> str:
     except Exception:  # noqa: BLE001 - best effort only
         text = ""
     return redact(" ".join(text.split())[:200]) or exc.reason or "no detail"
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 # -- the cache ---------------------------------------------------------------------------------
