@@ -162,6 +162,19 @@ def test_where_and_explicit_trace_ids(run_cli) -> None:
     assert summary["missing_trace_ids"] == ["trace-99999"]
 
 
+def test_a_multiline_where_with_or_stays_inside_the_bucket_filter(run_cli) -> None:
+    """`--where "a\nOR b"` must not escape the bucket's score condition and the time window."""
+    load(make_spans(40))
+    code, _, err = run_cli(*SCORE_ARGS, "--per-bucket", "100", "--out", "cur", "--json",
+                           "--where", "metadata.channel = 'email'\nOR metadata.channel = 'chat'")
+    assert code == 0, err
+    rows = read_jsonl("cur/dataset_rows.jsonl")
+    assert rows
+    for row in rows:
+        expected_score = {"failing": 0.0, "passing": 1.0}[row["metadata"]["curation"]["bucket"]]
+        assert row["metadata"]["production"]["scores"]["resolution"] == expected_score
+
+
 def test_selection_is_seeded(run_cli) -> None:
     load(make_spans(100))
     picks = []

@@ -11,6 +11,7 @@ A bucket with fewer candidates than asked is reported as a shortfall, never sile
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,8 +35,12 @@ def _window(window_days: int | None) -> str:
     return f"created >= NOW() - INTERVAL {int(window_days)} DAY" if window_days else ""
 
 
+# OR as a word, whatever whitespace or parenthesis is around it ("a\nOR b", "(a)OR(b)")
+_HAS_OR = re.compile(r"(?:^|[\s)])OR(?:[\s(]|$)", re.IGNORECASE)
+
+
 def _and(*parts: str) -> str:
-    return " AND ".join(f"({p})" if " OR " in p.upper() else p for p in parts if p)
+    return " AND ".join(f"({p})" if _HAS_OR.search(p) else p for p in parts if p)
 
 
 @dataclass
