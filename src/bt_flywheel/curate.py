@@ -301,8 +301,9 @@ def curate(options: CurateOptions, *, labeler: Any, runner: Runner | None = None
             row["metadata"]["label"]["labeled_at"] = label_of(old).get("labeled_at")
         row["created"] = (old or {}).get("created") or row.get("created") or now
 
+    stored_ids = {r["id"] for r in stored}
     split_rows(rows, validation_fraction=options.validation_fraction, seed=options.seed,
-               existing_rows=list(stored) + [r for r in previous_file if r["id"] not in {s["id"] for s in stored}])
+               existing_rows=list(stored) + [r for r in previous_file if r["id"] not in stored_ids])
 
     for index, row in enumerate(rows):
         errors = schema_errors(row, "dataset-row.schema.json")
@@ -329,7 +330,8 @@ def curate(options: CurateOptions, *, labeler: Any, runner: Runner | None = None
             if confirm is not None and not confirm(labeled, plan):
                 summary["dataset"]["declined"] = True
             else:
-                to_write = [r for r in labeled if r["id"] in set(plan.insert) | set(plan.update)]
+                changed_ids = set(plan.insert) | set(plan.update)
+                to_write = [r for r in labeled if r["id"] in changed_ids]
                 if options.backend == "remote":
                     sent = remote.upsert_dataset(dataset_project, options.dataset, [dataset_record(r) for r in to_write])
                     result = {**sent, "inserted": len(plan.insert), "updated": len(plan.update)}
@@ -378,10 +380,7 @@ def _summary(options: CurateOptions, selection: Selection | None, rows: list[dic
 def _local_project_id(options: CurateOptions) -> str:
     from .store import Store
 
-    if not Path(options.store_path).exists():
-        raise InputError(f"{options.store_path}: no local store here yet",
-                         hint="load traces with `flywheel ingest FILE --project NAME`")
-    with Store(options.store_path, read_only=True) as store:
+    with Store(options.store_path, read_only=True) as store:  # a missing file is an InputError
         project_id = store.find_project(options.project)
     if not project_id:
         raise InputError(f"project {options.project!r} not found in {options.store_path}",
