@@ -67,7 +67,6 @@ def run_query(store_path: str | Path | Store, query: str, *, project: str | None
 
     if isinstance(store_path, Store):
         con = store_path.con.cursor()
-        owned = True
     else:
         path = Path(store_path)
         if not path.exists():
@@ -86,7 +85,6 @@ def run_query(store_path: str | Path | Store, query: str, *, project: str | None
                 raise StoreBusy(f"{path}: the local store is already open in this process",
                                 hint="pass the open Store to run_query, or close it first") from None
             raise BackendError(f"{path}: cannot open the local store ({text.splitlines()[0]})") from None
-        owned = True
     try:
         translation = translate(query, _resolver(con, project), project=project,
                                 force_ignore_linter=force_ignore_linter)
@@ -97,8 +95,7 @@ def run_query(store_path: str | Path | Store, query: str, *, project: str | None
         except duckdb.Error as exc:
             raise InputError(f"sql: {_duck_message(exc)}") from None
     finally:
-        if owned:
-            con.close()
+        con.close()
     return _result(description, values, translation.sql)
 
 
@@ -108,17 +105,17 @@ def _duck_message(exc: Exception) -> str:
 
 
 def _resolver(con: Any, project: str | None):
+    def project_row(ref: str) -> tuple[str] | None:
+        return con.execute("SELECT id FROM projects WHERE id = ? OR name = ? ORDER BY (id = ?) DESC LIMIT 1",
+                           [ref, ref, ref]).fetchone()
+
     def resolve(kind: str, refs: list[str]) -> list[str]:
-        project_id = None
-        if project:
-            row = con.execute("SELECT id FROM projects WHERE id = ? OR name = ? ORDER BY (id = ?) DESC LIMIT 1",
-                              [project, project, project]).fetchone()
-            project_id = row[0] if row else None
+        row = project_row(project) if project and kind != "project_logs" else None
+        project_id = row[0] if row else None
         ids = []
         for ref in refs:
             if kind == "project_logs":
-                row = con.execute("SELECT id FROM projects WHERE id = ? OR name = ? ORDER BY (id = ?) DESC LIMIT 1",
-                                  [ref, ref, ref]).fetchone()
+                row = project_row(ref)
             else:
                 row = None
                 if project_id:

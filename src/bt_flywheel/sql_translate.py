@@ -91,7 +91,7 @@ class Translation:
     sources: list[SourceRef] = field(default_factory=list)
 
 
-# A resolver maps (kind, refs) to (object_type, [object ids], extra id column name).
+# A resolver maps (kind, [id or name, ...]) to the object ids (project ids for project_logs).
 Resolver = Callable[[str, list[str]], list[str]]
 
 
@@ -173,8 +173,6 @@ def _source_of(table: exp.Table, project: str | None) -> SourceRef:
             raise InputError(f"sql: {name}(): give the id or name of the {name.replace('_', ' ')}")
         if shape not in ("spans", "traces"):
             raise InputError(f"sql: {name}(): shape => '{shape}' is not supported locally (use 'spans' or 'traces')")
-        if shape == "traces" and name != "project_logs":
-            shape = "traces"
         if name != "experiment" and len(refs) > 1:
             raise InputError(f"sql: {name}() takes one id or name, got {len(refs)}")
         return SourceRef(name, refs, shape, alias)
