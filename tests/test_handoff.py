@@ -348,14 +348,21 @@ def test_idempotency_key_is_stable_across_runs():
     ([], "not_run"),
     ([{"role": "target", "verdict": "improved"}], "passed"),
     ([{"role": "target", "verdict": "improved"}, {"role": "guard", "verdict": "non_inferior"}], "passed"),
-    ([{"role": "target", "verdict": "improved"}, {"role": "guard", "verdict": "inconclusive"}], "inconclusive"),
+    ([{"role": "target", "verdict": "improved"}, {"role": "guard", "verdict": "inconclusive"}], "failed"),
     ([{"role": "target", "verdict": "improved"}, {"role": "guard", "verdict": "regressed"}], "failed"),
     ([{"role": "target", "verdict": "regressed"}], "failed"),
     ([{"role": "target", "verdict": "inconclusive"}], "inconclusive"),
-    ([{"role": "target", "verdict": "equivalent"}], "failed"),
+    ([{"role": "target", "verdict": "equivalent"}], "inconclusive"),
+    ([{"role": "target", "verdict": "equivalent"}, {"role": "guard", "verdict": "non_inferior"}], "inconclusive"),
 ])
 def test_verification_status_from_verdicts(scores, status):
+    """The handoff and `flywheel compare` decide by one rule (they used to disagree on these)."""
+    from bt_flywheel.stats import decision_status
+
     assert verification_status(scores) == status
+    if scores:
+        target = next(s["verdict"] for s in scores if s["role"] == "target")
+        assert decision_status(target, [s["verdict"] for s in scores if s["role"] == "guard"]) == status
 
 
 def test_set_verification_reads_stats_score_comparisons():

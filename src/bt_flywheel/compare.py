@@ -156,11 +156,7 @@ class Comparison:
         """passed <=> keep (target improved, every guard non-inferior); failed when the target
         regressed or a guard failed (could not be shown non-inferior); inconclusive otherwise
         (target inconclusive or equivalent with the guards holding)."""
-        if self.keep:
-            return "passed"
-        if self.target_result.verdict == "regressed" or self.guards_ok is False:
-            return "failed"
-        return "inconclusive"
+        return stats.decision_status(self.target_result.verdict, [g.verdict for g in self.guard_results])
 
     def regressions(self) -> list[dict[str, Any]]:
         rows = [{"score": s.name, "row_id": r.id, "baseline": r.baseline, "candidate": r.candidate, "drop": r.drop}

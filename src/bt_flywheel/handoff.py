@@ -354,20 +354,13 @@ def _jsonable(value: Any) -> Any:
 
 
 def verification_status(scores: Sequence[Mapping[str, Any]]) -> str:
-    """passed: target improved and every guard non-inferior; failed: target regressed or shown
-    equivalent, or a guard regressed/inferior; otherwise inconclusive; not_run without scores."""
+    """The status `flywheel compare` gives (stats.decision_status); not_run without scores."""
     if not scores:
         return "not_run"
-    targets = [s for s in scores if s.get("role") == "target"]
-    guards = [s for s in scores if s.get("role") == "guard"]
-    if any(s.get("verdict") in ("regressed", "inferior") for s in scores):
-        return "failed"
-    if any(s.get("verdict") == "equivalent" for s in targets):
-        return "failed"  # shown to make no difference: nothing to keep (as `flywheel compare` decides)
-    guards_ok = all(s.get("verdict") in ("non_inferior", "equivalent", "improved") for s in guards)
-    if targets and all(s.get("verdict") == "improved" for s in targets) and guards_ok:
-        return "passed"
-    return "inconclusive"
+    from .stats_verdict import decision_status
+
+    target = next((s.get("verdict") for s in scores if s.get("role") == "target"), None)
+    return decision_status(target, [s.get("verdict") for s in scores if s.get("role") == "guard"])
 
 
 class HandoffBuilder:

@@ -650,10 +650,10 @@ def row_regressions(paired: PairedRows, /, *, threshold: float = DEFAULT_THRESHO
 
 
 # --------------------------------------------------------------------------- one score, end to end
-# ScoreComparison, compare_paired and apply_holm live in stats_verdict (keeps modules small);
+# ScoreComparison, compare_paired, apply_holm and decision_status live in stats_verdict (keeps modules small);
 # they are part of this module's API and load on first use.
 
-_VERDICT_API = ("ScoreComparison", "compare_paired", "apply_holm")
+_VERDICT_API = ("ScoreComparison", "compare_paired", "apply_holm", "decision_status")
 
 
 def __getattr__(name: str) -> Any:

@@ -272,3 +272,16 @@ def apply_holm(results: Sequence[ScoreComparison], /) -> None:
                 res = TTestResult(r.effect, r.se, r.df, math.nan, r.p, r.n, 0.0, r.n_clusters, r.method)
                 r.power = _power_for(res, r.sd, role=r.role, min_effect=r.min_effect, margin=r.margin,
                                      alpha=r.alpha)
+
+
+def decision_status(target_verdict: str | None, guard_verdicts: Sequence[str] = ()) -> str:
+    """The one keep rule (DESIGN.md §8), shared by `compare` and the handoff: `passed` when the
+    target improved and every guard is non-inferior; `failed` when the target regressed or a guard
+    could not be shown non-inferior; `inconclusive` otherwise (including a target shown equivalent
+    with the guards holding: nothing to keep, nothing broken)."""
+    guards_ok = all(v == "non_inferior" for v in guard_verdicts)
+    if target_verdict == "improved" and guards_ok:
+        return "passed"
+    if target_verdict == "regressed" or not guards_ok:
+        return "failed"
+    return "inconclusive"
