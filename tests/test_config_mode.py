@@ -275,3 +275,10 @@ def test_orient_out_writes_the_same_json_it_prints(run_cli, tmp_path) -> None:
     code, out, err = run_cli("orient", "fix refusals", "--json", "--out", "orient.json")
     assert code == 0, err
     assert json.loads((tmp_path / "orient.json").read_text()) == json.loads(out)
+
+
+def test_orient_text_summary_redacts_a_key_pasted_into_the_goal(run_cli):
+    key = "sk-" + "q" * 40
+    code, out, _ = run_cli("orient", f"why does {key} fail")
+    assert code == 0
+    assert key not in out and "goal: why does [REDACTED] fail" in out

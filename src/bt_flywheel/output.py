@@ -34,6 +34,11 @@ def print_json(value: Any, *, out: TextIO | None = None, indent: int | None = 2)
     (out or sys.stdout).write(to_json(value, indent=indent) + "\n")
 
 
+def print_line(text: str, *, out: TextIO | None = None) -> None:
+    """One line of human-readable text on stdout, redacted."""
+    (out or sys.stdout).write(redact(text) + "\n")
+
+
 def print_jsonl(rows: Iterable[Any], *, out: TextIO | None = None) -> None:
     stream = out or sys.stdout
     for row in rows:

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from ..cliutil import add_settings_args, settings_from_args
-from ..output import format_table, print_json, status
+from ..output import format_table, print_json, print_line, status
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -151,24 +151,24 @@ def _clip(value: Any, width: int = 40) -> str:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    print(f"rows: {summary['rows']}  by split: {summary['by_split']}  by label: {summary['by_label']}")
-    print(f"by bucket: {summary['by_bucket']}  by facet: {summary['by_facet']}  by labeler: {summary['by_labeler']}")
+    print_line(f"rows: {summary['rows']}  by split: {summary['by_split']}  by label: {summary['by_label']}")
+    print_line(f"by bucket: {summary['by_bucket']}  by facet: {summary['by_facet']}  by labeler: {summary['by_labeler']}")
     for short in summary["shortfalls"]:
         facet = f"{short['facet']}/" if short.get("facet") else ""
-        print(f"shortfall: {facet}{short['bucket']}: asked {short['asked']}, got {short['got']}")
+        print_line(f"shortfall: {facet}{short['bucket']}: asked {short['asked']}, got {short['got']}")
     for trace_id in summary["missing_trace_ids"]:
-        print(f"not found: trace {trace_id}")
+        print_line(f"not found: trace {trace_id}")
     labeling = summary["labeling"]
-    print(f"labeling: {labeling['labeled']} labeled, {labeling['reused']} reused, {labeling['cached']} cached, "
+    print_line(f"labeling: {labeling['labeled']} labeled, {labeling['reused']} reused, {labeling['cached']} cached, "
           f"{labeling['model_calls']} model calls, {len(summary['unlabeled'])} unlabeled")
     dataset = summary.get("dataset")
     if dataset:
         plan = dataset["plan"]
         verb = "would" if dataset["dry_run"] else ("declined:" if dataset.get("declined") else "did")
-        print(f"dataset {dataset['name']!r} ({dataset['backend']}): {verb} insert {plan['insert']}, "
+        print_line(f"dataset {dataset['name']!r} ({dataset['backend']}): {verb} insert {plan['insert']}, "
               f"update {plan['update']}, unchanged {plan['unchanged']}; pending (not uploaded) "
               f"{plan['not_uploaded_pending']}")
     for name, path in summary["files"].items():
-        print(f"{name}: {path}")
+        print_line(f"{name}: {path}")
     if summary.get("next"):
-        print(f"next: {summary['next']}")
+        print_line(f"next: {summary['next']}")

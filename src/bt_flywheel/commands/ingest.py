@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..cliutil import add_settings_args, settings_from_args
-from ..output import print_json, status
+from ..output import print_json, print_line, status
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,7 +61,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.as_dict())
     else:
-        print(f"ingested {result.rows} rows from {result.files} file(s) into {settings.store}: "
+        print_line(f"ingested {result.rows} rows from {result.files} file(s) into {settings.store}: "
               f"inserted {result.inserted}, updated {result.updated}, unchanged {result.unchanged}, "
               f"skipped {result.skipped}")
     return 0
@@ -83,5 +83,5 @@ def run_synth(args: argparse.Namespace) -> int:
     if args.spans < 0:
         raise InputError("--spans: must be >= 0")
     count = write_jsonl(args.out, args.spans, seed=args.seed, now=now, days=args.days)
-    print(f"wrote {count} spans to {args.out}")
+    print_line(f"wrote {count} spans to {args.out}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..output import print_json, status
+from ..output import print_json, print_line, status
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +39,7 @@ def run_export(args: argparse.Namespace) -> int:
     if args.json:
         print_json(info)
     else:
-        print(f"exported {info['exported']} pending rows (rubric {info['rubric_version']}) to {info['out']}; "
+        print_line(f"exported {info['exported']} pending rows (rubric {info['rubric_version']}) to {info['out']}; "
               f"{info['already_labeled']} already labeled")
     return 0
 
@@ -59,7 +59,7 @@ def run_apply(args: argparse.Namespace) -> int:
         raise InputError(f"{args.labels}: {len(result.problems)} bad row(s); nothing applied",
                          hint="fix them, or --skip-bad to apply the rest")
     if not args.json:
-        print(f"applied {result.applied}, relabeled {result.relabeled}, unchanged {result.unchanged}; "
+        print_line(f"applied {result.applied}, relabeled {result.relabeled}, unchanged {result.unchanged}; "
               f"{len(result.left)} row(s) still without a label")
     sys.stdout.flush()
     return 2 if result.problems else 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..cliutil import add_settings_args, settings_from_args
-from ..output import print_json
+from ..output import print_json, print_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,10 +34,10 @@ def run(args: argparse.Namespace) -> int:
         print_json(info)
     else:
         window = info["data_window"]
-        print(f"mode: {info['mode']} ({info['mode_reason']})")
-        print(f"goal: {info['goal']}")
-        print(f"project: {info['project'] or '(not set)'}")
-        print(f"backend: {info['backend']}")
-        print(f"baseline: {info['baseline_experiment'] or '(none)'}")
-        print(f"window: {window['start']} .. {window['end']} ({window['days']} days)")
+        print_line(f"mode: {info['mode']} ({info['mode_reason']})")
+        print_line(f"goal: {info['goal']}")
+        print_line(f"project: {info['project'] or '(not set)'}")
+        print_line(f"backend: {info['backend']}")
+        print_line(f"baseline: {info['baseline_experiment'] or '(none)'}")
+        print_line(f"window: {window['start']} .. {window['end']} ({window['days']} days)")
     return 0
