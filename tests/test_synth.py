@@ -59,3 +59,26 @@ def test_planted_failure_patterns_are_visible() -> None:
     en = [r["scores"]["Factuality"] for r in roots if r["metadata"]["language"] == "en"]
     assert sum(de) / len(de) < sum(en) / len(en) - 0.1
     json.dumps(roots[0])  # plain JSON values only
+
+
+def test_an_interrupted_write_leaves_the_previous_file_whole(tmp_path: Path, monkeypatch) -> None:
+    import pytest
+
+    import bt_flywheel.synth as synth
+
+    for name in ("out.jsonl", "out.jsonl.gz"):
+        target = tmp_path / name
+        write_jsonl(target, 50, seed=1, now=NOW)
+        before = target.read_bytes()
+
+        def broken(spans: int, **kwargs):
+            yield from list(generate_spans(spans, **kwargs))[:20]
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(synth, "generate_spans", broken)
+        with pytest.raises(KeyboardInterrupt):
+            write_jsonl(target, 10_000, seed=2, now=NOW)
+        monkeypatch.undo()
+        assert target.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            p for p in ("out.jsonl", "out.jsonl.gz") if (tmp_path / p).exists())

@@ -21,9 +21,12 @@ import gzip
 import json
 import random
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from .fileio import atomic_output
 
 SCORERS = ("Factuality", "helpfulness")
 TOPICS = ("billing", "shipping", "account", "product", "returns")
@@ -88,20 +91,22 @@ def write_jsonl(path: str | Path, spans: int, *, seed: int = 0, now: datetime | 
                 days: int = 30) -> int:
     """Stream `spans` rows to a JSONL file (gzip when the name ends in .gz); returns the count."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    opener = gzip.open if target.name.endswith(".gz") else open
     count = 0
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    with opener(target, "wt", encoding="utf-8") as handle:
+    # atomic: an interrupted run leaves any previous file as it was, never a truncated one
+    with atomic_output(target) as raw, ExitStack() as stack:
+        handle = raw
+        if target.name.endswith(".gz"):  # closing the GzipFile writes its trailer, not closing `raw`
+            handle = stack.enter_context(gzip.GzipFile(filename=target.name, mode="wb", fileobj=raw))
         buffer: list[str] = []
         for row in generate_spans(spans, seed=seed, now=now, days=days):
             buffer.append(dumps(row))
             count += 1
             if len(buffer) >= 5000:
-                handle.write("\n".join(buffer) + "\n")
+                handle.write(("\n".join(buffer) + "\n").encode("utf-8"))
                 buffer.clear()
         if buffer:
-            handle.write("\n".join(buffer) + "\n")
+            handle.write(("\n".join(buffer) + "\n").encode("utf-8"))
     return count
 
 
