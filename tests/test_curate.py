@@ -112,6 +112,24 @@ def test_rerunning_curation_is_idempotent(run_cli) -> None:
     assert "would insert 0, update 0, unchanged 20" in out
 
 
+def test_rerun_is_idempotent_when_a_trace_holds_a_secret_shaped_string(run_cli) -> None:
+    """Stored rows are redacted; comparing them with fresh unredacted rows must not see a change."""
+    spans = make_spans(60)
+    for span in spans:
+        if span["is_root"]:
+            span["input"]["message"] += " (my password: hunter2hunter2)"
+    load(spans)
+    args = [*SCORE_ARGS, "--per-bucket", "10", "--out", "cur", "--dataset", "ds", "--json"]
+    assert run_cli(*args)[0] == 0
+    assert "hunter2hunter2" not in Path("cur/dataset_rows.jsonl").read_text()
+    first = {r["id"]: r for r in dataset_rows()}
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    assert json.loads(out)["dataset"]["plan"] == {"insert": 0, "update": 0, "unchanged": 20,
+                                                  "not_uploaded_pending": 0}
+    assert {r["id"]: r for r in dataset_rows()} == first
+
+
 def test_adding_traces_never_moves_old_rows_and_keeps_strata_within_one_row(run_cli) -> None:
     load(make_spans(40))
     args = [*SCORE_ARGS, "--out", "cur", "--dataset", "ds", "--per-bucket", "200"]

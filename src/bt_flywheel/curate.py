@@ -293,6 +293,8 @@ def curate(options: CurateOptions, *, labeler: Any, runner: Runner | None = None
     else:
         label_run = label_rows(rows, labeler, previous, progress=progress)
 
+    # stored rows and files are redacted: compare like with like (a rationale may quote a key too)
+    rows = [redact_obj(row) for row in rows]
     # keep stored timestamps when nothing but the time would change; stamp new rows
     now = now_iso()
     for row in rows:
