@@ -66,10 +66,8 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, window_days=args.window_days)
     if not settings.project:
         raise UsageError("--project is required (or FLYWHEEL_PROJECT)")
-    strategy = args.strategy or ("rows" if args.from_rows else "facet" if args.facets else
-                                 "score-balanced" if args.score else None)
-    if args.from_rows:
-        strategy = "rows"
+    strategy = "rows" if args.from_rows else args.strategy or (
+        "facet" if args.facets else "score-balanced" if args.score else None)
     if strategy is None:
         raise UsageError("say what to select: --score NAME (score-balanced), --facets FILE (facet), or --from-rows FILE")
     if strategy != "rows" and not args.labeler:
