@@ -210,3 +210,41 @@ def test_dataset_rows_sent_to_braintrust_are_redacted(monkeypatch: pytest.Monkey
     text = json.dumps(sent.body)
     assert "desk-key-planted-123456" not in text and "sk-abcdefghijklmnopqrstuvwx" not in text
     assert sent.body["rows"][0]["id"] == "r1" and sent.body["rows"][0]["expected"] == "refuse"
+
+
+def _cut_short_then_whole_server(replies: int) -> tuple[str, list[int]]:
+    """A loopback socket server (never the network): the first response promises 100 bytes and
+    sends 6, then closes; later ones are whole JSON bodies."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    served: list[int] = []
+
+    def serve() -> None:
+        with srv:
+            for i in range(replies):
+                conn, _ = srv.accept()
+                with conn:
+                    conn.recv(65536)
+                    body, length = (b'{"ok":', 100) if i == 0 else (b'{"ok":true}', 11)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (length, body))
+                    served.append(i)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{srv.getsockname()[1]}", served
+
+
+def test_a_response_cut_short_is_retried_like_a_dropped_connection() -> None:
+    url, served = _cut_short_then_whole_server(2)
+    slept: list[float] = []
+    assert HttpClient(sleep=slept.append).request_json("GET", url + "/x") == {"ok": True}
+    assert served == [0, 1] and len(slept) == 1
+
+
+def test_a_response_cut_short_every_time_is_one_backend_error() -> None:
+    url, _ = _cut_short_then_whole_server(1)
+    with pytest.raises(BackendError, match=r"GET http://127\.0\.0\.1:\d+/x: IncompleteRead"):
+        HttpClient(sleep=lambda _: None, retries=0).request_json("GET", url + "/x")

@@ -11,6 +11,7 @@ Braintrust (login, btql, datasets) and OpenAI-compatible LLM calls.
 from __future__ import annotations
 
 import email.utils
+import http.client
 import json
 import random
 import time
@@ -80,7 +81,7 @@ class HttpClient:
                 if attempt == self.retries:
                     raise HttpError(f"{where}: {last_problem} (after {attempt + 1} attempts)",
                                     status=exc.code, body=parsed, hint="the service may be down; retry later") from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError, http.client.HTTPException) as exc:
                 reason = getattr(exc, "reason", exc)
                 last_problem = f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
                 if isinstance(reason, TimeoutError):

@@ -16,6 +16,7 @@ server accepts.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -85,7 +86,7 @@ class ChatClient:
                 if status not in RETRY_STATUSES or attempt >= self.max_retries:
                     raise LLMError(f"HTTP {status} ({detail})") from None
                 retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError, http.client.HTTPException) as exc:
                 if attempt >= self.max_retries:
                     reason = getattr(exc, "reason", exc)
                     raise LLMError(f"cannot reach {url} ({reason})") from None
