@@ -422,3 +422,21 @@ def test_errors_are_one_line(run_cli) -> None:
                              "0.1", "--labeler", "score", "--out", "cur")
     assert code == 2 and "--lo 0.9 must be below --hi 0.1" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_explicit_trace_ids_in_facet_mode_scope_the_facet_query() -> None:
+    from bt_flywheel.curate_select import select_facets
+    from bt_flywheel.facets import FacetDefinition
+
+    asked: list[str] = []
+
+    def run(query: str) -> list[dict[str, Any]]:
+        asked.append(query)
+        return []
+
+    facet = FacetDefinition("issues", span_filter="span_attributes.type = 'llm' OR is_root = true")
+    selection = select_facets(run, project="a WHERE b", project_id="p", facets=[facet], per_bucket=1,
+                              window_days=None, trace_ids=["t-1"])
+    assert ("SELECT root_span_id, span_id, created, output AS facet_value FROM project_logs('a WHERE b') "
+            "WHERE root_span_id IN ('t-1') AND (span_attributes.type = 'llm' OR is_root = true)") in asked
+    assert selection.missing_trace_ids == ["t-1"]

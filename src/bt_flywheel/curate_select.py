@@ -149,7 +149,7 @@ def _add_explicit(selection: Selection, run: Runner, *, project: str, project_id
             query = (f"SELECT root_span_id, span_id, created FROM project_logs({quote(project)}) "
                      f"WHERE root_span_id IN ({ids}) AND is_root = true")
         else:
-            query = _facet_query(project, facet, None, None).replace(" WHERE ", f" WHERE root_span_id IN ({ids}) AND ", 1)
+            query = _facet_query(project, facet, None, None, only=f"root_span_id IN ({ids})")
         digest = content_hash(query)
         selection.queries[digest] = query
         for r in run(query):
@@ -193,10 +193,12 @@ def _fetch_roots(candidates: list[Candidate], run: Runner, project: str) -> None
 # -- facets ------------------------------------------------------------------------------------
 
 
-def _facet_query(project: str, facet: FacetDefinition, window_days: int | None, where: str | None) -> str:
+def _facet_query(project: str, facet: FacetDefinition, window_days: int | None, where: str | None, *,
+                 only: str = "") -> str:
     span_filter = facet.span_filter or "is_root = true"
     return (f"SELECT root_span_id, span_id, created, {sql_path(facet.value_path)} AS facet_value "
-            f"FROM project_logs({quote(project)}) WHERE {_and(span_filter, _window(window_days), where or '')}")
+            f"FROM project_logs({quote(project)}) "
+            f"WHERE {_and(only, span_filter, _window(window_days), where or '')}")
 
 
 def select_facets(run: Runner, *, project: str, project_id: str, facets: Sequence[FacetDefinition],
