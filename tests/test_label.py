@@ -344,6 +344,16 @@ def test_load_rubric_from_markdown_front_matter_and_yaml(tmp_path: Path) -> None
         load_rubric(bad)
 
 
+def test_non_utf8_rubric_and_facet_files_are_input_errors_naming_the_file(tmp_path: Path) -> None:
+    from bt_flywheel.facets import load_facet_definitions
+
+    for name, load in (("rubric.md", load_rubric), ("facets.yaml", load_facet_definitions)):
+        path = tmp_path / name
+        path.write_bytes("version: 1\ninstructions: caf\u00e9\n".encode("latin-1"))
+        with pytest.raises(InputError, match=rf"{name}: not UTF-8 text \(invalid continuation byte at byte"):
+            load(path)
+
+
 def test_resolve_label_is_case_insensitive_but_strict() -> None:
     assert resolve_label(["pass", "fail"], "PASS") == ("pass", "pass")
     with pytest.raises(ValueError, match="not one of"):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .fileio import read_text_file
 
 # The ONE definition of an empty facet value, used by curation, labeling and scoring.
 NONE_VALUES = frozenset({"", "none", "n/a", "no match", "null"})
@@ -107,12 +108,7 @@ def load_facet_definitions(path: str | Path) -> list[FacetDefinition]:
     from .schemas import schema_errors
 
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{p}: file not found") from None
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read ({exc.strerror})") from None
+    text = read_text_file(p)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -69,15 +69,20 @@ def atomic_write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> Pat
 def read_json_file(path: str | os.PathLike[str]) -> Any:
     """Read one JSON document; errors name the file and the line/column."""
     p = Path(path)
+    return loads_json(read_text_file(p), p)
+
+
+def read_text_file(path: str | os.PathLike[str], *, what: str = "file") -> str:
+    """A UTF-8 text file; a missing, unreadable or non-UTF-8 file is an InputError naming it."""
+    p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InputError(f"{p}: file not found") from None
+        raise InputError(f"{p}: {what} not found") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
-        raise InputError(f"{p}: cannot read ({exc.strerror})") from None
-    return loads_json(text, p)
+        raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
 
 
 def loads_json(text: str, path: str | os.PathLike[str]) -> Any:
@@ -96,14 +101,7 @@ def read_jsonl_objects(path: str | os.PathLike[str], *, what: str = "rows", requ
     JSON array of objects is accepted too.
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{p}: {what} file not found") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    text = read_text_file(p, what=f"{what} file")
     if allow_array and text.lstrip().startswith("["):
         data = read_json_file(p)
         items = list(enumerate(data if isinstance(data, list) else [data], 1))

@@ -23,7 +23,7 @@ from typing import Any
 
 from .errors import InputError
 from .facets import is_none_value
-from .fileio import loads_json
+from .fileio import loads_json, read_text_file
 from .ids import content_hash
 
 LABELERS = ("llm", "agent", "file", "score")
@@ -68,12 +68,7 @@ def load_rubric(path: str | Path) -> Rubric:
     import yaml
 
     p = Path(path)
-    try:
-        raw = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{p}: rubric file not found") from None
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read ({exc.strerror})") from None
+    raw = read_text_file(p, what="rubric file")
     meta: dict[str, Any] = {}
     text = raw
     try:
@@ -240,12 +235,7 @@ def read_label_file(path: str | Path, *, label_field: str = "label") -> list[Fil
     Each entry names its row by `id` (the dataset row id) or by `root_span_id`/`trace_id`
     (the source trace); `label_field` names the column holding the class label."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{p}: labels file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p}: cannot read ({exc})") from None
+    text = read_text_file(p, what="labels file")
     items: list[FileLabel] = []
     if p.suffix.lower() == ".csv":
         reader = csv.DictReader(io.StringIO(text))
