@@ -27,11 +27,9 @@ that embed absolute timestamps (the trace file, the dataset rows, the SQL result
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,6 +39,7 @@ from typing import Any
 
 from . import demo_playbook as pb
 from .errors import InputError
+from .evals_data import load_module_from_path
 
 VARIANTS = ("improved", "noop", "healthy")
 PROJECT = "support-bot"
@@ -109,22 +108,6 @@ def _env(**values: str) -> Iterator[None]:
             else:
                 os.environ[key] = old
 
-
-def _load_module(path: Path, name: str) -> Any:
-    folder = str(path.parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise InputError(f"{path}: cannot load")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-    return module
 
 
 class _Demo:
@@ -204,7 +187,7 @@ class _Demo:
         from .ingest import ingest
         from .store import Store
 
-        gen = _load_module(self.example / "generate_traces.py", "support_bot_generate_traces")
+        gen = load_module_from_path(self.example / "generate_traces.py", "support_bot_generate_traces")
         generated = gen.generate(self.seed, n_spans=self.spans, failures=self.variant != "healthy")
         self.anchor = generated.rows[-1]["created"]
         traces_file = self.artifact(self.out / "traces" / "support-bot-logs.jsonl", "traces")
