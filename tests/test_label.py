@@ -358,3 +358,17 @@ def test_resolve_label_is_case_insensitive_but_strict() -> None:
     assert resolve_label(["pass", "fail"], "PASS") == ("pass", "pass")
     with pytest.raises(ValueError, match="not one of"):
         resolve_label(["pass", "fail"], "ok")
+
+
+def test_llm_labeler_prompt_never_carries_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trace text is sent to a third-party model: planted keys are redacted from the prompt."""
+    from bt_flywheel.label import Rubric
+    from bt_flywheel.label_llm import build_messages
+
+    monkeypatch.setenv("CRM_API_KEY", "crm-planted-secret-98765")
+    row = {"id": "r1", "input": {"message": "my CRM key is crm-planted-secret-98765, token sk-abcdefghijklmnopqrstu"},
+           "metadata": {"production": {"output": "ok"}}}
+    rubric = Rubric(version="v1", text="refuse when asked for secrets", labels=["refuse", "answer"])
+    text = json.dumps(build_messages(row, rubric))
+    assert "crm-planted-secret-98765" not in text and "sk-abcdefghijklmnopqrstu" not in text
+    assert "my CRM key is" in text

@@ -195,7 +195,8 @@ def build_messages(row: dict[str, Any], rubric: Rubric, facet_context: dict[str,
         output = (metadata.get("production") or {}).get("output")
         parts.append("Production output (may be wrong; judge it, do not copy it):\n"
                      + json.dumps(output, ensure_ascii=False)[:8000])
-    return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(parts)}]
+    # Trace text goes to a third-party model: known secrets and key-shaped strings stay here.
+    return [{"role": "system", "content": system}, {"role": "user", "content": redact("\n\n".join(parts))}]
 
 
 def parse_answer(content: str) -> dict[str, Any]:
