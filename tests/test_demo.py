@@ -207,3 +207,4 @@ def test_demo_writes_the_report_and_embeds_the_forest_plot(tmp_path) -> None:
     html = (tmp_path / "demo" / "bt-flywheel-report.html").read_text()
     target = next(s for s in result.handoff["verification"]["scores"] if s["role"] == "target")
     assert "<script" not in html.lower() and f"{target['effect']:+.3f}" in html
+    assert "Benjamini" in html and "failing" in html  # effects by curation bucket, BH named

@@ -46,6 +46,7 @@ PROJECT = "support-bot"
 DATASET = "support-bot-policy"
 TARGET = "policy_compliance"
 GUARDS = ("resolution",)
+SLICE_KEY = "metadata.curation.bucket"  # failing vs passing production traces: where the effect should land
 SMOKE_FIRST = 20
 MAX_LOOPS = 3
 CURATE_PER_BUCKET = 80
@@ -344,7 +345,7 @@ class _Demo:
             cand_valid = self.run_eval(eval_file, candidate, f"candidate-{loop}-validation", split="validation",
                                        trials=self.trials)
             comparison = compare_experiments(self.store, baseline_valid.experiment_id, cand_valid.experiment_id,
-                                             target=TARGET, guards=GUARDS)
+                                             target=TARGET, guards=GUARDS, slice_key=SLICE_KEY)
             self.last_comparison = (comparison, baseline_valid.experiment_id, cand_valid.experiment_id,
                                     ledger.path)
             comp_file = self.artifact(loop_dir / "comparison.json", "comparison")
@@ -548,7 +549,7 @@ def curate_label_split(*, store: Path, project: str, dataset: str, score: str, p
 
 
 def compare_experiments(store: Path, baseline: str, candidate: str, *, target: str,
-                        guards: tuple[str, ...]) -> dict[str, Any]:
+                        guards: tuple[str, ...], slice_key: str | None = None) -> dict[str, Any]:
     """`flywheel compare` on two experiments, as its --json dict (degenerate-data warnings are
     already in the result's notes, so they are not printed)."""
     import warnings
@@ -557,7 +558,8 @@ def compare_experiments(store: Path, baseline: str, candidate: str, *, target: s
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return compare(store, baseline, candidate, target=target, guards=list(guards), project=PROJECT).to_dict()
+        return compare(store, baseline, candidate, target=target, guards=list(guards), slice_key=slice_key,
+                       project=PROJECT).to_dict()
 
 
 def _score(comparison: dict[str, Any] | None, name: str) -> dict[str, Any]:
