@@ -159,18 +159,11 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
     return rows
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
-    return str(value)
-
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="20k candidates, 100 llm rows")
     args = parser.parse_args()
-    print("figure | ours | baseline | ratio | target")
-    for row in main(quick=args.quick):
-        print(" | ".join(_fmt(row[k]) for k in ("figure", "ours", "baseline", "ratio", "target")))
+    from run_all import print_table
+
+    print_table(main(quick=args.quick))

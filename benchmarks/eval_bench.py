@@ -66,8 +66,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="60 rows instead of 200")
     args = parser.parse_args()
-    results = main(quick=args.quick)
-    print("figure | ours | baseline | ratio | target")
-    for row in results:
-        print(f"{row['figure']} | {row['ours']} | {row['baseline']} | {row['ratio']}x | {row['target']}")
+    from run_all import print_table
+
+    print_table(main(quick=args.quick))
     sys.exit(0)

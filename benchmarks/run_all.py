@@ -30,10 +30,20 @@ def load(path: Path):
     return module
 
 
-def _fmt(value: object) -> str:
+def _fmt(value: object, *, missing: str = "") -> str:
     if isinstance(value, float):
         return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
-    return "" if value is None else str(value)
+    return missing if value is None else str(value)
+
+
+def print_table(rows: list[dict]) -> None:
+    """What each benchmark prints when run on its own: one line per figure."""
+    print(" | ".join(COLUMNS))
+    for row in rows:
+        ratio = row.get("ratio")
+        cells = [_fmt(row.get(c), missing="-") for c in COLUMNS]
+        cells[COLUMNS.index("ratio")] = f"{_fmt(ratio)}x" if ratio else "-"
+        print(" | ".join(cells))
 
 
 def to_markdown(results: dict[str, list[dict]], *, quick: bool, seconds: float) -> str:

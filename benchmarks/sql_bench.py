@@ -151,21 +151,12 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
     return rows
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.3f}" if value < 100 else f"{value:,.0f}"
-    return str(value)
-
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100,000 spans instead of 1,000,000")
     args = parser.parse_args()
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    table = main(quick=args.quick)
-    print("figure | ours | baseline | ratio | target")
-    for row in table:
-        ratio = f"{row['ratio']:.1f}x" if row["ratio"] else "-"
-        print(f"{row['figure']} | {_fmt(row['ours'])} | {_fmt(row['baseline'])} | {ratio} | {row['target']}")
+    from run_all import print_table
+
+    print_table(main(quick=args.quick))

@@ -87,8 +87,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2,000 vectorized resamples, fewer Python ones")
     args = parser.parse_args()
-    results = main(quick=args.quick)
-    print("figure | ours | baseline | ratio | target")
-    for row in results:
-        print(f"{row['figure']} | {row['ours']} | {row['baseline']} | {row['ratio']}x | {row['target']}")
+    from run_all import print_table
+
+    print_table(main(quick=args.quick))
     sys.exit(0)
