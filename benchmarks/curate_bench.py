@@ -28,10 +28,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from bt_flywheel.curate_select import build_rows, select_score_balanced  # noqa: E402
-from bt_flywheel.label import Rubric, ScoreLabeler, attach_label  # noqa: E402
-from bt_flywheel.label_llm import ChatClient, LLMLabeler  # noqa: E402
-from bt_flywheel.split import split_rows, stratum_counts, validation_count  # noqa: E402
+from bt_flywheel.curate.select import build_rows, select_score_balanced  # noqa: E402
+from bt_flywheel.dataset.split import split_rows, stratum_counts, validation_count  # noqa: E402
+from bt_flywheel.label.base import Rubric, ScoreLabeler, attach_label  # noqa: E402
+from bt_flywheel.label.llm import ChatClient, LLMLabeler  # noqa: E402
 
 
 def _candidates(n: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:

@@ -1,5 +1,5 @@
 """Eval runner concurrency: 200 rows whose task waits 50 ms (an LLM call's latency), run through
-`bt_flywheel.evals.run_eval` (the braintrust SDK's runner, spans captured into a temp local
+`bt_flywheel.evals.runner.run_eval` (the braintrust SDK's runner, spans captured into a temp local
 store) at max_concurrency 16 (ours) vs 1 (the naive sequential baseline), in the same run.
 
 Usage: python benchmarks/eval_bench.py [--quick]   (--quick uses 60 rows)
@@ -35,7 +35,7 @@ Eval("eval-bench", data=lambda: [{{"input": {{"n": i}}}} for i in range({rows})]
 
 
 def _run(folder: Path, rows: int, concurrency: int) -> float:
-    from bt_flywheel.evals import run_eval
+    from bt_flywheel.evals.runner import run_eval
 
     path = folder / "eval_bench_task.py"
     path.write_text(textwrap.dedent(EVAL_FILE.format(rows=rows)))

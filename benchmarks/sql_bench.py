@@ -36,8 +36,8 @@ PULL_SQL = ("SELECT id, input, output, scores.\"Factuality\" FROM project_logs('
 
 _INGEST_CHILD = """
 import json, resource, sys, time
-from bt_flywheel.ingest import ingest
-from bt_flywheel.store import Store
+from bt_flywheel.backends.ingest import ingest
+from bt_flywheel.backends.store import Store
 start = time.perf_counter()
 with Store(sys.argv[2]) as store:
     result = ingest(store, sys.argv[1], project=sys.argv[3])
@@ -101,8 +101,8 @@ def _row(figure: str, ours: float | None, baseline: float | None, target: str, *
 
 
 def main(quick: bool = False) -> list[dict[str, Any]]:
-    from bt_flywheel.sql import run_query
-    from bt_flywheel.synth import write_jsonl
+    from bt_flywheel.backends.sql import run_query
+    from bt_flywheel.backends.synth import write_jsonl
 
     spans = 100_000 if quick else 1_000_000
     rows: list[dict[str, Any]] = []

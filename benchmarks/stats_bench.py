@@ -1,4 +1,4 @@
-"""Paired bootstrap: bt_flywheel.stats (vectorized NumPy, memory-bounded chunks) vs pure Python.
+"""Paired bootstrap: bt_flywheel.verify.stats (vectorized NumPy, memory-bounded chunks) vs pure Python.
 
 10,000 resamples x 10,000 row differences. The pure-Python loops are timed on fewer resamples
 and scaled linearly to 10,000 (each resample costs the same, so the scaling is exact up to timer
@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from bt_flywheel.stats import bootstrap_means
+from bt_flywheel.verify.stats import bootstrap_means
 
 ROWS = 10_000
 

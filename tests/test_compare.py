@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import statsmodels.stats.multitest as statsmodels_multitest
 from scipy import stats as st
 
-from bt_flywheel.compare import compare_experiments
-from bt_flywheel.store import Store
-
-statsmodels_multitest = pytest.importorskip("statsmodels.stats.multitest")
+from bt_flywheel.backends.store import Store
+from bt_flywheel.verify.compare import compare_experiments
 
 STORE = ".flywheel/store.duckdb"
 
@@ -305,7 +304,8 @@ def test_compare_on_experiments_from_flywheel_eval(tmp_path, run_cli):
 
 def test_comparison_feeds_the_handoff_builder(pair):
     """The handoff helper maps Comparison.to_dict() into verification.scores[] as is."""
-    handoff = pytest.importorskip("bt_flywheel.handoff")
+    from bt_flywheel.handoff import contract as handoff
+
     store, _, _ = pair
     doc = compare_experiments(store, "baseline-v1", "candidate-v2", target="Refusal", guards=["Factuality"],
                               n_resamples=1000).to_dict()

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 from fakes.checks import assert_one_line_error
 
-from bt_flywheel.synth import write_jsonl
+from bt_flywheel.backends.synth import write_jsonl
 
 
 def _env() -> dict[str, str]:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bt_flywheel.config import DEFAULT_APP_URL, DEFAULT_GOAL, load_settings
-from bt_flywheel.errors import ConfigError, UsageError
-from bt_flywheel.mode import resolve_mode
+from bt_flywheel.core.config import DEFAULT_APP_URL, DEFAULT_GOAL, load_settings
+from bt_flywheel.core.errors import ConfigError, UsageError
+from bt_flywheel.core.mode import resolve_mode
 
 # ------------------------------------------------------------------ mode rules, table-driven
 

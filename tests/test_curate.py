@@ -14,10 +14,10 @@ from typing import Any
 
 from test_label import FakeOpenAI
 
-from bt_flywheel.ids import stable_row_id
-from bt_flywheel.schemas import schema_errors
-from bt_flywheel.split import validation_count
-from bt_flywheel.store import Store
+from bt_flywheel.backends.store import Store
+from bt_flywheel.core.ids import stable_row_id
+from bt_flywheel.core.schemas import schema_errors
+from bt_flywheel.dataset.split import validation_count
 
 STORE = ".flywheel/store.duckdb"
 FACET_VALUES = ["billing dispute", "login failure", "N/A", " none ", "No Match", "", None, "refund request"]
@@ -425,8 +425,8 @@ def test_errors_are_one_line(run_cli) -> None:
 
 
 def test_explicit_trace_ids_in_facet_mode_scope_the_facet_query() -> None:
-    from bt_flywheel.curate_select import select_facets
-    from bt_flywheel.facets import FacetDefinition
+    from bt_flywheel.curate.select import select_facets
+    from bt_flywheel.dataset.facets import FacetDefinition
 
     asked: list[str] = []
 

@@ -15,11 +15,11 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from test_curate import STORE, load, make_spans
 
-from bt_flywheel.curate import CurateOptions, curate, make_labeler
-from bt_flywheel.curate_remote import BraintrustClient
-from bt_flywheel.http import HttpClient
-from bt_flywheel.remote import RemoteClient
-from bt_flywheel.sql import run_query
+from bt_flywheel.backends.http import HttpClient
+from bt_flywheel.backends.remote import RemoteClient
+from bt_flywheel.backends.remote_datasets import BraintrustClient
+from bt_flywheel.backends.sql import run_query
+from bt_flywheel.curate.pipeline import CurateOptions, curate, make_labeler
 
 
 class FakeBraintrust:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bt_flywheel import demo_playbook as pb
+from bt_flywheel.demo import playbook as pb
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "support-bot"
@@ -123,7 +123,7 @@ def test_healthy_variant_finds_nothing_actionable(run_cli, tmp_path):
 
 
 def _comparable(handoff: dict) -> dict:
-    """The handoff minus what legitimately differs between runs (see bt_flywheel.demo docstring)."""
+    """The handoff minus what legitimately differs between runs (see bt_flywheel.demo.run docstring)."""
     doc = copy.deepcopy(handoff)
     doc.pop("started_at")
     doc.pop("finished_at")
@@ -197,7 +197,7 @@ def test_missing_example_is_a_one_line_input_error(run_cli, tmp_path, monkeypatc
 def test_demo_writes_the_report_and_embeds_the_forest_plot(tmp_path) -> None:
     """Issue 9: the demo writes the HTML report and the forest plot next to the narrative, lists
     both in the handoff's artifacts, and the narrative embeds the plot as an image file."""
-    from bt_flywheel.demo import run_demo
+    from bt_flywheel.demo.run import run_demo
 
     result = run_demo(out_dir=tmp_path / "demo", seed=7, say=lambda _line: None)
     kinds = {a["kind"]: a["path"] for a in result.handoff["artifacts"]}

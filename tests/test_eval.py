@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from bt_flywheel.store import Store
+from bt_flywheel.backends.store import Store
 
 # Written exactly as Braintrust's "Write evals" docs show an Eval, with an autoevals scorer,
 # a custom function scorer and trials.
@@ -116,17 +116,8 @@ def test_docs_eval_file_scores_queryable_with_duckdb(tmp_path: Path, run_cli) ->
     assert spans == [("Bar", 0.0), ("Bar", 0.0), ("Foo", 1.0), ("Foo", 1.0)]
 
 
-def _sql_available() -> bool:
-    try:
-        from bt_flywheel.sql import run_query  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _sql_available(), reason="bt_flywheel.sql has not landed yet")
 def test_docs_eval_file_queryable_with_braintrust_sql(tmp_path: Path, run_cli) -> None:
-    from bt_flywheel.sql import run_query
+    from bt_flywheel.backends.sql import run_query
 
     _write(tmp_path / "eval_hi.py", DOCS_EVAL)
     code, result, _ = _run_json(run_cli, "eval_hi.py", "--silent", "--name", "hi-1")
@@ -215,7 +206,7 @@ Eval("Say Hi Bot", data=lambda: [{"input": "Foo", "expected": "Hi Foo"},
 
 
 def test_task_error_exits_1_names_the_row_and_keeps_other_scores(tmp_path: Path, run_cli) -> None:
-    from bt_flywheel.evals_data import input_hash
+    from bt_flywheel.evals.data import input_hash
 
     _write(tmp_path / "eval_fail.py", FAILING_EVAL)
     code, out, err = run_cli("eval", "eval_fail.py", "--json")
@@ -324,16 +315,16 @@ def test_config_runs_local_dataset_through_agent_function(tmp_path: Path, run_cl
     assert {s["input"]["metadata"]["dataset_row_id"] for s in binary} == {"ds-row-01", "ds-row-04", "ds-row-07"}
     missed = [s for s in binary if s["input"]["metadata"]["dataset_row_id"] == "ds-row-04"]
     assert all(s["scores"]["binary_decision_match"] == 0 for s in missed)
-    if _sql_available():  # the facet-optimizer's failed-rows recipe, unchanged
-        from bt_flywheel.sql import run_query
+    # the facet-optimizer's failed-rows recipe, unchanged
+    from bt_flywheel.backends.sql import run_query
 
-        failed = run_query(store, "SELECT input.metadata.dataset_row_id AS row_id, input.metadata.split AS split, "
-                                  "input.expected AS expected, input.output AS output "
-                                  "FROM experiment('refusal-baseline') "
-                                  "WHERE span_attributes.name = 'binary_classification_scores' "
-                                  "AND input.metadata.facet = 'refusal' AND scores.binary_decision_match = 0 "
-                                  "LIMIT 20").rows
-        assert failed == [{"row_id": "ds-row-04", "split": "validation", "expected": "refusal", "output": "none"}] * 2
+    failed = run_query(store, "SELECT input.metadata.dataset_row_id AS row_id, input.metadata.split AS split, "
+                              "input.expected AS expected, input.output AS output "
+                              "FROM experiment('refusal-baseline') "
+                              "WHERE span_attributes.name = 'binary_classification_scores' "
+                              "AND input.metadata.facet = 'refusal' AND scores.binary_decision_match = 0 "
+                              "LIMIT 20").rows
+    assert failed == [{"row_id": "ds-row-04", "split": "validation", "expected": "refusal", "output": "none"}] * 2
 
     # --split/--first on the command line override the config; --first is smoke mode on train
     code, result, err = _run_json(run_cli, "eval.yaml", "--split", "train", "--first", "2", "--trials", "1")
@@ -355,7 +346,7 @@ LOCAL_DATASET_EVAL = '''\
 from braintrust import Eval
 from autoevals import ExactMatch
 
-from bt_flywheel.evals import local_dataset
+from bt_flywheel.evals.runner import local_dataset
 from agent import answer
 
 Eval("support-bot", data=lambda: local_dataset("refusals", split="train"), task=answer, scores=[ExactMatch])
@@ -426,7 +417,7 @@ Eval("picky", data=lambda: [{"input": "x", "expected": "x"}, {"input": "y", "exp
 
 
 def test_scorer_error_exits_1_and_names_scorer_and_row(tmp_path: Path, run_cli) -> None:
-    from bt_flywheel.evals_data import input_hash
+    from bt_flywheel.evals.data import input_hash
 
     _write(tmp_path / "eval_picky.py", SCORER_ERROR_EVAL)
     code, out, err = run_cli("eval", "eval_picky.py")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bt_flywheel.store import Store
+from bt_flywheel.backends.store import Store
 
 EVAL_FILE = '''\
 from braintrust import Eval

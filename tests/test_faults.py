@@ -22,10 +22,10 @@ import pytest
 from fakes import FakeBraintrust, FakeModelServer, Fault
 from fakes.checks import assert_one_line_error, store_snapshot
 
-from bt_flywheel.http import HttpClient
-from bt_flywheel.label import Rubric
-from bt_flywheel.label_llm import ChatClient, LLMError, LLMLabeler
-from bt_flywheel.remote import RemoteClient
+from bt_flywheel.backends.http import HttpClient
+from bt_flywheel.backends.remote import RemoteClient
+from bt_flywheel.label.base import Rubric
+from bt_flywheel.label.llm import ChatClient, LLMError, LLMLabeler
 
 RUBRIC = Rubric(version="r1", text="fail when the bot mishandled the request", labels=["pass", "fail"])
 BRAINTRUST_KEY = "bt-loopback-key-0000000000000000"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bt_flywheel import fileio
-from bt_flywheel.errors import InputError
-from bt_flywheel.output import format_table
-from bt_flywheel.redact import MARKER, redact, redact_obj, register_secret
+from bt_flywheel.core import fileio
+from bt_flywheel.core.errors import InputError
+from bt_flywheel.core.output import format_table
+from bt_flywheel.core.redact import MARKER, redact, redact_obj, register_secret
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,7 +81,7 @@ def test_table_format_matches_bt_style() -> None:
 
 
 def test_unexpected_error_is_one_line_without_traceback(run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bt_flywheel import orient as orient_module
+    from bt_flywheel.session import orient as orient_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("kaboom\nsecond line")

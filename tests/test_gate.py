@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bt_flywheel.errors import UsageError
-from bt_flywheel.gate import DEFAULT_FAIL_ON, evaluate_gate, parse_fail_on
+from bt_flywheel.core.errors import UsageError
+from bt_flywheel.handoff.gate import DEFAULT_FAIL_ON, evaluate_gate, parse_fail_on
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO_ROOT / "examples" / "handoffs"

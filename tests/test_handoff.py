@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from bt_flywheel.errors import InputError
-from bt_flywheel.handoff import (
+from bt_flywheel.core.errors import InputError
+from bt_flywheel.core.mode import Mode
+from bt_flywheel.handoff.contract import (
     CONTRACT_VERSION,
     NARRATIVE_FILENAME,
     OUTCOMES,
@@ -28,8 +29,7 @@ from bt_flywheel.handoff import (
     verification_status,
     write_handoff,
 )
-from bt_flywheel.handoff_render import render_narrative
-from bt_flywheel.mode import Mode
+from bt_flywheel.handoff.narrative import render_narrative
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -357,7 +357,7 @@ def test_idempotency_key_is_stable_across_runs():
 ])
 def test_verification_status_from_verdicts(scores, status):
     """The handoff and `flywheel compare` decide by one rule (they used to disagree on these)."""
-    from bt_flywheel.stats import decision_status
+    from bt_flywheel.verify.verdict import decision_status
 
     assert verification_status(scores) == status
     if scores:
@@ -366,10 +366,11 @@ def test_verification_status_from_verdicts(scores, status):
 
 
 def test_set_verification_reads_stats_score_comparisons():
-    stats = pytest.importorskip("bt_flywheel.stats")
+    from bt_flywheel.verify import verdict
+
     base = {f"r{i}": [1.0 if i % 3 else 0.0] * 2 for i in range(40)}
     cand = {f"r{i}": [1.0 if i % 7 else 0.0] * 2 for i in range(40)}
-    target = stats.compare_paired(base, cand, name="Refusal", rng=0)
+    target = verdict.compare_paired(base, cand, name="Refusal", rng=0)
     b = _builder()
     b.set_verification({"baseline": "a", "candidate": "b", "scores": [target]})
     ver = b.verification
@@ -381,7 +382,8 @@ def test_set_verification_reads_stats_score_comparisons():
 
 
 def test_set_verification_reads_a_compare_comparison():
-    compare = pytest.importorskip("bt_flywheel.compare")
+    from bt_flywheel.verify import compare
+
     rows = range(60)
 
     def experiment(eid: str, refusal: int, factuality: int) -> Any:
@@ -466,7 +468,7 @@ def test_write_handoff_keeps_the_old_file_when_interrupted(tmp_path, monkeypatch
     good = example("healthy")
     paths = write_handoff(good, tmp_path)
     before = paths.summary.read_bytes()
-    import bt_flywheel.fileio as fileio
+    import bt_flywheel.core.fileio as fileio
 
     def broken_replace(src, dst):
         raise OSError("disk full")

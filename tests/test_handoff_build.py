@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bt_flywheel.handoff import idempotency_key, validate_handoff
-from bt_flywheel.handoff_build import build_from_draft, validate_draft
-from bt_flywheel.store import Store
+from bt_flywheel.backends.store import Store
+from bt_flywheel.handoff.build import build_from_draft, validate_draft
+from bt_flywheel.handoff.contract import idempotency_key, validate_handoff
 
 PROJECT = "support-bot"
 STORE = ".flywheel/store.duckdb"

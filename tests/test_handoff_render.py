@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bt_flywheel.handoff import OUTCOMES
-from bt_flywheel.handoff_render import render_narrative
+from bt_flywheel.handoff.contract import OUTCOMES
+from bt_flywheel.handoff.narrative import render_narrative
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO_ROOT / "examples" / "handoffs"

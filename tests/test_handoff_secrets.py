@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bt_flywheel.config import load_settings
-from bt_flywheel.handoff import HandoffBuilder, idempotency_key, write_handoff
-from bt_flywheel.mode import Mode
+from bt_flywheel.core.config import load_settings
+from bt_flywheel.core.mode import Mode
+from bt_flywheel.handoff.contract import HandoffBuilder, idempotency_key, write_handoff
 
 ENV_KEY = "fwenvkey-Q7m2Z9x4R1t8W3v6"
 DOTENV_KEY = "fwdotenv-K5p0L3n8J2h6G9d4"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bt_flywheel.ingest import ingest
-from bt_flywheel.store import Store
-from bt_flywheel.synth import generate_spans
+from bt_flywheel.backends.ingest import ingest
+from bt_flywheel.backends.store import Store
+from bt_flywheel.backends.synth import generate_spans
 
 STORE = ".flywheel/store.duckdb"
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from bt_flywheel.errors import BackendError, InputError
-from bt_flywheel.label import FileLabeler, Rubric, ScoreLabeler, load_rubric, resolve_label
-from bt_flywheel.label_llm import ChatClient, LabelCache, LLMLabeler, parse_retry_after
+from bt_flywheel.core.errors import BackendError, InputError
+from bt_flywheel.label.base import FileLabeler, Rubric, ScoreLabeler, load_rubric, resolve_label
+from bt_flywheel.label.llm import ChatClient, LabelCache, LLMLabeler, parse_retry_after
 
 
 class FakeOpenAI:
@@ -184,8 +184,8 @@ def test_sigkilled_labeling_process_resumes_without_paying_twice(tmp_path: Path)
     with FakeOpenAI(latency=0.08) as server:
         script = textwrap.dedent(f"""
             import json
-            from bt_flywheel.label import Rubric
-            from bt_flywheel.label_llm import ChatClient, LLMLabeler
+            from bt_flywheel.label.base import Rubric
+            from bt_flywheel.label.llm import ChatClient, LLMLabeler
             rows = json.load(open({str(tmp_path / 'rows.json')!r}))
             rubric = Rubric(version="refund-v1", text={RUBRIC.text!r}, labels=["pass", "fail"])
             LLMLabeler(rubric, model="judge-1", client=ChatClient(base_url={server.url!r}, api_key="x"),
@@ -345,7 +345,7 @@ def test_load_rubric_from_markdown_front_matter_and_yaml(tmp_path: Path) -> None
 
 
 def test_non_utf8_rubric_and_facet_files_are_input_errors_naming_the_file(tmp_path: Path) -> None:
-    from bt_flywheel.facets import load_facet_definitions
+    from bt_flywheel.dataset.facets import load_facet_definitions
 
     for name, load in (("rubric.md", load_rubric), ("facets.yaml", load_facet_definitions)):
         path = tmp_path / name
@@ -362,8 +362,8 @@ def test_resolve_label_is_case_insensitive_but_strict() -> None:
 
 def test_llm_labeler_prompt_never_carries_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     """Trace text is sent to a third-party model: planted keys are redacted from the prompt."""
-    from bt_flywheel.label import Rubric
-    from bt_flywheel.label_llm import build_messages
+    from bt_flywheel.label.base import Rubric
+    from bt_flywheel.label.llm import build_messages
 
     monkeypatch.setenv("CRM_API_KEY", "crm-planted-secret-98765")
     row = {"id": "r1", "input": {"message": "my CRM key is crm-planted-secret-98765, token sk-abcdefghijklmnopqrstu"},

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from bt_flywheel.errors import InputError
-from bt_flywheel.label import Rubric, mark_pending
-from bt_flywheel.label_agent import apply_labels_file, export_pending, read_rows
+from bt_flywheel.core.errors import InputError
+from bt_flywheel.label.agent import apply_labels_file, export_pending, read_rows
+from bt_flywheel.label.base import Rubric, mark_pending
 
 RUBRIC = Rubric(version="refusal-v1", text="fail when the bot should have refused", labels=["pass", "fail"])
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from bt_flywheel.errors import InputError
-from bt_flywheel.leaderboard import build_leaderboard, leaderboard_html
-from bt_flywheel.store import Store
+from bt_flywheel.backends.store import Store
+from bt_flywheel.core.errors import InputError
+from bt_flywheel.report.leaderboard import build_leaderboard, leaderboard_html
 
 N_ROWS, TRIALS = 60, 3
 
@@ -161,7 +161,7 @@ def test_leaderboard_section_html_escapes_cell_labels():
 def test_store_rows_are_paired_by_origin_id_like_compare(tmp_path):
     """Root rows without metadata.dataset_row_id (a plain `braintrust eval` run, ingested) are
     keyed by origin.id, the dataset record, as `flywheel compare` keys them: the cells pair."""
-    from bt_flywheel.leaderboard import leaderboard_from_store
+    from bt_flywheel.report.leaderboard import leaderboard_from_store
 
     store_path = tmp_path / "s.duckdb"
     with Store(store_path) as store:

@@ -9,9 +9,9 @@ import jsonschema
 import pytest
 from test_route import comparison
 
-from bt_flywheel.errors import InputError
-from bt_flywheel.ledger import Ledger, schema_path
-from bt_flywheel.route import decide
+from bt_flywheel.core.errors import InputError
+from bt_flywheel.verify.ledger import Ledger, schema_path
+from bt_flywheel.verify.route import decide
 
 
 def _loop(ledger: Ledger, i: int, kept: bool) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bt_flywheel.skill_export import split_frontmatter
+from bt_flywheel.skill.export import split_frontmatter
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ references/*.md and README.md, fills the placeholders from a fixture (a temp loc
 synthetic project logs, two experiments in the DESIGN.md §4 shape, a dataset, an Eval file, a
 handoff) and executes it:
 
-- SQL blocks run through `bt_flywheel.sql.run_query` on the local backend and must return rows.
+- SQL blocks run through `bt_flywheel.backends.sql.run_query` on the local backend and must return rows.
 - `scripts/flywheel ...` / `flywheel ...` lines run through the real CLI in-process with their
   real flags and must exit 0. Lines with `--remote` need a Braintrust key: they are parsed by the
   real argument parser, not run.
@@ -269,7 +269,7 @@ class Fixture:
 
 @pytest.fixture(scope="session")
 def recipe_fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
-    from bt_flywheel.store import Store
+    from bt_flywheel.backends.store import Store
 
     root = tmp_path_factory.mktemp("recipes")
     store_path = root / ".flywheel" / "store.duckdb"
@@ -425,8 +425,7 @@ def registered_commands() -> set[str]:
 
 
 def require_command(name: str) -> None:
-    if name not in registered_commands():
-        pytest.skip(f"`flywheel {name}` has not landed yet")
+    assert name in registered_commands(), f"a recipe calls `flywheel {name}`, which is not a command"
 
 
 def bt_to_flywheel(argv: list[str]) -> list[str] | None:
@@ -487,7 +486,8 @@ def test_every_placeholder_is_documented() -> None:
 
 @pytest.mark.parametrize("recipe", SQL_RECIPES, ids=str)
 def test_sql_recipe_runs_on_local_backend(recipe: Recipe, recipe_fixture: Fixture) -> None:
-    sql = pytest.importorskip("bt_flywheel.sql", reason="bt_flywheel.sql has not landed yet")
+    from bt_flywheel.backends import sql
+
     query = fill(recipe.text, recipe_fixture.values)
     result = sql.run_query(recipe_fixture.root / ".flywheel" / "store.duckdb", query)
     assert result.rows, f"{recipe.source}: the recipe returned no rows on the fixture:\n{query}"
@@ -564,7 +564,7 @@ def test_handoff_templates_cover_every_outcome() -> None:
 
 @pytest.mark.parametrize(("outcome", "block"), _template_blocks(), ids=[n for n, _ in _template_blocks()])
 def test_handoff_template_is_a_valid_handoff(outcome: str, block: str) -> None:
-    from bt_flywheel.handoff import validate_handoff
+    from bt_flywheel.handoff.contract import validate_handoff
 
     doc = json.loads(block)
     assert doc["outcome"] == outcome
@@ -572,7 +572,7 @@ def test_handoff_template_is_a_valid_handoff(outcome: str, block: str) -> None:
 
 
 def test_routing_reference_lists_the_tools_conditions_in_order() -> None:
-    from bt_flywheel.route import CONDITIONS
+    from bt_flywheel.verify.route import CONDITIONS
 
     text = (REPO / "references" / "routing.md").read_text(encoding="utf-8")
     listed = re.findall(r"^\| \d+ \| `(\w+)` \|", text, re.M)

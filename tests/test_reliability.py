@@ -21,8 +21,8 @@ from fakes.checks import assert_one_line_error, store_snapshot
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bt_flywheel.label import Rubric, mark_pending
-from bt_flywheel.label_agent import export_pending
+from bt_flywheel.label.agent import export_pending
+from bt_flywheel.label.base import Rubric, mark_pending
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HANDOFFS = sorted((REPO_ROOT / "examples" / "handoffs").glob("*.json"))

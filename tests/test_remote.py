@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from bt_flywheel.errors import BackendError, InputError
-from bt_flywheel.http import HttpClient
-from bt_flywheel.remote import RemoteClient
+from bt_flywheel.backends.http import HttpClient
+from bt_flywheel.backends.remote import RemoteClient
+from bt_flywheel.core.errors import BackendError, InputError
 
 KEY = "sk-test-remote-0123456789abcdef"
 LINT_BODY = {"Code": "BadRequest", "Message": "Query blocked by strict lint mode due to 1 lint:\n"

@@ -13,11 +13,11 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from bt_flywheel.compare import compare_experiments
-from bt_flywheel.report import comparison_view, render_report, write_forest_svg, write_report
-from bt_flywheel.report_data import load_report_rows, read_dataset_rows, summarize_dataset
-from bt_flywheel.report_svg import fmt
-from bt_flywheel.store import Store
+from bt_flywheel.backends.store import Store
+from bt_flywheel.report.data import load_report_rows, read_dataset_rows, summarize_dataset
+from bt_flywheel.report.html import comparison_view, render_report, write_forest_svg, write_report
+from bt_flywheel.report.svg import fmt
+from bt_flywheel.verify.compare import compare_experiments
 
 SCRIPT = "<script>document.title='pwned';alert(1)</script>"
 N = 80

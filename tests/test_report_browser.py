@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bt_flywheel.report_svg import fmt
-from bt_flywheel.store import Store
+from bt_flywheel.backends.store import Store
+from bt_flywheel.report.svg import fmt
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCRIPT = "<script>document.title='pwned';alert(1)</script>"

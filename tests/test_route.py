@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bt_flywheel.errors import InputError
-from bt_flywheel.ledger import Ledger
-from bt_flywheel.route import CONDITIONS, RULES, conditions_from_comparison, decide, routes_for
+from bt_flywheel.core.errors import InputError
+from bt_flywheel.verify.ledger import Ledger
+from bt_flywheel.verify.route import CONDITIONS, RULES, conditions_from_comparison, decide, routes_for
 
 
 def comparison(verdict: str = "improved", *, guard: str = "non_inferior", candidate: str = "exp-c1",

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from braintrust import Score
 
-from bt_flywheel.errors import InputError
-from bt_flywheel.scorers import (
+from bt_flywheel.core.errors import InputError
+from bt_flywheel.evals.scorers import (
     binary_classification_scores,
     class_scores,
     classification_metrics,
@@ -191,7 +191,7 @@ def test_rubric_scorer_inside_a_local_eval_logs_a_score_span(fake_openai: list[d
                                                              run_cli) -> None:
     (tmp_path / "eval_judge.py").write_text(
         "from braintrust import Eval\n"
-        "from bt_flywheel.scorers import rubric_scorer\n"
+        "from bt_flywheel.evals.scorers import rubric_scorer\n"
         "Eval('judge-bot', data=lambda: [{'input': 'broken mug'}, {'input': 'late parcel'}],\n"
         "     task=lambda input: 'refund issued' if 'mug' in input else 'see FAQ',\n"
         "     scores=[rubric_scorer('Offer a refund.', name='offers_refund', model='judge-1')])\n")
@@ -199,7 +199,7 @@ def test_rubric_scorer_inside_a_local_eval_logs_a_score_span(fake_openai: list[d
     assert code == 0, err
     result = json.loads(out)
     assert result["scores"] == {"offers_refund": 0.5} and len(fake_openai) == 2
-    from bt_flywheel.store import Store
+    from bt_flywheel.backends.store import Store
 
     with Store(tmp_path / ".flywheel/store.duckdb", read_only=True) as st:
         spans = list(st.iter_rows("experiment", result["experiment_id"]))

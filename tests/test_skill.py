@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bt_flywheel.mode import resolve_mode
-from bt_flywheel.skill_export import (
+from bt_flywheel.core.mode import resolve_mode
+from bt_flywheel.skill.export import (
     estimate_tokens,
     export_skill,
     split_frontmatter,

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from bt_flywheel.facets import is_none_value, weak_bucket
-from bt_flywheel.ids import stable_row_id
-from bt_flywheel.split import assign_splits, split_rows, stratum_counts, validation_count
+from bt_flywheel.core.ids import stable_row_id
+from bt_flywheel.dataset.facets import is_none_value, weak_bucket
+from bt_flywheel.dataset.split import assign_splits, split_rows, stratum_counts, validation_count
 
 
 def test_stable_row_id_is_the_documented_hash() -> None:

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from bt_flywheel.backends.sql import run_query
+from bt_flywheel.backends.store import Store
+from bt_flywheel.backends.synth import generate_spans
 from bt_flywheel.cli import main
-from bt_flywheel.errors import InputError
-from bt_flywheel.sql import run_query
-from bt_flywheel.store import Store
-from bt_flywheel.synth import generate_spans
+from bt_flywheel.core.errors import InputError
 
 PROJECT = "support-bot"
 

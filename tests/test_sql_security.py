@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bt_flywheel import sql as sql_module
-from bt_flywheel.errors import InputError
-from bt_flywheel.sql import run_query
-from bt_flywheel.sql_translate import Translation
-from bt_flywheel.synth import generate_spans
+from bt_flywheel.backends import sql as sql_module
+from bt_flywheel.backends.sql import run_query
+from bt_flywheel.backends.sql_translate import Translation
+from bt_flywheel.backends.synth import generate_spans
+from bt_flywheel.core.errors import InputError
 
 HOSTILE = [
     "SELECT 1 FROM project_logs('demo') WHERE id = 'x'; DROP TABLE spans",

@@ -1,4 +1,4 @@
-"""bt_flywheel.stats against SciPy and statsmodels on the same data (DESIGN.md §8).
+"""bt_flywheel.verify.stats against SciPy and statsmodels on the same data (DESIGN.md §8).
 
 Tolerances: closed-form results (t, CI, p, McNemar, TOST, Holm/BH, power) must agree to 1e-6,
 since both sides evaluate the same formulas in double precision. Bootstrap results are random:
@@ -13,15 +13,15 @@ import warnings
 
 import numpy as np
 import pytest
+import statsmodels.api as sm_api
 from scipy import stats as st
-
-from bt_flywheel import stats as S
-
-sm_api = pytest.importorskip("statsmodels.api")
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar  # noqa: E402
 from statsmodels.stats.multitest import multipletests  # noqa: E402
 from statsmodels.stats.power import TTestPower  # noqa: E402
 from statsmodels.stats.weightstats import ttost_paired  # noqa: E402
+
+from bt_flywheel.verify import stats as S
+from bt_flywheel.verify import verdict as V
 
 TOL = 1e-6
 
@@ -61,7 +61,7 @@ def test_compare_uses_row_means_against_scipy_ttest_1samp():
     """With 3 trials per row, the effect, CI and p equal ttest_1samp on per-row mean differences."""
     rng = np.random.default_rng(7)
     base, cand = _trials(rng, 120, 3, rng.uniform(0.2, 0.9, 120), shift=0.08)
-    res = S.compare_paired(base, cand, n_resamples=0)
+    res = V.compare_paired(base, cand, n_resamples=0)
     d = np.array([np.mean(cand[i]) - np.mean(base[i]) for i in sorted(base)])
     ref = st.ttest_1samp(d, 0.0)
     ref_ci = ref.confidence_interval(0.95)
@@ -77,8 +77,8 @@ def test_trial_order_never_matters():
     rng = np.random.default_rng(11)
     base, cand = _trials(rng, 80, 4, rng.uniform(0.1, 0.9, 80), shift=0.05)
     shuffled = {k: list(rng.permutation(v)) for k, v in cand.items()}
-    one = S.compare_paired(base, cand, n_resamples=0).to_dict()
-    two = S.compare_paired(base, shuffled, n_resamples=0).to_dict()
+    one = V.compare_paired(base, cand, n_resamples=0).to_dict()
+    two = V.compare_paired(base, shuffled, n_resamples=0).to_dict()
     assert one == two
 
 
@@ -119,7 +119,7 @@ def test_mcnemar_on_majority_excludes_ties_and_handles_no_discordance():
 def test_compare_reports_mcnemar_for_binary_scores_only(continuous):
     rng = np.random.default_rng(5)
     base, cand = _trials(rng, 60, 3, rng.uniform(0.2, 0.8, 60), shift=0.1)
-    binary = S.compare_paired(base, cand, n_resamples=0)
+    binary = V.compare_paired(base, cand, n_resamples=0)
     assert binary.binary and binary.mcnemar is not None
     maj_b = S.majority([np.mean(base[i]) for i in sorted(base)])
     maj_c = S.majority([np.mean(cand[i]) for i in sorted(cand)])
@@ -128,7 +128,7 @@ def test_compare_reports_mcnemar_for_binary_scores_only(continuous):
              [np.sum((maj_b == 0) & (maj_c == 1) & keep), np.sum((maj_b == 0) & (maj_c == 0) & keep)]]
     assert binary.mcnemar.pvalue == pytest.approx(sm_mcnemar(table, exact=True).pvalue, abs=TOL)
     a, b = continuous
-    cont = S.compare_paired({str(i): x for i, x in enumerate(a)}, {str(i): x for i, x in enumerate(b)},
+    cont = V.compare_paired({str(i): x for i, x in enumerate(a)}, {str(i): x for i, x in enumerate(b)},
                             n_resamples=0)
     assert not cont.binary and cont.mcnemar is None
 
@@ -237,15 +237,15 @@ def _normal_pairs(n, mean, sd, seed):
 
 def test_target_verdicts():
     base, cand = _normal_pairs(400, 0.05, 0.1, 1)
-    assert S.compare_paired(base, cand, n_resamples=0).verdict == "improved"
-    assert S.compare_paired(base, cand, n_resamples=0, min_effect=0.2).verdict == "inconclusive"
+    assert V.compare_paired(base, cand, n_resamples=0).verdict == "improved"
+    assert V.compare_paired(base, cand, n_resamples=0, min_effect=0.2).verdict == "inconclusive"
     base, cand = _normal_pairs(400, -0.05, 0.1, 2)
-    assert S.compare_paired(base, cand, n_resamples=0).verdict == "regressed"
+    assert V.compare_paired(base, cand, n_resamples=0).verdict == "regressed"
     base, cand = _normal_pairs(3000, 0.0, 0.05, 3)
-    eq = S.compare_paired(base, cand, n_resamples=0, margin=0.02)
+    eq = V.compare_paired(base, cand, n_resamples=0, margin=0.02)
     assert eq.verdict == "equivalent" and eq.tost.equivalent
     base, cand = _normal_pairs(30, 0.02, 0.2, 4)
-    inc = S.compare_paired(base, cand, n_resamples=0)
+    inc = V.compare_paired(base, cand, n_resamples=0)
     assert inc.verdict == "inconclusive"
     assert inc.power is not None and inc.power.required_n > 30
     sd = float(np.std(np.array(list(cand.values())) - np.array(list(base.values())), ddof=1))
@@ -254,15 +254,15 @@ def test_target_verdicts():
 
 def test_guard_verdicts_use_noninferiority():
     base, cand = _normal_pairs(2000, -0.005, 0.05, 5)
-    ok = S.compare_paired(base, cand, role="guard", margin=0.02, n_resamples=0)
+    ok = V.compare_paired(base, cand, role="guard", margin=0.02, n_resamples=0)
     assert ok.verdict == "non_inferior" and ok.ok and ok.noninferiority.lower_bound > -0.02
     assert ok.noninferiority.lower_bound == pytest.approx(ok.ci.low)
     base, cand = _normal_pairs(2000, -0.05, 0.05, 6)
-    bad = S.compare_paired(base, cand, role="guard", margin=0.02, n_resamples=0)
+    bad = V.compare_paired(base, cand, role="guard", margin=0.02, n_resamples=0)
     assert bad.verdict == "regressed" and not bad.ok
     base = {f"r{i}": 0.5 for i in range(20)}
     cand = {f"r{i}": 0.5 + (0.1 if i % 2 else -0.1) for i in range(20)}  # mean 0, CI about +-0.047
-    unsure = S.compare_paired(base, cand, role="guard", margin=0.02, n_resamples=0)
+    unsure = V.compare_paired(base, cand, role="guard", margin=0.02, n_resamples=0)
     assert unsure.verdict == "inconclusive" and not unsure.ok and unsure.power.required_n > 20
 
 
@@ -277,12 +277,12 @@ def _pairs_with_t(n, t, seed):
 
 def test_apply_holm_needs_corrected_significance_for_a_regression_claim():
     base, cand = _pairs_with_t(200, -2.3, 8)  # two-sided p ~ 0.022: significant alone, not after Holm
-    results = [S.compare_paired(base, cand, name="weak", n_resamples=0)]
+    results = [V.compare_paired(base, cand, name="weak", n_resamples=0)]
     for i in range(4):
         b2, c2 = _normal_pairs(200, 0.0, 0.1, 100 + i)
-        results.append(S.compare_paired(b2, c2, name=f"other{i}", role="guard", n_resamples=0))
+        results.append(V.compare_paired(b2, c2, name=f"other{i}", role="guard", n_resamples=0))
     assert results[0].p < 0.05 and results[0].verdict == "regressed"
-    S.apply_holm(results)
+    V.apply_holm(results)
     ref = multipletests([r.p for r in results], method="holm")[1]
     assert [r.p_holm for r in results] == pytest.approx(list(ref), abs=TOL)
     assert results[0].p_holm >= 0.05
@@ -292,11 +292,11 @@ def test_apply_holm_needs_corrected_significance_for_a_regression_claim():
 def test_missing_rows_are_reported_and_flagged_over_five_percent():
     base = {f"r{i}": [1.0] for i in range(100)}
     cand = {f"r{i}": [1.0 if i % 3 else 0.0] for i in range(4, 106)}
-    res = S.compare_paired(base, cand, n_resamples=0)
+    res = V.compare_paired(base, cand, n_resamples=0)
     assert res.n == 96
     assert res.missing["baseline_only"] == 4 and res.missing["candidate_only"] == 6
     assert res.missing["exceeds_limit"] and "excluded" in res.notes[0]
-    few = S.compare_paired(base, {f"r{i}": [float(i % 2)] for i in range(1, 100)}, n_resamples=0)
+    few = V.compare_paired(base, {f"r{i}": [float(i % 2)] for i in range(1, 100)}, n_resamples=0)
     assert few.missing["baseline_only"] == 1 and not few.missing["exceeds_limit"]
 
 
@@ -317,10 +317,10 @@ def test_regressions_are_drops_not_low_scores():
 
 def test_degenerate_data_warns_and_never_crashes():
     with pytest.warns(S.DegenerateDataWarning, match="fewer than 2 rows"):
-        res = S.compare_paired({"a": [1.0]}, {"a": [0.0]}, n_resamples=100)
+        res = V.compare_paired({"a": [1.0]}, {"a": [0.0]}, n_resamples=100)
     assert res.verdict == "inconclusive" and math.isnan(res.p)
     with pytest.warns(S.DegenerateDataWarning, match="no paired rows"):
-        empty = S.compare_paired({"a": [1.0]}, {"b": [0.0]}, n_resamples=100)
+        empty = V.compare_paired({"a": [1.0]}, {"b": [0.0]}, n_resamples=100)
     assert empty.n == 0 and empty.verdict == "inconclusive"
     json.dumps(empty.to_dict(), allow_nan=False)
 
@@ -331,10 +331,10 @@ def test_all_equal_differences_use_exact_bounds():
     significant sign test."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", S.DegenerateDataWarning)
-        few = S.compare_paired({f"r{i}": 1.0 for i in range(10)}, {f"r{i}": 1.0 for i in range(10)})
-        many = S.compare_paired({f"r{i}": 1.0 for i in range(149)}, {f"r{i}": 1.0 for i in range(149)})
-        two_up = S.compare_paired({"a": 0.0, "b": 0.0}, {"a": 1.0, "b": 1.0})
-        six_up = S.compare_paired({f"r{i}": 0.0 for i in range(6)}, {f"r{i}": 1.0 for i in range(6)})
+        few = V.compare_paired({f"r{i}": 1.0 for i in range(10)}, {f"r{i}": 1.0 for i in range(10)})
+        many = V.compare_paired({f"r{i}": 1.0 for i in range(149)}, {f"r{i}": 1.0 for i in range(149)})
+        two_up = V.compare_paired({"a": 0.0, "b": 0.0}, {"a": 1.0, "b": 1.0})
+        six_up = V.compare_paired({f"r{i}": 0.0 for i in range(6)}, {f"r{i}": 1.0 for i in range(6)})
     assert few.verdict == "inconclusive" and many.verdict == "equivalent"
     assert few.method.startswith("exact bound")
     assert two_up.verdict == "inconclusive" and two_up.p == 0.5
@@ -352,7 +352,7 @@ def test_all_equal_differences_use_exact_bounds():
 ])
 def test_input_validation_names_the_parameter(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        S.compare_paired({"a": 1.0}, {"a": 1.0}, **kwargs)
+        V.compare_paired({"a": 1.0}, {"a": 1.0}, **kwargs)
 
 
 def test_data_validation_names_the_row():
@@ -368,7 +368,7 @@ def test_data_validation_names_the_row():
 
 def test_to_dict_is_strict_json(continuous):
     a, b = continuous
-    res = S.compare_paired({str(i): x for i, x in enumerate(a)}, {str(i): x for i, x in enumerate(b)}, rng=0)
+    res = V.compare_paired({str(i): x for i, x in enumerate(a)}, {str(i): x for i, x in enumerate(b)}, rng=0)
     doc = json.loads(json.dumps(res.to_dict(), allow_nan=False))
     assert doc["ci"][0] < doc["effect"] < doc["ci"][1]
     assert doc["bootstrap"]["n_resamples"] == 10_000
@@ -389,7 +389,7 @@ def test_aa_false_positive_rate_with_trials():
     ids = [f"row-{i}" for i in range(n)]
     claims = 0
     for m in range(sims):
-        res = S.compare_paired(dict(zip(ids, base[m].tolist(), strict=True)),
+        res = V.compare_paired(dict(zip(ids, base[m].tolist(), strict=True)),
                                dict(zip(ids, cand[m].tolist(), strict=True)), n_resamples=0)
         claims += res.verdict in ("improved", "regressed")
     assert 0.03 <= claims / sims <= 0.07

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bt_flywheel.errors import StoreBusy
-from bt_flywheel.sql import run_query
-from bt_flywheel.store import Store
-from bt_flywheel.synth import generate_spans
+from bt_flywheel.backends.sql import run_query
+from bt_flywheel.backends.store import Store
+from bt_flywheel.backends.synth import generate_spans
+from bt_flywheel.core.errors import StoreBusy
 
 
 def _xacts(store: Store, object_id: str) -> dict[str, int]:
@@ -61,7 +61,7 @@ def test_run_query_accepts_an_open_store_and_names_the_conflict(tmp_path: Path) 
 def test_stage_folders_of_a_killed_writer_are_removed_on_next_open(tmp_path) -> None:
     """A SIGKILLed bulk load leaves its staging folder; the next writer of the same store file
     (which holds DuckDB's lock) removes it, and never touches another store's folders."""
-    from bt_flywheel.store import Store
+    from bt_flywheel.backends.store import Store
 
     store_path = tmp_path / "store.duckdb"
     Store(store_path).close()

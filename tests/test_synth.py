@@ -8,8 +8,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bt_flywheel.store import validate_row
-from bt_flywheel.synth import generate_spans, write_jsonl
+from bt_flywheel.backends.store import validate_row
+from bt_flywheel.backends.synth import generate_spans, write_jsonl
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -64,7 +64,7 @@ def test_planted_failure_patterns_are_visible() -> None:
 def test_an_interrupted_write_leaves_the_previous_file_whole(tmp_path: Path, monkeypatch) -> None:
     import pytest
 
-    import bt_flywheel.synth as synth
+    import bt_flywheel.backends.synth as synth
 
     for name in ("out.jsonl", "out.jsonl.gz"):
         target = tmp_path / name

@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bt_flywheel.handoff import HandoffBuilder
-from bt_flywheel.mode import Mode
+from bt_flywheel.core.mode import Mode
+from bt_flywheel.handoff.contract import HandoffBuilder
 
 HERE = Path(__file__).resolve().parent
 PROJECT = "support-bot"

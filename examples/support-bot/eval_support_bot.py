@@ -61,7 +61,7 @@ def data():
     dataset = os.environ.get("SUPPORT_BOT_DATASET")
     if not dataset:
         return INLINE_CASES
-    from bt_flywheel.evals import local_dataset
+    from bt_flywheel.evals.runner import local_dataset
 
     return local_dataset(dataset)
 

@@ -1,3 +1,3 @@
-from .cli import run
+from bt_flywheel.cli import run
 
 run()

@@ -13,9 +13,9 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from . import __version__, commands
-from .errors import FlywheelError
-from .redact import redact
+from bt_flywheel import __version__, commands
+from bt_flywheel.core.errors import FlywheelError
+from bt_flywheel.core.redact import redact
 
 
 def build_parser() -> argparse.ArgumentParser:

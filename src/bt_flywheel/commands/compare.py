@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..cliutil import add_settings_args, settings_from_args
-from ..output import print_json, print_table
-from ..redact import redact
+from bt_flywheel.commands._options import add_settings_args, settings_from_args
+from bt_flywheel.core.output import print_json, print_table
+from bt_flywheel.core.redact import redact
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compare import compare_experiments
-    from ..fileio import atomic_write_json
+    from bt_flywheel.core.fileio import atomic_write_json
+    from bt_flywheel.verify.compare import compare_experiments
 
     settings = settings_from_args(args)
     comparison = compare_experiments(

@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from ..cliutil import add_settings_args, settings_from_args
-from ..output import format_table, print_json, print_line, status
+from bt_flywheel.commands._options import add_settings_args, settings_from_args
+from bt_flywheel.core.output import format_table, print_json, print_line, status
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,12 +56,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..curate import CACHE_FILE, CurateOptions, curate, make_labeler
-    from ..errors import UsageError
-    from ..facets import load_facet_definitions
-    from ..label import load_rubric
-    from ..mode import resolve_mode
-    from ..output import Progress
+    from bt_flywheel.core.errors import UsageError
+    from bt_flywheel.core.mode import resolve_mode
+    from bt_flywheel.core.output import Progress
+    from bt_flywheel.curate.pipeline import CACHE_FILE, CurateOptions, curate, make_labeler
+    from bt_flywheel.dataset.facets import load_facet_definitions
+    from bt_flywheel.label.base import load_rubric
 
     settings = settings_from_args(args, window_days=args.window_days)
     if not settings.project:
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     mode = resolve_mode(flag=args.mode, goal=settings.goal)
     remote = None
     if backend == "remote":
-        from ..curate_remote import BraintrustClient
+        from bt_flywheel.backends.remote_datasets import BraintrustClient
 
         remote = BraintrustClient.from_settings(settings)
     runner = remote.runner(settings.project) if remote is not None else None
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     labeling = summary["labeling"]
     if args.labeler == "llm" and summary["unlabeled"] and not (labeling["labeled"] or labeling["reused"]
                                                                or labeling["cached"]):
-        from ..errors import BackendError
+        from bt_flywheel.core.errors import BackendError
 
         first = summary["unlabeled"][0]
         raise BackendError(f"--labeler llm: no row could be labeled ({len(summary['unlabeled'])} failed after "

@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
-    from ..output import print_json
+    from bt_flywheel.core.output import print_json
+    from bt_flywheel.demo.run import run_demo
 
     result = run_demo(out_dir=args.out, seed=args.seed, variant=args.variant, trials=args.trials,
                       spans=args.spans, say=(lambda _msg: None) if args.silent else None)

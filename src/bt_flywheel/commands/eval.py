@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cliutil import add_settings_args, settings_from_args
+from bt_flywheel.commands._options import add_settings_args, settings_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evals import run_evals
-    from ..output import print_json, print_table, status
+    from bt_flywheel.core.output import print_json, print_table, status
+    from bt_flywheel.evals.runner import run_evals
 
     settings = settings_from_args(args)
     remote = getattr(args, "backend", None) == "remote"

@@ -22,9 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..gate import evaluate_gate, parse_fail_on
-    from ..handoff import load_handoff
-    from ..redact import redact
+    from bt_flywheel.core.redact import redact
+    from bt_flywheel.handoff.contract import load_handoff
+    from bt_flywheel.handoff.gate import evaluate_gate, parse_fail_on
+
     from .handoff import register_known_secrets
 
     fail_on = parse_fail_on(args.fail_on)  # usage errors before reading the file

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cliutil import add_settings_args
+from bt_flywheel.commands._options import add_settings_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,8 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def register_known_secrets(env_file: str | None) -> None:
     """Load settings only so that secrets from the environment and .env are known to redact()."""
-    from ..config import load_settings
-    from ..errors import ConfigError
+    from bt_flywheel.core.config import load_settings
+    from bt_flywheel.core.errors import ConfigError
 
     try:
         load_settings({}, env_file=env_file)
@@ -71,10 +71,10 @@ def register_known_secrets(env_file: str | None) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from ..fileio import read_json_file
-    from ..handoff import validate_handoff
-    from ..output import print_json
-    from ..redact import redact
+    from bt_flywheel.core.fileio import read_json_file
+    from bt_flywheel.core.output import print_json
+    from bt_flywheel.core.redact import redact
+    from bt_flywheel.handoff.contract import validate_handoff
 
     register_known_secrets(args.env_file)
     doc = read_json_file(args.file)
@@ -95,11 +95,11 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from ..fileio import atomic_write_text
-    from ..handoff import load_handoff
-    from ..handoff_render import render_narrative
-    from ..output import status
-    from ..redact import redact
+    from bt_flywheel.core.fileio import atomic_write_text
+    from bt_flywheel.core.output import status
+    from bt_flywheel.core.redact import redact
+    from bt_flywheel.handoff.contract import load_handoff
+    from bt_flywheel.handoff.narrative import render_narrative
 
     register_known_secrets(args.env_file)
     text = render_narrative(load_handoff(args.file))
@@ -112,10 +112,10 @@ def run_render(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from ..cliutil import settings_from_args
-    from ..handoff_build import HandoffInvalid, build_from_draft
-    from ..output import print_json, status
-    from ..redact import redact
+    from bt_flywheel.commands._options import settings_from_args
+    from bt_flywheel.core.output import print_json, status
+    from bt_flywheel.core.redact import redact
+    from bt_flywheel.handoff.build import HandoffInvalid, build_from_draft
 
     settings = settings_from_args(args)
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..cliutil import add_settings_args, settings_from_args
-from ..output import print_json, print_line, status
+from bt_flywheel.commands._options import add_settings_args, settings_from_args
+from bt_flywheel.core.output import print_json, print_line, status
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,9 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_ingest(args: argparse.Namespace) -> int:
-    from ..errors import InputError
-    from ..ingest import ingest
-    from ..store import Store
+    from bt_flywheel.backends.ingest import ingest
+    from bt_flywheel.backends.store import Store
+    from bt_flywheel.core.errors import InputError
 
     settings = settings_from_args(args)
     if not settings.project:
@@ -70,8 +70,8 @@ def run_ingest(args: argparse.Namespace) -> int:
 def run_synth(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from ..errors import InputError
-    from ..synth import write_jsonl
+    from bt_flywheel.backends.synth import write_jsonl
+    from bt_flywheel.core.errors import InputError
 
     now = None
     if args.now:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..output import print_json, print_line, status
+from bt_flywheel.core.output import print_json, print_line, status
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from ..label import load_rubric
-    from ..label_agent import export_pending
+    from bt_flywheel.label.agent import export_pending
+    from bt_flywheel.label.base import load_rubric
 
     info = export_pending(args.dataset_rows, load_rubric(args.rubric), args.out, include_labeled=args.all)
     if args.json:
@@ -45,9 +45,9 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_apply(args: argparse.Namespace) -> int:
-    from ..errors import InputError
-    from ..label import load_rubric
-    from ..label_agent import apply_labels_file
+    from bt_flywheel.core.errors import InputError
+    from bt_flywheel.label.agent import apply_labels_file
+    from bt_flywheel.label.base import load_rubric
 
     rubric = load_rubric(args.rubric) if args.rubric else None
     result = apply_labels_file(args.labels, args.dataset_rows, rubric=rubric, skip_bad=args.skip_bad)

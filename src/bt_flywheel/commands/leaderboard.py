@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cliutil import add_settings_args, settings_from_args
+from bt_flywheel.commands._options import add_settings_args, settings_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,9 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UsageError
-    from ..leaderboard import leaderboard_from_store
-    from ..output import print_json, print_table
+    from bt_flywheel.core.errors import UsageError
+    from bt_flywheel.core.output import print_json, print_table
+    from bt_flywheel.report.leaderboard import leaderboard_from_store
 
     by = [k.strip() for k in args.by.split(",") if k.strip()]
     if not by:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..cliutil import add_settings_args, settings_from_args
-from ..output import print_json, print_line
+from bt_flywheel.commands._options import add_settings_args, settings_from_args
+from bt_flywheel.core.output import print_json, print_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,12 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..orient import orient
+    from bt_flywheel.session.orient import orient
 
     settings = settings_from_args(args, window_days=args.window_days)
     info = orient(settings, goal=args.goal, mode_flag=args.mode)
     if args.out:
-        from ..fileio import atomic_write_json
+        from bt_flywheel.core.fileio import atomic_write_json
 
         atomic_write_json(args.out, info)
     if args.json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cliutil import add_settings_args, settings_from_args
+from bt_flywheel.commands._options import add_settings_args, settings_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,9 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..output import status
-    from ..report import write_report
-    from ..report_data import build_report_inputs
+    from bt_flywheel.core.output import status
+    from bt_flywheel.report.data import build_report_inputs
+    from bt_flywheel.report.html import write_report
 
     settings = settings_from_args(args)
     inputs = build_report_inputs(

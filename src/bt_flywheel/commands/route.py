@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..output import print_json, print_table
+from bt_flywheel.core.output import print_json, print_table
 
 _DEFAULT_LEDGER = ".flywheel/ledger.json"
 
@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_table(args: argparse.Namespace) -> int:
-    from ..route import routing_table
+    from bt_flywheel.verify.route import routing_table
 
     rows = routing_table()
     if args.json:
@@ -70,13 +70,13 @@ def run_table(args: argparse.Namespace) -> int:
 
 
 def run_decide(args: argparse.Namespace) -> int:
-    from ..fileio import read_json_file
-    from ..ledger import Ledger
-    from ..route import decide
+    from bt_flywheel.core.fileio import read_json_file
+    from bt_flywheel.verify.ledger import Ledger
+    from bt_flywheel.verify.route import decide
 
     comparison = read_json_file(args.comparison) if args.comparison else None
     if comparison is not None and not isinstance(comparison, dict):
-        from ..errors import InputError
+        from bt_flywheel.core.errors import InputError
 
         raise InputError(f"{args.comparison}: expected the JSON object printed by `flywheel compare --json`")
     ledger = None
@@ -90,7 +90,7 @@ def run_decide(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from ..ledger import Ledger
+    from bt_flywheel.verify.ledger import Ledger
 
     ledger = Ledger.open(args.ledger, create=False)
     doc = ledger.to_dict()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..output import print_json
+from bt_flywheel.core.output import print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from ..skill_export import export_skill
+    from bt_flywheel.skill.export import export_skill
 
     result = export_skill(args.dir, force=args.force)
     if args.json:
@@ -47,7 +47,7 @@ def run_export(args: argparse.Namespace) -> int:
 def run_validate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..skill_export import validate_skill_dir
+    from bt_flywheel.skill.export import validate_skill_dir
 
     folder = Path(args.dir)
     problems = validate_skill_dir(folder)

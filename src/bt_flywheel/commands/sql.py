@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..cliutil import add_output_args, add_settings_args, settings_from_args
+from bt_flywheel.commands._options import add_output_args, add_settings_args, settings_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,13 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..output import print_csv, print_jsonl, print_table
-    from ..redact import redact
-    from ..sql import run_query
+    from bt_flywheel.backends.sql import run_query
+    from bt_flywheel.core.output import print_csv, print_jsonl, print_table
+    from bt_flywheel.core.redact import redact
 
     settings = settings_from_args(args)
     if settings.backend_resolved == "remote":
-        from ..remote import RemoteClient
+        from bt_flywheel.backends.remote import RemoteClient
 
         result = RemoteClient.from_settings(settings).btql(
             args.query, force_ignore_linter=args.force_ignore_linter, project=settings.project)

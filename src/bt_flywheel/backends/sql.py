@@ -1,0 +1,204 @@
+"""Braintrust SQL in, rows out, on the local store (DuckDB) or remotely (`POST /btql`).
+
+`run_query(store_path, query)` is the library entry other modules use. It translates the query
+(`sql_translate`), then runs it on a read-only DuckDB connection with
+`enable_external_access=false` and `lock_configuration=true`, so no query can read files,
+ATTACH, COPY, INSTALL or change settings whatever the parser missed. JSON values come back as
+Python objects, timestamps as ISO 8601 strings (UTC, `Z`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from bt_flywheel.backends.sql_translate import EXTRA_COLUMN, LINT_ERROR, LINT_HINT, LINT_MESSAGE, translate
+from bt_flywheel.core.errors import BackendError, InputError, StoreBusy
+
+if TYPE_CHECKING:
+    from bt_flywheel.backends.store import Store
+
+__all__ = ["LINT_ERROR", "LINT_HINT", "LINT_MESSAGE", "QueryResult", "run_query", "bt_document"]
+
+_SANDBOX = {"enable_external_access": False}
+
+
+@dataclass
+class QueryResult:
+    """Rows as dicts (JSON values decoded) plus a JSON-Schema-like `schema` like Braintrust's."""
+
+    rows: list[dict[str, Any]]
+    schema: dict[str, Any]
+    columns: list[str] = field(default_factory=list)
+    sql: str | None = None          # the DuckDB SQL that ran (local backend)
+    cursor: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)   # other top-level keys of a remote response
+
+    def document(self) -> dict[str, Any]:
+        """What `flywheel sql --json` prints: the shape of `bt sql --json`."""
+        return bt_document(self)
+
+
+def bt_document(result: QueryResult) -> dict[str, Any]:
+    return {"data": result.rows, "schema": result.schema, "cursor": result.cursor, **result.extras}
+
+
+def schema_for(columns: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    return {"type": "array", "items": {"type": "object", "properties": dict(columns)}}
+
+
+def run_query(store_path: str | Path | Store, query: str, *, project: str | None = None,
+              force_ignore_linter: bool = False) -> QueryResult:
+    """Run Braintrust SQL on the local store. Raises InputError (bad/hostile query, lint,
+    unknown object) or BackendError/StoreBusy (store cannot be opened).
+
+    `store_path` may also be an open `Store` (for callers already holding the write lock in this
+    process); then the query runs on a cursor of that connection: the same AST checks apply but
+    DuckDB's own sandbox settings cannot be switched on for an already open database.
+    """
+    import duckdb
+
+    from bt_flywheel.backends.store import Store
+
+    if isinstance(store_path, Store):
+        con = store_path.con.cursor()
+    else:
+        path = Path(store_path)
+        if not path.exists():
+            raise InputError(f"{path}: no local store here yet",
+                             hint="load traces with `flywheel ingest FILE --project NAME`")
+        try:
+            con = duckdb.connect(str(path), read_only=True, config=dict(_SANDBOX))
+            con.execute("SET enable_progress_bar = false")
+            con.execute("SET lock_configuration = true")
+        except duckdb.Error as exc:
+            text = str(exc)
+            if "lock" in text.lower():
+                raise StoreBusy(f"{path}: the local store is in use by another flywheel process",
+                                hint="wait for it to finish, or use --store for a separate file") from None
+            if "different configuration" in text:
+                raise StoreBusy(f"{path}: the local store is already open in this process",
+                                hint="pass the open Store to run_query, or close it first") from None
+            raise BackendError(f"{path}: cannot open the local store ({text.splitlines()[0]})") from None
+    try:
+        translation = translate(query, _resolver(con, project), project=project,
+                                force_ignore_linter=force_ignore_linter)
+        try:
+            cursor = con.execute(translation.sql)
+            description = cursor.description or []
+            values = cursor.fetchall()
+        except duckdb.Error as exc:
+            raise InputError(f"sql: {_duck_message(exc)}") from None
+    finally:
+        con.close()
+    return _result(description, values, translation.sql)
+
+
+def _duck_message(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _resolver(con: Any, project: str | None):
+    def project_row(ref: str) -> tuple[str] | None:
+        return con.execute("SELECT id FROM projects WHERE id = ? OR name = ? ORDER BY (id = ?) DESC LIMIT 1",
+                           [ref, ref, ref]).fetchone()
+
+    def resolve(kind: str, refs: list[str]) -> list[str]:
+        row = project_row(project) if project and kind != "project_logs" else None
+        project_id = row[0] if row else None
+        ids = []
+        for ref in refs:
+            if kind == "project_logs":
+                row = project_row(ref)
+            else:
+                row = None
+                if project_id:
+                    row = con.execute(
+                        "SELECT id FROM objects WHERE object_type = ? AND (id = ? OR name = ?) AND project_id = ? "
+                        "ORDER BY (id = ?) DESC, created DESC LIMIT 1", [kind, ref, ref, project_id, ref]).fetchone()
+                if row is None:
+                    row = con.execute(
+                        "SELECT id FROM objects WHERE object_type = ? AND (id = ? OR name = ?) "
+                        "ORDER BY (id = ?) DESC, created DESC LIMIT 1", [kind, ref, ref, ref]).fetchone()
+            if row is None:
+                what = "project" if kind == "project_logs" else kind
+                raise InputError(f"sql: {kind}('{ref}'): no {what} with this id or name in the local store",
+                                 hint="check the name, or load it with `flywheel ingest`")
+            ids.append(row[0])
+        return ids
+
+    return resolve
+
+
+def _json_type(type_name: str) -> dict[str, Any]:
+    name = type_name.upper()
+    if name == "JSON":
+        return {}
+    if name == "BOOLEAN":
+        return {"type": "boolean"}
+    if name in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                "UBIGINT", "UHUGEINT"):
+        return {"type": "integer"}
+    if name in ("FLOAT", "DOUBLE", "REAL") or name.startswith("DECIMAL"):
+        return {"type": "number"}
+    if name.startswith("TIMESTAMP"):
+        return {"type": "string", "format": "date-time"}
+    if name == "DATE":
+        return {"type": "string", "format": "date"}
+    if name.endswith("[]") or name.startswith(("LIST", "STRUCT", "MAP")):
+        return {"type": "array"} if name.endswith("[]") or name.startswith("LIST") else {"type": "object"}
+    return {"type": "string"}
+
+
+def _convert(value: Any, is_json: bool) -> Any:
+    if value is None:
+        return None
+    if is_json and isinstance(value, str):
+        return json.loads(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, list):
+        return [_convert(v, False) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _convert(v, False) for k, v in value.items()}
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value
+
+
+def _result(description: list[Any], values: list[tuple[Any, ...]], sql: str) -> QueryResult:
+    names = [d[0] for d in description]
+    types = [str(d[1]) for d in description]
+    is_json = [t.upper() == "JSON" for t in types]
+    extra_index = names.index(EXTRA_COLUMN) if EXTRA_COLUMN in names else None
+    columns = [(n, _json_type(t)) for i, (n, t) in enumerate(zip(names, types, strict=True)) if i != extra_index]
+    rows = []
+    for value_row in values:
+        row: dict[str, Any] = {}
+        for i, name in enumerate(names):
+            if i == extra_index:
+                continue
+            row[name] = _convert(value_row[i], is_json[i])
+        if extra_index is not None and value_row[extra_index]:
+            for key, value in json.loads(value_row[extra_index]).items():
+                row.setdefault(key, value)
+        rows.append(row)
+    return QueryResult(rows=rows, schema=schema_for(columns), columns=[c for c, _ in columns], sql=sql)

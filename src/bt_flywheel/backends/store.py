@@ -1,0 +1,496 @@
+"""The local backend: one DuckDB file holding project logs, datasets and experiments
+in Braintrust's row shape (DESIGN.md §4).
+
+Tables
+  projects(id, name, created)
+  objects(object_type, id, name, project_id, created, metadata)   -- experiments and datasets
+  spans(object_type, object_id, id, <Braintrust row columns>, extra)
+    object_type is 'project_logs' (object_id = project id), 'experiment' or 'dataset'.
+    JSON-valued columns are stored as DuckDB JSON; unknown row keys are kept in `extra`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from bt_flywheel.core.errors import BackendError, InputError, StoreBusy
+
+_LIVE_STAGES: set[Path] = set()  # staging folders of this process's running bulk loads
+OBJECT_TYPES = ("project_logs", "experiment", "dataset")
+JSON_COLUMNS = ("span_parents", "input", "output", "expected", "metadata", "scores", "metrics",
+                "span_attributes", "tags", "error", "origin")
+ROW_COLUMNS = ("id", "span_id", "root_span_id", "span_parents", "is_root", "created", "_xact_id",
+               *JSON_COLUMNS[1:])
+_LOCAL_NAMESPACE = uuid.UUID("6f1d2c1e-5b0a-4c53-9a39-0f1e5c1b7a10")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS projects (
+  id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL UNIQUE, created TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS objects (
+  object_type VARCHAR NOT NULL, id VARCHAR NOT NULL, name VARCHAR NOT NULL,
+  project_id VARCHAR NOT NULL, created TIMESTAMPTZ, metadata JSON,
+  PRIMARY KEY (object_type, id)
+);
+CREATE TABLE IF NOT EXISTS spans (
+  object_type VARCHAR NOT NULL, object_id VARCHAR NOT NULL, id VARCHAR NOT NULL,
+  span_id VARCHAR, root_span_id VARCHAR, span_parents JSON, is_root BOOLEAN,
+  created TIMESTAMPTZ, _xact_id BIGINT,
+  input JSON, output JSON, expected JSON, metadata JSON, scores JSON, metrics JSON,
+  span_attributes JSON, tags JSON, error JSON, origin JSON, extra JSON,
+  PRIMARY KEY (object_type, object_id, id)
+);
+"""
+
+
+def local_id(kind: str, name: str) -> str:
+    """A deterministic id for a locally created project/dataset/experiment name."""
+    return str(uuid.uuid5(_LOCAL_NAMESPACE, f"{kind}:{name}"))
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class UpsertResult:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged}
+
+
+class Store:
+    """A DuckDB file. Open read-only for queries; writers hold DuckDB's file lock."""
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        if read_only and not self.path.exists():
+            raise InputError(f"{self.path}: no local store here yet",
+                             hint="load traces with `flywheel ingest FILE --project NAME`")
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreBusy(f"{self.path}: the local store is in use by another flywheel process",
+                                hint="wait for it to finish, or use --store for a separate file") from None
+            raise BackendError(f"{self.path}: cannot open the local store ({exc})") from None
+        self.con.execute("SET enable_progress_bar = false")
+        if not read_only:
+            self.con.execute(SCHEMA)
+            self._remove_stale_stages()
+
+    @property
+    def stage_prefix(self) -> str:
+        return f".{self.path.name}.stage-"
+
+    def _remove_stale_stages(self) -> None:
+        """Staging folders left by a killed writer of this store file. We hold DuckDB's write
+        lock, so no other process can be loading into it; only this process's live loaders count."""
+        for stale in self.path.parent.glob(self.stage_prefix + "*"):
+            if stale.is_dir() and stale not in _LIVE_STAGES:
+                shutil.rmtree(stale, ignore_errors=True)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # projects and objects -------------------------------------------------
+
+    def ensure_project(self, name_or_id: str) -> str:
+        """Return the id of the project with this name or id, creating it by name if needed."""
+        found = self.find_project(name_or_id)
+        if found:
+            return found
+        project_id = local_id("project", name_or_id)
+        self.con.execute("INSERT INTO projects VALUES (?, ?, ?)", [project_id, name_or_id, now_utc()])
+        return project_id
+
+    def find_project(self, name_or_id: str) -> str | None:
+        row = self.con.execute(
+            "SELECT id FROM projects WHERE id = ? OR name = ? ORDER BY (id = ?) DESC LIMIT 1",
+            [name_or_id, name_or_id, name_or_id],
+        ).fetchone()
+        return row[0] if row else None
+
+    def project_name(self, project_id: str) -> str | None:
+        row = self.con.execute("SELECT name FROM projects WHERE id = ?", [project_id]).fetchone()
+        return row[0] if row else None
+
+    def create_object(self, object_type: str, name: str, project_id: str, *,
+                      metadata: dict[str, Any] | None = None, object_id: str | None = None,
+                      created: datetime | None = None) -> str:
+        """Create (or return) a dataset/experiment by name within a project."""
+        if object_type not in ("experiment", "dataset"):
+            raise ValueError(object_type)
+        existing = self.find_object(object_type, name, project_id=project_id)
+        if existing:
+            return existing
+        object_id = object_id or local_id(object_type, f"{project_id}:{name}")
+        self.con.execute(
+            "INSERT INTO objects VALUES (?, ?, ?, ?, ?, ?)",
+            [object_type, object_id, name, project_id, created or now_utc(), json.dumps(metadata or {})],
+        )
+        return object_id
+
+    def find_object(self, object_type: str, name_or_id: str, *, project_id: str | None = None) -> str | None:
+        query = "SELECT id FROM objects WHERE object_type = ? AND (id = ? OR name = ?)"
+        params: list[Any] = [object_type, name_or_id, name_or_id]
+        if project_id:
+            query += " AND project_id = ?"
+            params.append(project_id)
+        query += " ORDER BY (id = ?) DESC, created DESC LIMIT 1"
+        params.append(name_or_id)
+        row = self.con.execute(query, params).fetchone()
+        return row[0] if row else None
+
+    def object_info(self, object_type: str, object_id: str) -> dict[str, Any] | None:
+        row = self.con.execute(
+            "SELECT id, name, project_id, created, metadata FROM objects WHERE object_type = ? AND id = ?",
+            [object_type, object_id],
+        ).fetchone()
+        if not row:
+            return None
+        return {"id": row[0], "name": row[1], "project_id": row[2], "created": row[3].isoformat(),
+                "metadata": json.loads(row[4]) if row[4] else {}}
+
+    def list_objects(self, object_type: str, project_id: str | None = None) -> list[dict[str, Any]]:
+        query = "SELECT id FROM objects WHERE object_type = ?"
+        params: list[Any] = [object_type]
+        if project_id:
+            query += " AND project_id = ?"
+            params.append(project_id)
+        ids = [r[0] for r in self.con.execute(query + " ORDER BY created DESC", params).fetchall()]
+        return [info for i in ids if (info := self.object_info(object_type, i))]
+
+    # rows -------------------------------------------------------------------
+
+    def upsert_rows(self, object_type: str, object_id: str, rows: Iterable[dict[str, Any]]) -> UpsertResult:
+        """Insert or replace rows by (object, id). A row identical to the stored one is left alone.
+
+        All rows go in one transaction (an invalid row raises ValueError and nothing is stored).
+        Rows are staged in batches and merged set-wise, so a million rows take seconds, not hours.
+        """
+        if object_type not in OBJECT_TYPES:
+            raise ValueError(object_type)
+        with self.transaction():
+            loader = self.bulk_loader(object_type, object_id)
+            try:
+                for row in rows:
+                    loader.add(row)
+                return loader.finish()
+            finally:
+                loader.close()
+
+    @contextmanager
+    def memory_limit(self, limit: str) -> Iterator[None]:
+        """Cap DuckDB's memory (it spills to disk beyond it) for a bulk load, then restore it."""
+        previous = self.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        self.con.execute(f"SET memory_limit = '{limit}'")
+        try:
+            yield
+        finally:
+            self.con.execute(f"SET memory_limit = '{previous}'")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One DuckDB transaction: committed on success, rolled back on any exception."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def bulk_loader(self, object_type: str, object_id: str, *, batch_size: int = 50_000) -> BulkLoader:
+        """A streaming upserter; call inside `transaction()`; `add(row)` then `finish()`."""
+        if object_type not in OBJECT_TYPES:
+            raise ValueError(object_type)
+        return BulkLoader(self, object_type, object_id, batch_size=batch_size)
+
+    def iter_rows(self, object_type: str, object_id: str, *, where: str = "", params: list[Any] | None = None
+                  ) -> Iterator[dict[str, Any]]:
+        """Yield rows back in Braintrust's shape, ordered by created then id."""
+        sql = (f"SELECT {', '.join(_RECORD_COLUMNS)} FROM spans WHERE object_type = ? AND object_id = ?"
+               f"{(' AND ' + where) if where else ''} ORDER BY created, id")
+        cursor = self.con.execute(sql, [object_type, object_id, *(params or [])])
+        while batch := cursor.fetchmany(1000):
+            for values in batch:
+                yield record_to_row(dict(zip(_RECORD_COLUMNS, values, strict=True)))
+
+    def count_rows(self, object_type: str, object_id: str) -> int:
+        return self.con.execute("SELECT count(*) FROM spans WHERE object_type = ? AND object_id = ?",
+                                [object_type, object_id]).fetchone()[0]
+
+
+_RECORD_COLUMNS = ("id", "span_id", "root_span_id", "span_parents", "is_root", "created", "_xact_id",
+                   "input", "output", "expected", "metadata", "scores", "metrics", "span_attributes",
+                   "tags", "error", "origin", "extra")
+_INSERT_SQL = (f"INSERT INTO spans (object_type, object_id, {', '.join(_RECORD_COLUMNS)}) "
+               f"VALUES (?, ?, {', '.join('?' for _ in _RECORD_COLUMNS)})")
+_KNOWN_KEYS = frozenset(_RECORD_COLUMNS) - {"extra"}
+
+
+def parse_created(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        try:
+            return datetime.fromtimestamp(float(value), UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"created: epoch seconds out of range: {value!r}") from None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"created: not an ISO 8601 timestamp: {value!r}") from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise ValueError(f"created: expected an ISO 8601 string, got {type(value).__name__}")
+
+
+def validate_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Check one Braintrust row; return it normalised (JSON values as Python objects, `created`
+    as a UTC datetime, unknown keys gathered under `extra`). Raises ValueError("field: problem")."""
+    if not isinstance(row, dict):
+        raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+    row_id = row.get("id")
+    if not isinstance(row_id, str) or not row_id:
+        raise ValueError("id: missing or not a non-empty string")
+    record: dict[str, Any] = {"id": row_id}
+    for key in ("span_id", "root_span_id"):
+        value = row.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{key}: expected a string, got {type(value).__name__}")
+        record[key] = value
+    is_root = row.get("is_root")
+    if is_root is None:
+        parents = row.get("span_parents")
+        is_root = not parents if "span_parents" in row else None
+    if is_root is not None and not isinstance(is_root, bool):
+        raise ValueError(f"is_root: expected true/false, got {is_root!r}")
+    record["is_root"] = is_root
+    record["created"] = parse_created(row.get("created"))
+    xact = row.get("_xact_id")
+    record["_xact_id"] = int(xact) if isinstance(xact, int | str) and str(xact).isdigit() else None
+    if record["_xact_id"] is not None and record["_xact_id"] >= 2**63:
+        raise ValueError(f"_xact_id: out of range for a 64-bit transaction id: {xact!r}")
+    scores = row.get("scores")
+    if scores is not None:
+        if not isinstance(scores, dict):
+            raise ValueError(f"scores: expected an object of name -> number, got {type(scores).__name__}")
+        for name, value in scores.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise ValueError(f"scores.{name}: expected a number or null, got {value!r}")
+    for key in JSON_COLUMNS:
+        record[key] = row.get(key)
+    extra = {k: v for k, v in row.items() if k not in _KNOWN_KEYS and k != "_is_merge"}
+    record["extra"] = extra or None
+    return record
+
+
+def row_to_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A Braintrust row dict -> column values for `spans` (JSON columns as JSON text)."""
+    record = validate_row(row)
+    for key in (*JSON_COLUMNS, "extra"):
+        value = record[key]
+        record[key] = None if value is None else json.dumps(value, ensure_ascii=False)
+    return record
+
+
+def record_to_row(record: dict[str, Any]) -> dict[str, Any]:
+    """Column values -> a Braintrust row dict (the inverse of row_to_record)."""
+    row: dict[str, Any] = {}
+    for key in _RECORD_COLUMNS:
+        value = record.get(key)
+        if key == "extra":
+            if value:
+                row.update(json.loads(value))
+            continue
+        if key in JSON_COLUMNS and isinstance(value, str):
+            value = json.loads(value)
+        if key == "created" and isinstance(value, datetime):
+            value = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        row[key] = value
+    return row
+
+
+def _same(stored: tuple[Any, ...], record: dict[str, Any]) -> bool:
+    columns = [c for c in _RECORD_COLUMNS if c != "_xact_id"]
+    for column, value in zip(columns, stored, strict=True):
+        new = record[column]
+        if column in JSON_COLUMNS or column == "extra":
+            old = json.loads(value) if isinstance(value, str) else value
+            new = json.loads(new) if isinstance(new, str) else new
+            if old != new:
+                return False
+        elif column == "created":
+            if (value and value.astimezone(UTC)) != (new and new.astimezone(UTC)):
+                return False
+        elif value != new:
+            return False
+    return True
+
+
+def _deep_merge(base: Any, update: Any) -> Any:
+    """Braintrust `_is_merge` semantics: objects merge key by key, anything else replaces."""
+    if isinstance(base, dict) and isinstance(update, dict):
+        merged = dict(base)
+        for key, value in update.items():
+            merged[key] = _deep_merge(base.get(key), value) if key in base else value
+        return merged
+    return update
+
+
+_STAGE_TYPES = {"id": "VARCHAR", "span_id": "VARCHAR", "root_span_id": "VARCHAR", "span_parents": "JSON",
+                "is_root": "BOOLEAN", "created": "TIMESTAMPTZ", "_xact_id": "BIGINT",
+                **{c: "JSON" for c in JSON_COLUMNS if c != "span_parents"}, "extra": "JSON"}
+_COMPARED = [c for c in _RECORD_COLUMNS if c not in ("id", "_xact_id")]
+_TEXT_SAME = " AND ".join(
+    f"s.{c}::VARCHAR IS NOT DISTINCT FROM t.{c}::VARCHAR" if _STAGE_TYPES[c] == "JSON"
+    else f"s.{c} IS NOT DISTINCT FROM t.{c}" for c in _COMPARED)
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+
+
+class BulkLoader:
+    """Streams validated rows into `spans` in batches: stage to a JSONL file, load it with DuckDB's
+    reader, classify against stored rows set-wise (new / textually same / changed), and write only
+    new and changed rows. Identical content (even with reordered keys) counts as unchanged."""
+
+    def __init__(self, store: Store, object_type: str, object_id: str, *, batch_size: int = 50_000) -> None:
+        self.store = store
+        self.con = store.con
+        self.object_type = object_type
+        self.object_id = object_id
+        self.batch_size = batch_size
+        self.result = UpsertResult()
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.tmpdir = Path(tempfile.mkdtemp(prefix=store.stage_prefix, dir=store.path.parent))
+        _LIVE_STAGES.add(self.tmpdir)
+        self.next_xact = int(self.con.execute("SELECT coalesce(max(_xact_id), 0) FROM spans").fetchone()[0]) + 1
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Validate and queue one row (ValueError names the field on a bad row; nothing is queued)."""
+        if isinstance(row, dict) and row.get("_is_merge") is True:
+            row = self._merged(row)
+        record = validate_row(row)
+        previous = self.pending.get(record["id"])
+        if previous is not None:
+            if _same_record(previous, record):
+                self.result.unchanged += 1
+                return
+            self.result.updated += 1
+        self.pending[record["id"]] = record
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def _merged(self, row: dict[str, Any]) -> dict[str, Any]:
+        row_id = row.get("id")
+        base: dict[str, Any] | None = None
+        if isinstance(row_id, str) and row_id in self.pending:
+            base = _record_as_row(self.pending[row_id])
+        elif isinstance(row_id, str):
+            base = next(self.store.iter_rows(self.object_type, self.object_id, where="id = ?", params=[row_id]), None)
+        update = {k: v for k, v in row.items() if k != "_is_merge"}
+        return update if base is None else _deep_merge(base, update)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        stage = self.tmpdir / "stage.jsonl"
+        with open(stage, "w", encoding="utf-8") as handle:
+            for record in self.pending.values():
+                handle.write(_ENCODE(_stage_line(record)) + "\n")
+        batch = len(self.pending)
+        self.pending = {}
+        columns = "{" + ", ".join(f"'{c}': '{t}'" for c, t in _STAGE_TYPES.items()) + "}"
+        path_literal = str(stage).replace("'", "''")
+        con = self.con
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _flywheel_stage AS SELECT * FROM read_json('{path_literal}', "
+                    f"format='newline_delimited', columns={columns}, maximum_object_size=67108864)")
+        key = [self.object_type, self.object_id]
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _flywheel_write AS SELECT s.id, t.id IS NOT NULL AS present "
+            "FROM _flywheel_stage s LEFT JOIN spans t ON t.object_type = ? AND t.object_id = ? AND t.id = s.id "
+            f"WHERE t.id IS NULL OR NOT ({_TEXT_SAME})", key)
+        changed = [r[0] for r in con.execute("SELECT id FROM _flywheel_write WHERE present").fetchall()]
+        same_after_all = self._semantically_same(changed)
+        if same_after_all:
+            con.execute("DELETE FROM _flywheel_write WHERE id IN (SELECT unnest(?::VARCHAR[]))", [same_after_all])
+        new = con.execute("SELECT count(*) FROM _flywheel_write WHERE NOT present").fetchone()[0]
+        updated = len(changed) - len(same_after_all)
+        self.result.inserted += new
+        self.result.updated += updated
+        self.result.unchanged += batch - new - updated
+        cols = ", ".join(_RECORD_COLUMNS)
+        select = ", ".join(
+            f"coalesce(s._xact_id, {self.next_xact} + row_number() OVER () - 1)" if c == "_xact_id" else f"s.{c}"
+            for c in _RECORD_COLUMNS)
+        con.execute(f"INSERT OR REPLACE INTO spans (object_type, object_id, {cols}) SELECT ?, ?, {select} "
+                    "FROM _flywheel_stage s SEMI JOIN _flywheel_write w ON w.id = s.id", key)
+        self.next_xact += new + updated
+        con.execute("DROP TABLE _flywheel_stage")
+        con.execute("DROP TABLE _flywheel_write")
+
+    def _semantically_same(self, ids: list[str]) -> list[str]:
+        """Of rows whose stored text differs, those whose JSON content is nonetheless equal."""
+        if not ids:
+            return []
+        cols = [c for c in _RECORD_COLUMNS if c != "_xact_id"]
+        select = ", ".join([*(f"s.{c}" for c in cols), *(f"t.{c}" for c in cols)])
+        rows = self.con.execute(
+            f"SELECT {select} FROM _flywheel_stage s JOIN spans t ON t.object_type = ? AND t.object_id = ? "
+            "AND t.id = s.id WHERE s.id IN (SELECT unnest(?::VARCHAR[]))",
+            [self.object_type, self.object_id, ids]).fetchall()
+        n = len(cols)
+        return [r[0] for r in rows if _same(r[n:], dict(zip(cols, r[:n], strict=True)))]
+
+    def finish(self) -> UpsertResult:
+        self.flush()
+        return self.result
+
+    def close(self) -> None:
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        _LIVE_STAGES.discard(self.tmpdir)
+
+
+def _stage_line(record: dict[str, Any]) -> dict[str, Any]:
+    line = dict(record)
+    created = line["created"]
+    line["created"] = created.isoformat() if created is not None else None
+    return line
+
+
+def _record_as_row(record: dict[str, Any]) -> dict[str, Any]:
+    row = {k: v for k, v in record.items() if k != "extra"}
+    if record.get("created") is not None:
+        row["created"] = record["created"].astimezone(UTC).isoformat().replace("+00:00", "Z")
+    row.update(record.get("extra") or {})
+    return row
+
+
+def _same_record(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return all(a[k] == b[k] for k in a if k != "_xact_id")

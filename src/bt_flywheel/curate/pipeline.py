@@ -1,0 +1,415 @@
+"""Curation end to end (DESIGN.md §7): select -> label -> split -> write -> upsert.
+
+    from bt_flywheel.curate.pipeline import CurateOptions, curate, make_labeler
+    summary = curate(CurateOptions(project="support", strategy="score-balanced", score="resolution",
+                                   lo=0.0, hi=1.0, out_dir="curation", dataset="refusals"),
+                     labeler=make_labeler("score", score="resolution"))
+
+Ground truth comes only from the labeler, never from production output. Rows keep their stable
+id and split forever: a rerun reuses labels already in the dataset (agent, llm) or re-derives
+them (file, score), keeps stored splits and timestamps, and upserts nothing when nothing changed.
+Rows still waiting for a label (the agent's export, or a failed llm call) are written to
+dataset_rows.jsonl as pending and never uploaded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bt_flywheel.core.errors import InputError
+from bt_flywheel.core.fileio import atomic_write_json, atomic_write_jsonl
+from bt_flywheel.core.redact import redact_obj
+from bt_flywheel.core.schemas import schema_errors
+from bt_flywheel.curate.select import (
+    Runner,
+    Selection,
+    build_rows,
+    count_summary,
+    parsed_calls,
+    select_facets,
+    select_score_balanced,
+)
+from bt_flywheel.dataset.facets import load_facet_definitions
+from bt_flywheel.dataset.split import (
+    DEFAULT_SEED,
+    DEFAULT_VALIDATION_FRACTION,
+    check_fraction,
+    split_rows,
+    stratum_counts,
+)
+from bt_flywheel.label.agent import export_pending, read_rows
+from bt_flywheel.label.base import (
+    LABELERS,
+    FileLabeler,
+    LabelRun,
+    Rubric,
+    ScoreLabeler,
+    attach_label,
+    is_labeled,
+    label_of,
+    mark_pending,
+    now_iso,
+)
+
+__all__ = ["CurateOptions", "curate", "make_labeler", "select_facets", "select_score_balanced", "build_rows",
+           "UpsertPlan", "plan_upsert"]
+
+ROWS_FILE = "dataset_rows.jsonl"
+SUMMARY_FILE = "summary.json"
+PARSED_CALLS_FILE = "parsed_calls.jsonl"
+EXPORT_FILE = "label_export.json"
+CACHE_FILE = "label_cache.jsonl"
+DATASET_FIELDS = ("input", "expected", "metadata", "tags")
+
+
+@dataclass
+class CurateOptions:
+    project: str
+    out_dir: str | Path
+    strategy: str = "score-balanced"  # score-balanced | facet | rows
+    store_path: str | Path = ".flywheel/store.duckdb"
+    score: str | None = None
+    lo: float = 0.0
+    hi: float = 1.0
+    facets_path: str | Path | None = None
+    per_bucket: int = 100
+    window_days: int | None = 7
+    where: str | None = None
+    trace_ids: Sequence[str] = ()
+    seed: str = DEFAULT_SEED
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION
+    from_rows: str | Path | None = None
+    dataset: str | None = None
+    dataset_project: str | None = None
+    backend: str = "local"
+    dry_run: bool = False
+
+
+@dataclass
+class UpsertPlan:
+    insert: list[str] = field(default_factory=list)
+    update: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # not uploaded: no label yet
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"insert": len(self.insert), "update": len(self.update), "unchanged": len(self.unchanged),
+                "not_uploaded_pending": len(self.pending)}
+
+
+def make_labeler(kind: str, *, rubric: Rubric | None = None, model: str | None = None,
+                 fallback_model: str | None = None, concurrency: int = 8, cache_path: str | Path | None = None,
+                 labels_path: str | Path | None = None, label_field: str = "label", score: str | None = None,
+                 threshold: float = 0.5, pass_label: str = "pass", fail_label: str = "fail",
+                 base_url: str | None = None, api_key: str | None = None, max_retries: int = 4,
+                 facet_context: dict[str, str] | None = None) -> Any:
+    """A labeler by name (llm | agent | file | score) with the options that kind needs."""
+    if kind not in LABELERS:
+        raise InputError(f"--labeler: expected one of {', '.join(LABELERS)}, got {kind!r}")
+    if kind == "score":
+        if not score:
+            raise InputError("--labeler score needs --label-score NAME (the score to threshold)")
+        return ScoreLabeler(score, threshold, pass_label, fail_label)
+    if kind == "file":
+        if not labels_path:
+            raise InputError("--labeler file needs --labels FILE (CSV or JSONL keyed by id or root_span_id)")
+        return FileLabeler(str(labels_path), rubric, label_field)
+    if rubric is None:
+        raise InputError(f"--labeler {kind} needs --rubric FILE (a versioned rubric)")
+    if kind == "agent":
+        return AgentLabeler(rubric)
+    from bt_flywheel.label.llm import DEFAULT_BASE_URL, DEFAULT_MODEL, ChatClient, LLMLabeler
+
+    client = ChatClient(base_url=base_url or DEFAULT_BASE_URL, api_key=api_key, max_retries=max_retries)
+    return LLMLabeler(rubric, model=model or DEFAULT_MODEL, client=client, cache_path=cache_path,
+                      concurrency=concurrency, fallback_model=fallback_model, facet_context=facet_context or {})
+
+
+@dataclass
+class AgentLabeler:
+    """The lazy judge inside `curate`: every row without a label becomes pending in the export."""
+
+    rubric: Rubric
+    name: str = "agent"
+
+    def label(self, rows: list[dict[str, Any]], **_: Any) -> LabelRun:
+        return LabelRun(pending=[r["id"] for r in rows])
+
+
+# -- existing rows ---------------------------------------------------------------------------
+
+
+def load_local_dataset(store_path: str | Path, project: str, dataset: str) -> list[dict[str, Any]]:
+    from bt_flywheel.backends.store import Store
+
+    if not Path(store_path).exists():
+        return []
+    with Store(store_path, read_only=True) as store:
+        project_id = store.find_project(project)
+        dataset_id = store.find_object("dataset", dataset, project_id=project_id) if project_id else None
+        if not dataset_id:
+            return []
+        return list(store.iter_rows("dataset", dataset_id))
+
+
+def upsert_local(store_path: str | Path, project: str, dataset: str, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    from bt_flywheel.backends.store import Store
+
+    with Store(store_path) as store:
+        project_id = store.ensure_project(project)
+        dataset_id = store.create_object("dataset", dataset, project_id, metadata={"created_by": "flywheel curate"})
+        # a model's rationale may quote a key it saw: the store is an artifact too
+        return store.upsert_rows("dataset", dataset_id, [redact_obj(dataset_record(r)) for r in rows]).as_dict()
+
+
+def dataset_record(row: dict[str, Any]) -> dict[str, Any]:
+    record = {"id": row["id"], **{k: row.get(k) for k in DATASET_FIELDS}}
+    if row.get("created"):
+        record["created"] = row["created"]
+    return record
+
+
+def _canonical(row: dict[str, Any]) -> str:
+    return json.dumps({k: row.get(k) for k in DATASET_FIELDS}, sort_keys=True, default=str)
+
+
+def plan_upsert(rows: Sequence[dict[str, Any]], existing: Sequence[dict[str, Any]]) -> UpsertPlan:
+    """What an upsert by stable id would do: insert new ids, update changed rows, leave the rest."""
+    stored = {r["id"]: _canonical(r) for r in existing}
+    plan = UpsertPlan()
+    for row in rows:
+        if not is_labeled(row):
+            plan.pending.append(row["id"])
+        elif row["id"] not in stored:
+            plan.insert.append(row["id"])
+        elif stored[row["id"]] != _canonical(row):
+            plan.update.append(row["id"])
+        else:
+            plan.unchanged.append(row["id"])
+    return plan
+
+
+# -- the pipeline --------------------------------------------------------------------------------
+
+
+def _reusable(row: dict[str, Any], labeler: Any) -> bool:
+    """A stored label this labeler would give again (so it is not asked twice)."""
+    if not is_labeled(row):
+        return False
+    label = label_of(row)
+    if labeler.name == "agent":
+        return label.get("labeler") == "agent" and label.get("rubric_version") == labeler.rubric.version
+    if labeler.name == "llm":  # (a response naming a dated model snapshot falls through to the cache)
+        return (label.get("labeler") == "llm" and label.get("rubric_version") == labeler.rubric.version
+                and label.get("labeler_model") == labeler.model)
+    return False
+
+
+def _same_except_time(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    def strip(row: dict[str, Any]) -> str:
+        copy = json.loads(json.dumps({k: row.get(k) for k in DATASET_FIELDS}, default=str))
+        (copy.get("metadata") or {}).get("label", {}).pop("labeled_at", None)
+        (copy.get("metadata") or {}).pop("split", None)
+        return json.dumps(copy, sort_keys=True)
+
+    return strip(new) == strip(old)
+
+
+def label_rows(rows: list[dict[str, Any]], labeler: Any, previous: dict[str, dict[str, Any]], *,
+               progress: Any = None) -> LabelRun:
+    """Label rows in place, reusing stored labels the labeler would repeat."""
+    todo = []
+    reused = 0
+    for row in rows:
+        old = previous.get(row["id"])
+        if old is not None and _reusable(old, labeler):
+            row["expected"] = old.get("expected")
+            row["metadata"]["label"] = dict(label_of(old))
+            reused += 1
+        else:
+            todo.append(row)
+    run = labeler.label(todo, progress=progress) if todo else LabelRun()
+    run.reused = reused
+    version = getattr(getattr(labeler, "rubric", None), "version", None) or getattr(labeler, "rubric_version", None)
+    for row in todo:
+        label = run.labels.get(row["id"])
+        if label is not None:
+            attach_label(row, label)
+        else:
+            mark_pending(row, labeler=labeler.name, rubric_version=version)
+            if row["id"] in run.failed:
+                row["metadata"]["label"]["error"] = run.failed[row["id"]]
+    return run
+
+
+def curate(options: CurateOptions, *, labeler: Any, runner: Runner | None = None,
+           confirm: Callable[[list[dict[str, Any]], UpsertPlan], bool] | None = None,
+           remote: Any = None, progress: Any = None) -> dict[str, Any]:
+    """Run curation; returns the summary (also written to <out_dir>/summary.json)."""
+    check_fraction(options.validation_fraction)
+    out_dir = Path(options.out_dir)
+    dataset_project = options.dataset_project or options.project
+    if remote is None and options.backend == "remote" and options.dataset:
+        raise InputError("remote upsert needs a Braintrust client", hint="use --local, or configure BRAINTRUST_API_KEY")
+
+    selection: Selection | None = None
+    if options.strategy == "rows":
+        if not options.from_rows:
+            raise InputError("--from-rows FILE is required to publish already curated rows")
+        rows = read_rows(options.from_rows)
+        for row in rows:
+            if row.get("metadata", {}).get("split") and not is_labeled(row):
+                row["metadata"]["split"] = None
+    else:
+        run = runner or _local_runner(options)
+        project_id = remote.project_id(options.project) if remote is not None and options.backend == "remote" \
+            else _local_project_id(options)
+        common = dict(project=options.project, project_id=project_id, per_bucket=options.per_bucket,
+                      window_days=options.window_days, where=options.where, trace_ids=options.trace_ids,
+                      seed=options.seed)
+        if options.per_bucket < 0:
+            raise InputError(f"--per-bucket: expected a non-negative integer, got {options.per_bucket}")
+        if options.strategy == "score-balanced":
+            if not options.score:
+                raise InputError("--strategy score-balanced needs --score NAME")
+            if options.lo >= options.hi:
+                raise InputError(f"--lo {options.lo} must be below --hi {options.hi}")
+            selection = select_score_balanced(run, score=options.score, lo=options.lo, hi=options.hi, **common)
+        elif options.strategy == "facet":
+            if not options.facets_path:
+                raise InputError("--strategy facet needs --facets facet_definitions.yaml")
+            facets = load_facet_definitions(options.facets_path)
+            selection = select_facets(run, facets=facets, **common)
+        else:
+            raise InputError(f"--strategy: expected score-balanced or facet, got {options.strategy!r}")
+        rows = build_rows(selection, seed=options.seed, validation_fraction=options.validation_fraction)
+
+    # what is already stored: the dataset (authoritative), then a previous run's rows file
+    stored = _existing_dataset(options, dataset_project, remote)
+    previous_file = read_rows(out_dir / ROWS_FILE) if (out_dir / ROWS_FILE).exists() else []
+    previous = {r["id"]: r for r in previous_file}
+    previous.update({r["id"]: r for r in stored})
+
+    if options.strategy == "rows":
+        label_run = LabelRun(labels={}, pending=[r["id"] for r in rows if not is_labeled(r)])
+    else:
+        label_run = label_rows(rows, labeler, previous, progress=progress)
+
+    # stored rows and files are redacted: compare like with like (a rationale may quote a key too)
+    rows = [redact_obj(row) for row in rows]
+    # keep stored timestamps when nothing but the time would change; stamp new rows
+    now = now_iso()
+    for row in rows:
+        old = previous.get(row["id"])
+        if old is not None and is_labeled(row) and is_labeled(old) and _same_except_time(row, old):
+            row["metadata"]["label"]["labeled_at"] = label_of(old).get("labeled_at")
+        row["created"] = (old or {}).get("created") or row.get("created") or now
+
+    stored_ids = {r["id"] for r in stored}
+    split_rows(rows, validation_fraction=options.validation_fraction, seed=options.seed,
+               existing_rows=list(stored) + [r for r in previous_file if r["id"] not in stored_ids])
+
+    for index, row in enumerate(rows):
+        errors = schema_errors(row, "dataset-row.schema.json")
+        if errors:
+            raise InputError(f"{out_dir / ROWS_FILE}: row {index + 1} (id {row['id']}): {errors[0]}")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_jsonl(out_dir / ROWS_FILE, rows)
+    if selection is not None and selection.strategy == "facet":
+        atomic_write_jsonl(out_dir / PARSED_CALLS_FILE, parsed_calls(selection))
+    export = None
+    pending_ids = [r["id"] for r in rows if not is_labeled(r)]
+    if getattr(labeler, "name", None) == "agent" and pending_ids:
+        export = export_pending(out_dir / ROWS_FILE, labeler.rubric, out_dir / EXPORT_FILE)
+
+    plan = plan_upsert(rows, stored)
+    summary = _summary(options, selection, rows, label_run, plan, export)
+    if options.dataset:
+        summary["dataset"] = {"name": options.dataset, "project": dataset_project, "backend": options.backend,
+                              "plan": plan.as_dict(), "written": False, "dry_run": options.dry_run}
+        labeled = [r for r in rows if is_labeled(r)]
+        changes = plan.insert or plan.update
+        if not options.dry_run and changes:
+            if confirm is not None and not confirm(labeled, plan):
+                summary["dataset"]["declined"] = True
+            else:
+                changed_ids = set(plan.insert) | set(plan.update)
+                to_write = [r for r in labeled if r["id"] in changed_ids]
+                if options.backend == "remote":
+                    sent = remote.upsert_dataset(dataset_project, options.dataset, [dataset_record(r) for r in to_write])
+                    result = {**sent, "inserted": len(plan.insert), "updated": len(plan.update)}
+                else:
+                    result = upsert_local(options.store_path, dataset_project, options.dataset, to_write)
+                result["unchanged"] = result.get("unchanged", 0) + len(plan.unchanged)
+                summary["dataset"].update(written=True, result=result)
+        elif not options.dry_run:
+            summary["dataset"].update(written=True, result={"inserted": 0, "updated": 0,
+                                                            "unchanged": len(plan.unchanged)})
+    atomic_write_json(out_dir / SUMMARY_FILE, summary)
+    return summary
+
+
+def _summary(options: CurateOptions, selection: Selection | None, rows: list[dict[str, Any]], label_run: LabelRun,
+             plan: UpsertPlan, export: dict[str, Any] | None) -> dict[str, Any]:
+    counts = count_summary(rows)
+    pending = [r for r in rows if not is_labeled(r)]
+    summary: dict[str, Any] = {
+        "strategy": options.strategy,
+        "project": options.project,
+        "seed": options.seed,
+        "validation_fraction": options.validation_fraction,
+        **counts,
+        "strata": [s.as_dict() for s in stratum_counts(rows, validation_fraction=options.validation_fraction)],
+        "buckets": selection.asked if selection else [],
+        "shortfalls": selection.shortfalls if selection else [],
+        "missing_trace_ids": selection.missing_trace_ids if selection else [],
+        "selection_queries": selection.queries if selection else {},
+        "labeling": label_run.summary(),
+        "unlabeled": [{"id": r["id"], "labeler": label_of(r).get("labeler"), "why": label_of(r).get("error")
+                       or ("waiting for the agent judge" if label_of(r).get("labeler") == "agent" else "no label")}
+                      for r in pending][:200],
+        "plan": plan.as_dict(),
+        "files": {"dataset_rows": str(Path(options.out_dir) / ROWS_FILE)},
+    }
+    if selection is not None and selection.strategy == "facet":
+        summary["files"]["parsed_calls"] = str(Path(options.out_dir) / PARSED_CALLS_FILE)
+    if export:
+        summary["files"]["label_export"] = export["out"]
+        summary["next"] = (f"fill {export['out']} (the lazy judge), then run: flywheel label apply {export['out']} "
+                           f"--dataset-rows {summary['files']['dataset_rows']}")
+    return summary
+
+
+def _local_project_id(options: CurateOptions) -> str:
+    from bt_flywheel.backends.store import Store
+
+    with Store(options.store_path, read_only=True) as store:  # a missing file is an InputError
+        project_id = store.find_project(options.project)
+    if not project_id:
+        raise InputError(f"project {options.project!r} not found in {options.store_path}",
+                         hint="check --project, or ingest its traces first")
+    return project_id
+
+
+def _local_runner(options: CurateOptions) -> Runner:
+    if options.backend == "remote":
+        raise InputError("remote candidate selection needs a Braintrust client")
+    from bt_flywheel.backends.sql import run_query
+
+    def run(query: str) -> list[dict[str, Any]]:
+        return run_query(options.store_path, query, project=options.project).rows
+
+    return run
+
+
+def _existing_dataset(options: CurateOptions, dataset_project: str, remote: Any) -> list[dict[str, Any]]:
+    if not options.dataset:
+        return []
+    if options.backend == "remote":
+        return remote.fetch_dataset(dataset_project, options.dataset)
+    return load_local_dataset(options.store_path, dataset_project, options.dataset)

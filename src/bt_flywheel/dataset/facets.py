@@ -1,0 +1,132 @@
+"""Facets: the one definition of "none", facet definitions, and weak buckets.
+
+A facet is a value an LLM (or the app) logs about each trace, e.g. `issues` = "billing
+dispute" or "none". Curation samples weak positives (a real value was logged) and weak
+negatives (nothing was logged) per facet; a labeler then decides the ground truth.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bt_flywheel.core.errors import InputError
+from bt_flywheel.core.fileio import read_text_file
+
+# The ONE definition of an empty facet value, used by curation, labeling and scoring.
+NONE_VALUES = frozenset({"", "none", "n/a", "no match", "null"})
+_SPACES = re.compile(r"\s+")
+
+
+def normalize_text(value: str) -> str:
+    """Lowercase, trim, collapse whitespace, drop surrounding quotes and trailing periods."""
+    text = _SPACES.sub(" ", value).strip().strip("\"'`").strip().rstrip(".").strip().lower()
+    return text
+
+
+def is_none_value(value: Any) -> bool:
+    """True when a logged or labeled facet value means "the facet does not apply".
+
+    None, False, empty strings/lists/objects, and (case- and whitespace-insensitive,
+    surrounding quotes and a final period ignored) "none", "n/a", "no match", "null".
+    A list or object is none when it is empty or every element/value is none.
+    """
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return normalize_text(value) in NONE_VALUES
+    if isinstance(value, bool):
+        return value is False
+    if isinstance(value, list | tuple):
+        return all(is_none_value(v) for v in value)
+    if isinstance(value, Mapping):
+        return all(is_none_value(v) for v in value.values())
+    return False
+
+
+def weak_bucket(value: Any) -> str:
+    """'negative' when the logged value is none, else 'positive'."""
+    return "negative" if is_none_value(value) else "positive"
+
+
+def get_path(row: Mapping[str, Any], path: str) -> Any:
+    """A dotted path into a span row ('metadata.facets.issues', 'output'); None when absent."""
+    current: Any = row
+    for part in split_path(path):
+        if isinstance(current, Mapping):
+            current = current.get(part)
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return None
+    return current
+
+
+def split_path(path: str) -> list[str]:
+    """'metadata."facet name".x' -> ['metadata', 'facet name', 'x']."""
+    parts = re.findall(r'"([^"]+)"|([^.]+)', path)
+    return [quoted or plain for quoted, plain in parts]
+
+
+def sql_path(path: str) -> str:
+    """A dotted path as Braintrust SQL (segments that are not plain identifiers are quoted)."""
+    return ".".join(p if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", p) else f'"{p}"' for p in split_path(path))
+
+
+@dataclass
+class FacetDefinition:
+    name: str
+    description: str = ""
+    prompt: str = ""
+    value_path: str = ""
+    span_filter: str = ""
+    input_from: str = ""
+    positive_limit: int | None = None
+    negative_limit: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.value_path:
+            self.value_path = "output" if self.span_filter else f"metadata.facets.{self.name}"
+        if not self.input_from:
+            self.input_from = "span" if self.span_filter else "root"
+
+    def limits(self, default: int) -> dict[str, int]:
+        return {
+            "positive": default if self.positive_limit is None else self.positive_limit,
+            "negative": default if self.negative_limit is None else self.negative_limit,
+        }
+
+
+def load_facet_definitions(path: str | Path) -> list[FacetDefinition]:
+    """Read facet_definitions.yaml (or .json), validate it against the schema, return the facets."""
+    import yaml
+
+    from bt_flywheel.core.schemas import schema_errors
+
+    p = Path(path)
+    text = read_text_file(p)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise InputError(f"{p}{where}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    errors = schema_errors(data, "facet-definitions.schema.json")
+    if errors:
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise InputError(f"{p}: {errors[0]}{more}", hint="see schemas/facet-definitions.schema.json")
+    facets: list[FacetDefinition] = []
+    seen: set[str] = set()
+    for index, item in enumerate(data["facets"]):
+        if item["name"] in seen:
+            raise InputError(f"{p}: $.facets[{index}].name: duplicate facet {item['name']!r}")
+        seen.add(item["name"])
+        known = {k: item[k] for k in ("name", "description", "prompt", "value_path", "span_filter",
+                                      "input_from", "positive_limit", "negative_limit") if k in item}
+        extra = {k: v for k, v in item.items() if k not in known}
+        facets.append(FacetDefinition(**known, extra=extra))
+    return facets

@@ -1,0 +1,384 @@
+"""`flywheel handoff build`: a valid handoff from a small draft holding only the judgement.
+
+The agent writes a draft (YAML or JSON, `schemas/handoff-draft.schema.json`): outcome,
+severity, blocking, confidence, summary, findings, changes, next steps (no idempotency keys),
+artifacts (path + kind, no hashes), links, `x-` extensions, and optionally goal and project.
+`build_from_draft` fills everything computable with `handoff.HandoffBuilder`:
+
+- contract_version, run_id, started_at (the ledger's `created_at`, else the orient time, else
+  now), finished_at (now);
+- mode + reason and goal/project from ORIENT.json (`flywheel orient --json`), else resolved now;
+  the draft's goal/project win over orient's;
+- verification from COMPARE.json (`flywheel compare --json` / `--out`) via `set_verification`;
+- loops from the ledger (`Ledger.handoff_entries()`, count, max);
+- artifact sha256 and size (paths relative to the draft's folder, else the working directory);
+  the comparison and ledger files are listed too (kinds `comparison`, `ledger`);
+- idempotency keys (the builder computes them).
+
+With a comparison it also writes `forest.svg` next to the narrative (kind `forest_plot`, which
+the narrative embeds) and, when both experiments are in the local store, the HTML report
+`bt-flywheel-report.html` (kind `report`). Nothing is written unless the draft and the
+assembled handoff are valid; `HandoffInvalid.violations` lists every problem with its JSON path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from bt_flywheel.core.errors import InputError
+from bt_flywheel.core.redact import redact
+from bt_flywheel.handoff.contract import (
+    HandoffBuilder,
+    HandoffPaths,
+    Violation,
+    format_time,
+    is_rfc3339,
+    json_path,
+    parse_time,
+    validate_handoff,
+    write_handoff,
+)
+
+DRAFT_SCHEMA = "handoff-draft.schema.json"
+FOREST_FILENAME = "forest.svg"
+REPORT_FILENAME = "bt-flywheel-report.html"
+COMPARISON_CONTRACT = "bt-flywheel-comparison/v1"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_COMPUTED = {"idempotency_key": "computed by `handoff build` from intent, title and project; remove it",
+             "sha256": "computed by `handoff build` from the file; remove it",
+             "bytes": "computed by `handoff build` from the file; remove it",
+             "suggested_destination": "the draft calls it `destination`"}
+
+
+class HandoffInvalid(InputError):
+    """The draft or the handoff built from it breaks the contract; `.violations` has every one."""
+
+    def __init__(self, source: str, violations: list[Violation], what: str = "invalid handoff draft") -> None:
+        count = len(violations)
+        more = f" (and {count - 1} more)" if count > 1 else ""
+        super().__init__(f"{source}: {what}: {violations[0]}{more}" if violations else f"{source}: {what}")
+        self.source = source
+        self.violations = violations
+
+
+@dataclass
+class BuildResult:
+    """What `build_from_draft` wrote: the handoff, its two files, and the extra files (plot, report)."""
+
+    handoff: dict[str, Any]
+    paths: HandoffPaths
+    written: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"summary": str(self.paths.summary), "narrative": str(self.paths.narrative),
+                "written": [str(p) for p in self.written], "outcome": self.handoff["outcome"],
+                "verification_status": self.handoff["verification"]["status"],
+                "artifacts": self.handoff["artifacts"], "notes": self.notes}
+
+
+# ---------------------------------------------------------------------------- the draft
+
+def draft_schema_path() -> Path:
+    from bt_flywheel.core.schemas import schema_path
+
+    return schema_path(DRAFT_SCHEMA)
+
+
+@lru_cache(maxsize=1)
+def _draft_validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(json.loads(draft_schema_path().read_text(encoding="utf-8")))
+
+
+def _draft_violation(error: Any) -> list[Violation]:
+    path = list(error.absolute_path)
+    kind = error.validator
+    if kind == "required":
+        missing = re.match(r"'(.+?)' is a required property", error.message)
+        return [Violation(json_path([*path, missing.group(1) if missing else "?"]), "required field is missing")]
+    if kind == "additionalProperties":
+        known = error.schema.get("properties", {})
+        extras = [k for k in error.instance if k not in known and not str(k).startswith("x-")]
+        return [Violation(json_path([*path, k]), _COMPUTED.get(k, "unexpected field (not in the draft schema"
+                                                               + ("; extensions start with 'x-')" if not path else ")")))
+                for k in sorted(extras, key=str)]
+    if kind == "not":
+        return [Violation(json_path(path), "looks like a secret (sk-... key or bearer token); remove it")]
+    shown = redact(json.dumps(error.instance, ensure_ascii=False, default=str))
+    shown = shown if len(shown) <= 80 else shown[:79] + "…"
+    if kind == "enum":
+        return [Violation(json_path(path), f"{shown} is not one of {list(error.validator_value)}")]
+    if kind == "type":
+        return [Violation(json_path(path), f"{shown} is not of type {error.validator_value}")]
+    if kind == "pattern":
+        return [Violation(json_path(path), f"{shown} does not match {error.validator_value!r}")]
+    if kind == "minLength":
+        return [Violation(json_path(path), "must not be empty")]
+    message = redact(error.message)
+    return [Violation(json_path(path), message if len(message) <= 200 else message[:199] + "…")]
+
+
+def _walk_strings(value: Any, path: list[Any]) -> list[tuple[list[Any], str]]:
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, Mapping):
+        return [hit for k, v in value.items() for hit in _walk_strings(v, [*path, k])]
+    if isinstance(value, list):
+        return [hit for i, v in enumerate(value) for hit in _walk_strings(v, [*path, i])]
+    return []
+
+
+def validate_draft(doc: Any) -> list[Violation]:
+    """Every violation of the draft schema, plus any string that looks like a secret."""
+    if not isinstance(doc, Mapping):
+        return [Violation("$", f"expected a mapping of fields, got {type(doc).__name__}")]
+    found: list[Violation] = []
+    for error in _draft_validator().iter_errors(doc):
+        found.extend(_draft_violation(error))
+    flagged = {v.path for v in found if v.message.startswith("looks like a secret")}
+    for path, text in _walk_strings(doc, []):
+        where = json_path(path)
+        if where not in flagged and redact(text) != text:
+            found.append(Violation(where, "looks like a secret (a known key or a key-shaped value); remove it"))
+    return sorted(set(found), key=lambda v: (v.path, v.message))
+
+
+def load_draft(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML or JSON draft and validate it; HandoffInvalid lists every violation."""
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{p}: draft file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: cannot read the draft ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML or JSON"
+        raise InputError(f"{p}{where}: cannot parse the draft ({problem})") from None
+    violations = validate_draft(doc)
+    if violations:
+        raise HandoffInvalid(str(p), violations)
+    return dict(doc)
+
+
+# ---------------------------------------------------------------------------- the other inputs
+
+def load_comparison(path: str | os.PathLike[str]) -> dict[str, Any]:
+    from bt_flywheel.core.fileio import read_json_file
+
+    doc = read_json_file(path)
+    if not isinstance(doc, dict) or doc.get("contract") != COMPARISON_CONTRACT or not isinstance(doc.get("scores"), list):
+        raise InputError(f"{path}: not a comparison (expected the output of `flywheel compare --json` / --out, "
+                         f"contract {COMPARISON_CONTRACT})")
+    return doc
+
+
+def load_orient(path: str | os.PathLike[str]) -> dict[str, Any]:
+    from bt_flywheel.core.fileio import read_json_file
+
+    doc = read_json_file(path)
+    if not isinstance(doc, dict) or doc.get("mode") not in ("interactive", "autonomous"):
+        raise InputError(f"{path}: not an orient result (expected the output of `flywheel orient --json`)")
+    return doc
+
+
+def _orient_time(orient: Mapping[str, Any] | None) -> str | None:
+    if not orient:
+        return None
+    for value in (orient.get("started_at"), orient.get("time"), (orient.get("data_window") or {}).get("end")):
+        if is_rfc3339(value):
+            return value
+    return None
+
+
+def _resolve_artifact(raw: str, where: str, bases: list[Path]) -> Path:
+    candidate = Path(raw)
+    if candidate.is_absolute():
+        if candidate.is_file():
+            return candidate
+    else:
+        for base in bases:
+            if (base / candidate).is_file():
+                return base / candidate
+    looked = "" if candidate.is_absolute() else " (looked in " + ", ".join(str(b) for b in bases) + ")"
+    raise InputError(f"{where}: artifact file {raw!r} not found{looked}")
+
+
+def _display_path(file: Path, out: Path) -> str:
+    resolved = file.resolve()
+    for base in (out.resolve(), Path.cwd().resolve()):
+        try:
+            return resolved.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return resolved.as_posix()
+
+
+def _experiments_in_store(store: str | os.PathLike[str] | None, comparison: Mapping[str, Any]) -> str | None:
+    """None when both experiments are in the store; otherwise why the report is skipped."""
+    if not store:
+        return "no local store given"
+    if not Path(store).is_file():
+        return f"no local store at {store}"
+    from bt_flywheel.backends.store import Store
+
+    with Store(store, read_only=True) as s:
+        for side in ("baseline", "candidate"):
+            name = comparison.get(side)
+            if not name or not s.find_object("experiment", str(name)):
+                return f"the {side} experiment {name!r} is not in {store}"
+    return None
+
+
+# ---------------------------------------------------------------------------- build
+
+def build_from_draft(draft: str | os.PathLike[str] | Mapping[str, Any], *,
+                     orient: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+                     comparison: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+                     ledger: str | os.PathLike[str] | None = None,
+                     store: str | os.PathLike[str] | None = None,
+                     out_dir: str | os.PathLike[str] = ".",
+                     settings: Any = None,
+                     environ: Mapping[str, str] | None = None,
+                     now: datetime | str | None = None) -> BuildResult:
+    """Build, validate and write the handoff (and forest plot + report) from a draft.
+
+    `draft` is a file path (YAML/JSON) or an already-loaded mapping (validated either way).
+    `settings` (config.Settings) supplies the project when neither draft nor orient names one.
+    Raises HandoffInvalid (every violation) or InputError (one line naming the file) before
+    anything is written.
+    """
+    from bt_flywheel.verify.ledger import Ledger
+
+    if isinstance(draft, Mapping):
+        source, base = "draft", Path.cwd()
+        violations = validate_draft(draft)
+        if violations:
+            raise HandoffInvalid(source, violations)
+        doc = dict(draft)
+    else:
+        source, base = str(draft), Path(draft).resolve().parent
+        doc = load_draft(draft)
+    orient_doc = (load_orient(orient) if orient is not None and not isinstance(orient, Mapping)
+                  else dict(orient or {}))
+    comp = (load_comparison(comparison) if comparison is not None and not isinstance(comparison, Mapping)
+            else (dict(comparison) if comparison is not None else None))
+    book = Ledger.open(ledger, create=False) if ledger is not None else None
+    out = Path(out_dir)
+
+    # who, what, when
+    env = os.environ if environ is None else environ
+    goal = doc.get("goal") or orient_doc.get("goal")
+    if not goal:
+        from bt_flywheel.session.orient import resolve_goal
+
+        goal = resolve_goal(None, env)
+    project = doc.get("project") or orient_doc.get("project") or getattr(settings, "project", None)
+    if not project:
+        raise InputError(f"{source}: project: not in the draft, ORIENT.json or the settings; "
+                         "add `project: <name>` to the draft")
+    if orient_doc:
+        mode_name, reason = orient_doc["mode"], orient_doc.get("mode_reason") or "from orient"
+    else:
+        from bt_flywheel.core.mode import resolve_mode
+
+        mode = resolve_mode(goal=goal, environ=env)
+        mode_name, reason = mode.name, mode.reason
+    project_id = (orient_doc.get("store") or {}).get("project_id") if orient_doc.get("project") == project else None
+    started = (book.data.get("created_at") if book else None) or _orient_time(orient_doc)
+    finished = format_time(now)
+    if started and is_rfc3339(started) and parse_time(started) > parse_time(finished):
+        started = finished
+    run_id = (book.data.get("run_id") if book else None)
+    builder = HandoffBuilder(goal=goal, project=project, mode=mode_name, mode_reason=reason,
+                             project_id=project_id, run_id=run_id if run_id and _RUN_ID.match(run_id) else None,
+                             started_at=started or finished)
+
+    # the judgement
+    confidence = doc["confidence"]
+    builder.set_outcome(doc["outcome"], severity=doc["severity"], confidence=confidence["level"],
+                        why=confidence["why"], summary=doc["summary"], blocking=bool(doc.get("blocking", False)))
+    for i, finding in enumerate(doc.get("findings") or []):
+        ev = finding["evidence"]
+        builder.add_finding(finding["title"], plane=finding["plane"], severity=finding["severity"],
+                            route=finding["route"], evidence=ev["summary"], queries=ev.get("queries") or [],
+                            links=ev.get("links") or [], trace_ids=ev.get("trace_ids") or [],
+                            id=finding.get("id") or f"F{i + 1}")
+    for change in doc.get("changes") or []:
+        builder.add_change(change["artifact"], change["files"], description=change["description"],
+                           why_safe=change["why_safe"])
+    for step in doc.get("next_steps") or []:
+        builder.add_next_step(step["intent"], step["title"], step["body"], priority=step.get("priority", "p2"),
+                              destination=step.get("destination", "none"))
+    for link in doc.get("links") or []:
+        builder.add_link(link["title"], link["url"], kind=link.get("kind"))
+    for key, value in doc.items():
+        if key.startswith("x-"):
+            builder.extend(key, value)
+
+    # the numbers
+    if comp is not None:
+        builder.set_verification(comp)
+    if book is not None:
+        entries = [{k: v for k, v in e.items() if not (k == "note" and not v)} for e in book.handoff_entries()]
+        builder.set_loops(book.loop_count, max_loops=book.max_loops, ledger=entries)
+    bases = [base] if base.resolve() == Path.cwd().resolve() else [base, Path.cwd()]
+    listed: set[Path] = set()
+    for i, item in enumerate(doc.get("artifacts") or []):
+        file = _resolve_artifact(item["path"], f"{source}: artifacts[{i}].path", bases)
+        builder.add_artifact(file, item["kind"])["path"] = _display_path(file, out)
+        listed.add(file.resolve())
+    for file, kind in ((comparison, "comparison"), (ledger, "ledger")):
+        if file is not None and not isinstance(file, Mapping) and Path(file).resolve() not in listed:
+            builder.add_artifact(file, kind)["path"] = _display_path(Path(file), out)
+            listed.add(Path(file).resolve())
+
+    # every problem at once, before anything is written
+    violations = validate_handoff(builder.assemble(finished_at=finished))
+    if violations:
+        raise HandoffInvalid(source, violations, "the handoff built from this draft is invalid")
+
+    notes: list[str] = []
+    written: list[Path] = []
+    if comp is not None:
+        from bt_flywheel.report.html import write_forest_svg
+
+        report_text = None
+        skip = _experiments_in_store(store if store is not None else getattr(settings, "store", None), comp)
+        if skip is None:
+            from bt_flywheel.report.data import build_report_inputs
+            from bt_flywheel.report.html import render_report
+
+            inputs = build_report_inputs(store if store is not None else settings.store, str(comp["baseline"]),
+                                         str(comp["candidate"]), comparison=comp,
+                                         ledger=book.to_dict() if book is not None else None)
+            report_text = render_report(inputs.pop("comparison"), **inputs)
+        else:
+            notes.append(f"no HTML report: {skip}")
+        from bt_flywheel.core.fileio import atomic_write_text
+
+        written.append(write_forest_svg(comp, out / FOREST_FILENAME))
+        builder.add_artifact(written[-1], "forest_plot", base_dir=out)
+        if report_text is not None:
+            written.append(atomic_write_text(out / REPORT_FILENAME, report_text))
+            builder.add_artifact(written[-1], "report", base_dir=out)
+
+    handoff = builder.build(finished_at=finished)
+    paths = write_handoff(handoff, out)
+    return BuildResult(handoff=handoff, paths=paths, written=written, notes=notes)

@@ -1,0 +1,376 @@
+"""Compare two experiments in the local store: the Verify step's numbers (DESIGN.md §8).
+
+``compare_experiments(store_path, baseline, candidate, target=..., guards=[...])`` reads both
+experiments' root rows (``is_root`` / ``span_attributes.type = 'eval'``), keys each row by
+``metadata.dataset_row_id`` (falling back to ``origin.id``), takes the trial index from
+``metadata.trial`` and the score from ``scores[<name>]``, runs
+:func:`bt_flywheel.verify.verdict.compare_paired` for the target and every guard, applies Holm across
+the scores (regression claims) and, with ``slice_key``, Benjamini-Hochberg across the slice
+tests. The store is opened read-only.
+
+``Comparison.to_dict()`` (what ``flywheel compare --json`` prints; strict JSON, NaN -> null)::
+
+    {
+      "contract": "bt-flywheel-comparison/v1",
+      "baseline": "<experiment id>", "candidate": "<experiment id>",
+      "experiments": {"baseline": {"id", "name", "created", "root_rows", "rows", "trials",
+                                   "dataset_id", "dataset_version", "split", "git_sha"},
+                      "candidate": {...same...}},
+      "target": "<score>", "guards": ["<score>", ...],
+      "status": "passed" | "failed" | "inconclusive",   # passed <=> keep; failed: target
+                                     # regressed or a guard not non-inferior; else inconclusive
+      "keep": bool,                  # target improved and every guard non-inferior
+      "target_verdict": "improved" | "regressed" | "equivalent" | "inconclusive",
+      "guards_ok": bool | null,      # null when there are no guards
+      "alpha": 0.05, "min_effect": 0.0, "margin": 0.02, "regression_threshold": 0.25,
+      "n_resamples": 10000, "seed": int | null, "cluster_key": str | null,
+      "scores": [ScoreComparison.to_dict(), ...],   # target first; see verdict.ScoreComparison
+          # each: name, role, n, n_clusters, baseline_mean, candidate_mean, effect, ci [lo, hi],
+          # confidence_level, se, sd, df, p, p_holm, method, verdict, ok, binary, alpha,
+          # min_effect, margin, trials {baseline,candidate: {min,max}}, missing {baseline_only,
+          # candidate_only, fraction, exceeds_limit, limit, *_ids}, bootstrap {ci, se,
+          # n_resamples, method} | null, mcnemar {lost, gained, both_pass, both_fail, ties, p,
+          # method} | null, tost {margin, p, p_lower, p_upper, equivalent}, noninferiority
+          # {margin, lower_bound, p, non_inferior} | null (guards), power {effect, sd, n,
+          # power_at_n, required_n, target_power, note} | null (inconclusive only),
+          # regressions [{id, baseline, candidate, drop}], notes [str]
+      "regressions": [{"score", "row_id", "baseline", "candidate", "drop"}],  # all scores, by drop
+      "multiplicity": {"method": "holm", "applies_to": "..."},
+      "slices": {"key": str, "correction": "benjamini_hochberg", "tests": int,
+                 "results": [{"value", "score", "role", "n", "baseline_mean", "candidate_mean",
+                              "effect", "ci", "p", "q", "significant", "direction"}]} | null,
+      "health": {"stuck_scores": [names whose every row scored the same 0 or 1 on both sides]},
+      "notes": [str]
+    }
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bt_flywheel.core.errors import InputError
+from bt_flywheel.verify import stats, verdict
+
+CONTRACT = "bt-flywheel-comparison/v1"
+ROOT_WHERE = "(is_root OR json_extract_string(span_attributes, '$.type') = 'eval')"  # an experiment's (case, trial) roots
+_MISSING_VALUE = "(none)"
+
+
+@dataclass
+class ExperimentScores:
+    """One experiment's per-row, per-trial scores (plus row keys for clusters and slices)."""
+
+    id: str
+    name: str
+    created: str | None
+    metadata: dict[str, Any]
+    root_rows: int
+    scores: dict[str, dict[str, list[float | None]]]  # score -> row id -> trial values
+    available: set[str]
+    clusters: dict[str, str] = field(default_factory=dict)
+    slices: dict[str, str] = field(default_factory=dict)
+    duplicates: int = 0
+
+    @property
+    def rows(self) -> int:
+        return len({r for per_row in self.scores.values() for r in per_row})
+
+    def describe(self) -> dict[str, Any]:
+        meta = self.metadata
+        trials = meta.get("trials")
+        return {"id": self.id, "name": self.name, "created": self.created, "root_rows": self.root_rows,
+                "rows": self.rows, "trials": trials, "dataset_id": meta.get("dataset_id"),
+                "dataset_version": meta.get("dataset_version"), "split": meta.get("split"),
+                "git_sha": meta.get("git_sha")}
+
+
+@dataclass
+class SliceResult:
+    value: str
+    score: str
+    role: str
+    n: int
+    baseline_mean: float
+    candidate_mean: float
+    effect: float
+    ci: stats.ConfidenceInterval
+    p: float
+    q: float = math.nan
+
+    def to_dict(self, alpha: float) -> dict[str, Any]:
+        f = stats._nan_to_none
+        significant = bool(math.isfinite(self.q) and self.q < alpha)
+        direction = None
+        if significant:
+            direction = "up" if self.effect > 0 else "down"
+        return {"value": self.value, "score": self.score, "role": self.role, "n": self.n,
+                "baseline_mean": f(self.baseline_mean), "candidate_mean": f(self.candidate_mean),
+                "effect": f(self.effect), "ci": self.ci.as_list(), "p": f(self.p), "q": f(self.q),
+                "significant": significant, "direction": direction}
+
+
+@dataclass
+class Comparison:
+    baseline: ExperimentScores
+    candidate: ExperimentScores
+    target: str
+    guards: list[str]
+    scores: list[verdict.ScoreComparison]
+    alpha: float
+    min_effect: float
+    margin: float
+    threshold: float
+    n_resamples: int
+    seed: int | None = None
+    cluster_key: str | None = None
+    slice_key: str | None = None
+    slices: list[SliceResult] = field(default_factory=list)
+    stuck_scores: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def target_result(self) -> verdict.ScoreComparison:
+        return self.scores[0]
+
+    @property
+    def guard_results(self) -> list[verdict.ScoreComparison]:
+        return self.scores[1:]
+
+    @property
+    def guards_ok(self) -> bool | None:
+        return all(g.ok for g in self.guard_results) if self.guard_results else None
+
+    @property
+    def keep(self) -> bool:
+        return self.target_result.verdict == "improved" and self.guards_ok is not False
+
+    @property
+    def status(self) -> str:
+        """passed <=> keep (target improved, every guard non-inferior); failed when the target
+        regressed or a guard failed (could not be shown non-inferior); inconclusive otherwise
+        (target inconclusive or equivalent with the guards holding)."""
+        return verdict.decision_status(self.target_result.verdict, [g.verdict for g in self.guard_results])
+
+    def regressions(self) -> list[dict[str, Any]]:
+        rows = [{"score": s.name, "row_id": r.id, "baseline": r.baseline, "candidate": r.candidate, "drop": r.drop}
+                for s in self.scores for r in s.regressions]
+        return sorted(rows, key=lambda r: (-r["drop"], r["score"], r["row_id"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        slices = None
+        if self.slice_key:
+            tested = [s for s in self.slices if math.isfinite(s.p)]
+            slices = {"key": self.slice_key, "correction": "benjamini_hochberg", "tests": len(tested),
+                      "results": [s.to_dict(self.alpha) for s in self.slices]}
+        return {
+            "contract": CONTRACT,
+            "baseline": self.baseline.id,
+            "candidate": self.candidate.id,
+            "experiments": {"baseline": self.baseline.describe(), "candidate": self.candidate.describe()},
+            "target": self.target,
+            "guards": list(self.guards),
+            "status": self.status,
+            "keep": self.keep,
+            "target_verdict": self.target_result.verdict,
+            "guards_ok": self.guards_ok,
+            "alpha": self.alpha, "min_effect": self.min_effect, "margin": self.margin,
+            "regression_threshold": self.threshold, "n_resamples": self.n_resamples, "seed": self.seed,
+            "cluster_key": self.cluster_key,
+            "scores": [s.to_dict() for s in self.scores],
+            "regressions": self.regressions(),
+            "multiplicity": {"method": "holm" if len(self.scores) > 1 else "none",
+                             "applies_to": (f"regression claims across {len(self.scores)} scores; guards are "
+                                            "each tested at alpha (intersection-union)"
+                                            if len(self.scores) > 1 else "a single score: no correction")},
+            "slices": slices,
+            "health": {"stuck_scores": list(self.stuck_scores)},
+            "notes": list(self.notes),
+        }
+
+
+# ------------------------------------------------------------------------------------ loading
+
+def resolve_path(row: dict[str, Any], path: str) -> Any:
+    """A dotted path into a row (``metadata.facet``, ``input.category``); None if absent."""
+    value: Any = row
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return None
+    return value
+
+
+def row_key(row: dict[str, Any]) -> str | None:
+    """The dataset row id a root row is paired by: ``metadata.dataset_row_id``, else ``origin.id``
+    (the dataset record of a plain ``braintrust eval`` run); None when it has neither."""
+    key = (row.get("metadata") or {}).get("dataset_row_id") or (row.get("origin") or {}).get("id")
+    return str(key) if key else None
+
+
+def _label(value: Any) -> str:
+    if value is None or value == "":
+        return _MISSING_VALUE
+    if isinstance(value, str):
+        return value
+    import json
+
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def load_experiment(store: Any, name_or_id: str, score_names: list[str], *, project_id: str | None = None,
+                    cluster_key: str | None = None, slice_key: str | None = None) -> ExperimentScores:
+    """Read one experiment's root rows into per-row trial scores for ``score_names``."""
+    object_id = store.find_object("experiment", name_or_id, project_id=project_id)
+    if object_id is None:
+        known = [o["name"] for o in store.list_objects("experiment", project_id)][:10]
+        raise InputError(f"experiment {name_or_id!r}: not found in the local store {store.path}",
+                         hint=f"known experiments: {', '.join(known) or '(none)'}")
+    info = store.object_info("experiment", object_id) or {}
+    scores: dict[str, dict[str, dict[int, float | None]]] = {n: defaultdict(dict) for n in score_names}
+    available: set[str] = set()
+    clusters: dict[str, str] = {}
+    slices: dict[str, str] = {}
+    root_rows = duplicates = 0
+    next_trial: dict[str, int] = defaultdict(int)
+    for row in store.iter_rows("experiment", object_id, where=ROOT_WHERE):
+        root_rows += 1
+        meta = row.get("metadata") or {}
+        row_id = row_key(row)
+        if row_id is None:
+            raise InputError(f"experiment {info.get('name', name_or_id)!r}: root row {row.get('id')!r} has no "
+                             "metadata.dataset_row_id", hint="run it with `flywheel eval` so rows can be paired")
+        trial = meta.get("trial")
+        if not isinstance(trial, int) or isinstance(trial, bool):
+            trial = next_trial[row_id]
+        next_trial[row_id] = max(next_trial[row_id], trial + 1)
+        row_scores = row.get("scores") or {}
+        available.update(k for k, v in row_scores.items() if v is not None)
+        seen = False
+        for name in score_names:
+            per_row = scores[name][row_id]
+            seen = seen or trial in per_row
+            value = row_scores.get(name)
+            per_row[trial] = None if value is None or isinstance(value, bool) else float(value)
+        duplicates += seen
+        if cluster_key:
+            clusters.setdefault(row_id, _label(resolve_path(row, cluster_key)))
+        if slice_key:
+            slices.setdefault(row_id, _label(resolve_path(row, slice_key)))
+    return ExperimentScores(
+        id=object_id, name=info.get("name", name_or_id), created=info.get("created"),
+        metadata=info.get("metadata") or {}, root_rows=root_rows,
+        scores={n: {r: [v[t] for t in sorted(v)] for r, v in per.items()} for n, per in scores.items()},
+        available=available, clusters=clusters, slices=slices, duplicates=duplicates)
+
+
+# ------------------------------------------------------------------------------------ comparing
+
+def compare_experiments(store_path: str | Path, baseline: str, candidate: str, *, target: str,
+                        guards: list[str] | tuple[str, ...] = (), min_effect: float = 0.0,
+                        margin: float = stats.DEFAULT_MARGIN, alpha: float = stats.DEFAULT_ALPHA,
+                        threshold: float = stats.DEFAULT_THRESHOLD, slice_key: str | None = None,
+                        cluster_key: str | None = None, n_resamples: int = stats.DEFAULT_RESAMPLES,
+                        seed: int | None = 0, project: str | None = None) -> Comparison:
+    """Load both experiments from the local store (read-only) and compare them."""
+    from bt_flywheel.backends.store import Store
+
+    names = [target, *[g for g in guards if g != target]]
+    if len(set(names)) != len(names):
+        raise InputError(f"--guard: a score is listed twice ({', '.join(names)})")
+    stats._iv(min_effect=min_effect, margin=margin, alpha=alpha, threshold=threshold, n_resamples=n_resamples)
+    with Store(store_path, read_only=True) as store:
+        project_id = None
+        if project:
+            project_id = store.find_project(project)
+            if project_id is None:
+                raise InputError(f"project {project!r}: not found in the local store {store_path}")
+        base = load_experiment(store, baseline, names, project_id=project_id, cluster_key=cluster_key,
+                               slice_key=slice_key)
+        cand = load_experiment(store, candidate, names, project_id=project_id, cluster_key=cluster_key,
+                               slice_key=slice_key)
+    return compare_loaded(base, cand, target=target, guards=names[1:], min_effect=min_effect, margin=margin,
+                          alpha=alpha, threshold=threshold, slice_key=slice_key, cluster_key=cluster_key,
+                          n_resamples=n_resamples, seed=seed)
+
+
+def compare_loaded(base: ExperimentScores, cand: ExperimentScores, *, target: str, guards: list[str],
+                   min_effect: float = 0.0, margin: float = stats.DEFAULT_MARGIN,
+                   alpha: float = stats.DEFAULT_ALPHA, threshold: float = stats.DEFAULT_THRESHOLD,
+                   slice_key: str | None = None, cluster_key: str | None = None,
+                   n_resamples: int = stats.DEFAULT_RESAMPLES, seed: int | None = 0) -> Comparison:
+    """Compare two loaded experiments (see :func:`compare_experiments`)."""
+    notes: list[str] = []
+    if base.id == cand.id:
+        notes.append("baseline and candidate are the same experiment")
+    for name in [target, *guards]:
+        for exp in (base, cand):
+            if name not in exp.available:
+                shown = ", ".join(sorted(exp.available)) or "(none)"
+                raise InputError(f"score {name!r}: not found in experiment {exp.name!r}",
+                                 hint=f"scores there: {shown}")
+    for key in ("dataset_id", "dataset_version", "split"):
+        b, c = base.metadata.get(key), cand.metadata.get(key)
+        if b is not None and c is not None and b != c:
+            notes.append(f"{key} differs (baseline {b!r}, candidate {c!r}); rows are paired by dataset row id")
+    for exp in (base, cand):
+        if exp.duplicates:
+            notes.append(f"experiment {exp.name!r}: {exp.duplicates} root rows repeat a (row, trial); the last one is used")
+    rng = np.random.default_rng(seed)
+    clusters = None
+    if cluster_key:
+        clusters = {**cand.clusters, **base.clusters}
+    results: list[verdict.ScoreComparison] = []
+    paired_by_score: dict[str, stats.PairedRows] = {}
+    stuck: list[str] = []
+    for name in [target, *guards]:
+        paired = stats.pair_rows(base.scores[name], cand.scores[name], clusters=clusters)
+        paired_by_score[name] = paired
+        role = "target" if name == target else "guard"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+            res = verdict.compare_paired({}, {}, paired=paired, name=name, role=role, min_effect=min_effect,
+                                       margin=margin, alpha=alpha, threshold=threshold, n_resamples=n_resamples,
+                                       rng=rng)
+        results.append(res)
+        values = np.concatenate([paired.baseline, paired.candidate])
+        if values.size and np.all(values == values[0]) and values[0] in (0.0, 1.0):
+            stuck.append(name)
+    verdict.apply_holm(results)
+    comparison = Comparison(base, cand, target, list(guards), results, alpha, min_effect, margin, threshold,
+                            n_resamples, seed=seed, cluster_key=cluster_key, slice_key=slice_key,
+                            stuck_scores=stuck, notes=notes)
+    if stuck:
+        notes.append(f"score(s) {', '.join(stuck)} are the same 0 or 1 on every row of both experiments: "
+                     "check the scorer before trusting them")
+    if slice_key:
+        comparison.slices = _slices(paired_by_score, results, {**cand.slices, **base.slices}, alpha=alpha,
+                                    margin=margin, min_effect=min_effect)
+    return comparison
+
+
+def _slices(paired_by_score: dict[str, stats.PairedRows], results: list[verdict.ScoreComparison],
+            labels: dict[str, str], *, alpha: float, margin: float, min_effect: float) -> list[SliceResult]:
+    out: list[SliceResult] = []
+    for res in results:
+        paired = paired_by_score[res.name]
+        row_labels = np.asarray([labels.get(i, _MISSING_VALUE) for i in paired.ids], dtype=object)
+        for value in sorted(set(row_labels.tolist())):
+            sub = paired.subset(row_labels == value)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+                r = verdict.compare_paired({}, {}, paired=sub, name=res.name, role=res.role, alpha=alpha,
+                                         margin=margin, min_effect=min_effect, n_resamples=0)
+            out.append(SliceResult(value, res.name, res.role, r.n, r.baseline_mean, r.candidate_mean, r.effect,
+                                   r.ci, r.p if r.p is not None else math.nan))
+    qs = stats.benjamini_hochberg([s.p for s in out]) if out else []
+    for s, q in zip(out, qs, strict=True):
+        s.q = float(q)
+    return out

@@ -1,0 +1,246 @@
+"""The loop ledger: one JSON file recording every loop and validation look (DESIGN.md §8).
+
+A loop is one candidate: an edit made against train, one validation measurement (a
+``flywheel compare`` of baseline vs candidate), and the routing decision. The ledger is how a run
+proves it did not tune on validation, and it is the only place the loop limit is counted:
+:meth:`Ledger.should_stop` returns ``"no_convergence"`` after ``max_loops`` (default 3)
+consecutive loops without a kept improvement; a kept candidate resets the count.
+
+The file (``schemas/ledger.schema.json``, contract ``bt-flywheel-ledger/v1``) is rewritten
+atomically after every change and validated on load and save, so a killed run resumes from it::
+
+    {"contract": "bt-flywheel-ledger/v1", "run_id": str | null, "target": str | null,
+     "created_at": iso, "updated_at": iso, "max_loops": 3,
+     "loops": [{"loop": 1, "recorded_at": iso, "candidate": str | null, "change": str | null,
+                "route": "agent" | "dataset" | "measurement" | "instrumentation" | "none",
+                "verdict": str | null, "kept": bool, "note": str | null,
+                "validation": {"baseline", "candidate", "target", "split", "status", "verdict",
+                               "effect", "ci", "p", "n", "guards_ok"} | null,
+                "conditions": [str], "decision": {"action", "stop", "outcome", "route", "reason"}}],
+     "summary": {"loops": int, "validation_looks": int, "kept": int,
+                 "consecutive_without_improvement": int, "stopped": str | null}}
+
+Each loop entry carries the handoff's ``loops.ledger[]`` keys (loop, kept, route, candidate,
+verdict, note), so :meth:`Ledger.handoff_entries` can be embedded in the handoff as is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from bt_flywheel.core import schemas
+from bt_flywheel.core.errors import InputError
+from bt_flywheel.core.fileio import atomic_write_json, read_json_file
+
+CONTRACT = "bt-flywheel-ledger/v1"
+DEFAULT_MAX_LOOPS = 3
+DEFAULT_PATH = ".flywheel/ledger.json"
+_SCHEMA_NAME = "ledger.schema.json"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def schema_path() -> Path:
+    """`schemas/ledger.schema.json` (see bt_flywheel.core.schemas for where schemas are found)."""
+    return schemas.schema_path(_SCHEMA_NAME)
+
+
+@lru_cache(maxsize=4)
+def _validator_for(path: str) -> Any:
+    import jsonschema
+
+    schema = json.loads(Path(path).read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _validator() -> Any:
+    return _validator_for(str(schema_path()))
+
+
+def validate_ledger(doc: Any, *, source: str = "ledger") -> None:
+    """Raise InputError naming the first violation's JSON path."""
+    errors = sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise InputError(f"{source}: {path}: {err.message}{more}")
+
+
+class Ledger:
+    """The loop ledger file. Open with :meth:`open`; every append saves atomically."""
+
+    def __init__(self, path: str | os.PathLike[str], data: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.data = data
+
+    # ------------------------------------------------------------------ open / save
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] = DEFAULT_PATH, *, max_loops: int | None = None,
+             target: str | None = None, run_id: str | None = None, create: bool = True) -> Ledger:
+        """Load the ledger at ``path`` (validated), or start a new one if it does not exist.
+
+        ``max_loops`` given for an existing ledger replaces the stored value (saved on the next
+        append)."""
+        p = Path(path)
+        if max_loops is not None and (isinstance(max_loops, bool) or not isinstance(max_loops, int) or max_loops < 1):
+            raise InputError(f"max_loops: must be an integer >= 1; got {max_loops!r}")
+        if p.exists():
+            data = read_json_file(p)
+            validate_ledger(data, source=str(p))
+            ledger = cls(p, data)
+            if max_loops is not None:
+                data["max_loops"] = max_loops
+            if target and not data.get("target"):
+                data["target"] = target
+            return ledger
+        if not create:
+            raise InputError(f"{p}: no ledger here", hint="`flywheel route decide --ledger FILE` creates one")
+        now = _now()
+        data = {"contract": CONTRACT, "run_id": run_id, "target": target, "created_at": now, "updated_at": now,
+                "max_loops": max_loops or DEFAULT_MAX_LOOPS, "loops": [], "summary": {}}
+        ledger = cls(p, data)
+        ledger._refresh_summary()
+        return ledger
+
+    def save(self) -> Path:
+        self.data["updated_at"] = _now()
+        self._refresh_summary()
+        validate_ledger(self.data, source=str(self.path))
+        return atomic_write_json(self.path, self.data)
+
+    def _refresh_summary(self) -> None:
+        self.data["summary"] = {
+            "loops": self.loop_count, "validation_looks": self.validation_looks,
+            "kept": sum(1 for e in self.loops if e["kept"]),
+            "consecutive_without_improvement": self.consecutive_without_improvement,
+            "stopped": self.should_stop() or self._last_stop(),
+        }
+
+    def _last_stop(self) -> str | None:
+        last = self.loops[-1]["decision"] if self.loops and self.loops[-1].get("decision") else None
+        return last.get("outcome") if last and last.get("stop") else None
+
+    # ------------------------------------------------------------------ counts
+
+    @property
+    def loops(self) -> list[dict[str, Any]]:
+        return self.data["loops"]
+
+    @property
+    def max_loops(self) -> int:
+        return int(self.data.get("max_loops") or DEFAULT_MAX_LOOPS)
+
+    @property
+    def target(self) -> str | None:
+        return self.data.get("target")
+
+    @property
+    def loop_count(self) -> int:
+        return len(self.loops)
+
+    @property
+    def validation_looks(self) -> int:
+        return sum(1 for e in self.loops if e.get("validation"))
+
+    @property
+    def consecutive_without_improvement(self) -> int:
+        count = 0
+        for entry in reversed(self.loops):
+            if entry["kept"]:
+                break
+            count += 1
+        return count
+
+    def should_stop(self) -> str | None:
+        """``"no_convergence"`` once ``max_loops`` consecutive loops kept nothing, else None."""
+        return "no_convergence" if self.consecutive_without_improvement >= self.max_loops else None
+
+    def looks_for(self, candidate: str | None) -> int:
+        """How many validation looks this candidate already had."""
+        return sum(1 for e in self.loops if e.get("validation") and e.get("candidate") == candidate)
+
+    def find_loop(self, candidate: str | None, comparison: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """The last loop, if it recorded this same candidate and comparison (a rerun after a crash)."""
+        if not self.loops:
+            return None
+        last = self.loops[-1]
+        if last.get("candidate") != candidate:
+            return None
+        val = last.get("validation")
+        if comparison is None:
+            return last if val is None else None
+        if val is None:
+            return None
+        same = (val.get("baseline") == comparison.get("baseline") and val.get("candidate") == comparison.get("candidate")
+                and val.get("target") == comparison.get("target"))
+        return last if same else None
+
+    # ------------------------------------------------------------------ append
+
+    def append_loop(self, *, candidate: str | None, kept: bool, change: str | None = None,
+                    change_artifact: str | None = "agent", comparison: Mapping[str, Any] | None = None,
+                    conditions: Iterable[str] = (), decision: Any = None, note: str | None = None) -> dict[str, Any]:
+        """Record one loop (and its validation look when ``comparison`` is given); saves."""
+        entry: dict[str, Any] = {
+            "loop": self.loop_count + 1,
+            "recorded_at": _now(),
+            "candidate": candidate,
+            "change": change,
+            "route": change_artifact or "none",
+            "verdict": None,
+            "kept": bool(kept),
+            "note": note,
+            "validation": _validation(comparison) if comparison is not None else None,
+            "conditions": list(conditions),
+            "decision": _decision_dict(decision),
+        }
+        if entry["validation"]:
+            entry["verdict"] = entry["validation"]["verdict"]
+        self.loops.append(entry)
+        if comparison is not None and comparison.get("target") and not self.data.get("target"):
+            self.data["target"] = comparison["target"]
+        self.save()
+        return entry
+
+    def handoff_entries(self) -> list[dict[str, Any]]:
+        """The loops in the handoff's ``loops.ledger[]`` shape."""
+        return [{"loop": e["loop"], "kept": e["kept"], "route": e["route"], "candidate": e["candidate"],
+                 "verdict": e["verdict"], "note": e["note"] or (e.get("decision") or {}).get("reason")}
+                for e in self.loops]
+
+    def to_dict(self) -> dict[str, Any]:
+        self._refresh_summary()
+        return json.loads(json.dumps(self.data))
+
+
+def _validation(comparison: Mapping[str, Any]) -> dict[str, Any]:
+    scores = comparison.get("scores") or []
+    target_name = comparison.get("target")
+    target = next((s for s in scores if s.get("name") == target_name), scores[0] if scores else {})
+    split = comparison.get("split") or ((comparison.get("experiments") or {}).get("candidate") or {}).get("split")
+    return {
+        "baseline": comparison.get("baseline"), "candidate": comparison.get("candidate"),
+        "target": target_name or target.get("name"), "split": split,
+        "status": comparison.get("status"), "verdict": target.get("verdict"),
+        "effect": target.get("effect"), "ci": target.get("ci"), "p": target.get("p"), "n": target.get("n"),
+        "guards_ok": comparison.get("guards_ok"),
+    }
+
+
+def _decision_dict(decision: Any) -> dict[str, Any] | None:
+    if decision is None:
+        return None
+    route = getattr(decision, "route", None)
+    return {"action": decision.action, "stop": decision.stop, "outcome": decision.outcome,
+            "route": route.condition if route is not None else None, "reason": decision.reason}

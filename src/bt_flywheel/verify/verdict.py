@@ -1,0 +1,287 @@
+"""One score, end to end: the verdict of DESIGN.md §8 (part of :mod:`bt_flywheel.verify.stats`).
+
+:func:`compare_paired` runs every statistic in :mod:`bt_flywheel.verify.stats` for one score and gives
+a verdict; :func:`apply_holm` corrects regression claims across scores. Import them from
+``bt_flywheel.verify.stats`` (re-exported there).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bt_flywheel.verify.stats import (
+    DEFAULT_ALPHA,
+    DEFAULT_MARGIN,
+    DEFAULT_POWER,
+    DEFAULT_RESAMPLES,
+    DEFAULT_THRESHOLD,
+    MISSING_LIMIT,
+    BootstrapResult,
+    ConfidenceInterval,
+    DegenerateDataWarning,
+    McNemarResult,
+    NonInferiorityResult,
+    PairedRows,
+    PowerResult,
+    RowRegression,
+    TostResult,
+    TTestResult,
+    _iv,
+    _nan_to_none,
+    _noninferiority_from,
+    _tost_from,
+    holm,
+    majority,
+    mcnemar_exact,
+    pair_rows,
+    paired_bootstrap,
+    paired_power,
+    required_n,
+    row_regressions,
+    ttest_differences,
+)
+
+
+@dataclass
+class ScoreComparison:
+    """Everything measured for one score; ``verdict`` as DESIGN.md §8 defines it."""
+
+    name: str
+    role: str
+    n: int
+    baseline_mean: float
+    candidate_mean: float
+    effect: float
+    ci: ConfidenceInterval
+    se: float
+    df: float
+    p: float
+    method: str
+    verdict: str
+    alpha: float
+    min_effect: float
+    margin: float
+    binary: bool
+    sd: float = math.nan
+    n_clusters: int | None = None
+    trials: dict[str, Any] = field(default_factory=dict)
+    missing: dict[str, Any] = field(default_factory=dict)
+    p_holm: float | None = None
+    bootstrap: BootstrapResult | None = None
+    mcnemar: McNemarResult | None = None
+    tost: TostResult | None = None
+    noninferiority: NonInferiorityResult | None = None
+    power: PowerResult | None = None
+    regressions: list[RowRegression] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Target: improved; guard: non-inferior."""
+        return self.verdict == ("improved" if self.role == "target" else "non_inferior")
+
+    def to_dict(self) -> dict[str, Any]:
+        f = _nan_to_none
+        out: dict[str, Any] = {
+            "name": self.name, "role": self.role, "n": self.n, "n_clusters": self.n_clusters,
+            "baseline_mean": f(self.baseline_mean), "candidate_mean": f(self.candidate_mean),
+            "effect": f(self.effect), "ci": self.ci.as_list(), "confidence_level": 1 - self.alpha,
+            "se": f(self.se), "sd": f(self.sd), "df": f(self.df), "p": f(self.p), "p_holm": f(self.p_holm),
+            "method": self.method, "verdict": self.verdict, "ok": self.ok, "binary": self.binary,
+            "alpha": self.alpha, "min_effect": self.min_effect, "margin": self.margin,
+            "trials": self.trials, "missing": self.missing,
+            "bootstrap": None, "mcnemar": None, "tost": None, "noninferiority": None, "power": None,
+            "regressions": [r.to_dict() for r in self.regressions], "notes": list(self.notes),
+        }
+        if self.bootstrap:
+            b = self.bootstrap
+            out["bootstrap"] = {"ci": b.confidence_interval.as_list(), "se": f(b.se),
+                                "n_resamples": b.n_resamples, "method": b.method}
+        if self.mcnemar:
+            m = self.mcnemar
+            out["mcnemar"] = {"lost": m.lost, "gained": m.gained, "both_pass": m.both_pass,
+                              "both_fail": m.both_fail, "ties": m.ties, "p": f(m.pvalue), "method": m.method}
+        if self.tost:
+            t = self.tost
+            out["tost"] = {"margin": t.margin, "p": f(t.pvalue), "p_lower": f(t.p_lower),
+                           "p_upper": f(t.p_upper), "equivalent": t.equivalent}
+        if self.noninferiority:
+            g = self.noninferiority
+            out["noninferiority"] = {"margin": g.margin, "lower_bound": f(g.lower_bound),
+                                     "p": f(g.pvalue), "non_inferior": g.non_inferior}
+        if self.power:
+            p = self.power
+            out["power"] = {"effect": f(p.effect), "sd": f(p.sd), "n": p.n, "power_at_n": f(p.power_at_n),
+                            "required_n": p.required_n, "target_power": p.power, "note": p.note}
+        return out
+
+
+def _power_for(res: TTestResult, sd: float, *, role: str, min_effect: float, margin: float,
+               alpha: float) -> PowerResult:
+    est, n = res.estimate, res.n
+    if role == "guard" and est > -margin:
+        effect, aim = est + margin, f"show non-inferiority (lower bound above -{margin:g})"
+    elif role == "target" and est > min_effect:
+        effect, aim = est - min_effect, f"show the effect exceeds min_effect {min_effect:g}"
+    elif est < 0:
+        effect, aim = -est, "show the regression"
+    else:
+        return PowerResult(est, sd, n, math.nan, None, DEFAULT_POWER, alpha,
+                           f"observed effect {est:+.4g} is not above min_effect {min_effect:g}; "
+                           "more rows would not show an improvement of that size")
+    if not math.isfinite(sd) or n < 2:
+        return PowerResult(effect, sd, n, math.nan, None, DEFAULT_POWER, alpha, "too few rows to estimate variance")
+    need = required_n(effect, sd, alpha=alpha)
+    now = paired_power(effect, sd, n, alpha=alpha)
+    note = (f"rows needed for 80% power to {aim} at the observed SD of row differences"
+            if need else "no feasible sample size")
+    if res.n_clusters is not None:
+        note += " (computed as if rows were independent; clustered rows need more)"
+    return PowerResult(effect, sd, n, now, need, DEFAULT_POWER, alpha, note)
+
+
+def _constant_differences(c: float, n: int, *, alpha: float, margin: float, guard: bool
+                          ) -> tuple[ConfidenceInterval, float, TostResult, NonInferiorityResult | None]:
+    """Exact answers when every row difference equals ``c`` (the t-test is undefined).
+
+    c == 0: p = 1; the share of rows that could differ is at most 1 - (α/2)^(1/n) (two-sided
+    Clopper-Pearson with 0 of n), and with scores in [0, 1] the mean effect is within ± that.
+    TOST uses the one-sided bound 1 - α^(1/n). c != 0: p is the two-sided sign test 2·0.5^n;
+    the CI is the point c when p < α and otherwise spans 0 and c.
+    """
+    if c == 0:
+        bound, one_sided = 1 - (alpha / 2) ** (1 / n), 1 - alpha ** (1 / n)
+        ci, p = ConfidenceInterval(-bound, bound), 1.0
+        equivalent = one_sided < margin
+        p_tost = (1 - margin) ** n  # P(no row differs | share of differing rows = margin)
+        tost_res = TostResult(margin, p_tost, p_tost, p_tost, alpha, equivalent)
+    else:
+        p = min(1.0, 2 * 0.5 ** n)
+        ci = ConfidenceInterval(c, c) if p < alpha else ConfidenceInterval(min(c, 0.0), max(c, 0.0))
+        tost_res = TostResult(margin, math.nan, math.nan, math.nan, alpha, False)
+    nonin = None
+    if guard:
+        nonin = NonInferiorityResult(margin, ci.low, math.nan, alpha, bool(ci.low > -margin))
+    return ci, p, tost_res, nonin
+
+
+def compare_paired(baseline: Mapping[str, Any], candidate: Mapping[str, Any], /, *, name: str = "score",
+                   role: str = "target", min_effect: float = 0.0, margin: float = DEFAULT_MARGIN,
+                   alpha: float = DEFAULT_ALPHA, threshold: float = DEFAULT_THRESHOLD,
+                   clusters: Mapping[str, Hashable] | None = None, n_resamples: int = DEFAULT_RESAMPLES,
+                   rng: Any = None, paired: PairedRows | None = None) -> ScoreComparison:
+    """Compare one score between two experiments (DESIGN.md §8) and give a verdict.
+
+    Target verdicts: ``improved`` if the (1-α) CI lower bound > ``min_effect``; ``regressed``
+    if its upper bound < 0; ``equivalent`` only if TOST within ±``margin`` passes; else
+    ``inconclusive`` (with ``power.required_n``). Guard verdicts: ``non_inferior`` if the CI
+    lower bound > -``margin``; ``regressed`` if the upper bound < 0; else ``inconclusive``.
+    ``n_resamples=0`` skips the bootstrap. Pass ``paired`` to reuse an existing pairing.
+    """
+    opts = _iv(role=role, min_effect=min_effect, margin=margin, alpha=alpha, threshold=threshold,
+               n_resamples=n_resamples, rng=rng)
+    alpha, margin, min_effect = opts["alpha"], opts["margin"], opts["min_effect"]
+    if paired is None:
+        paired = pair_rows(baseline, candidate, clusters=clusters)
+    notes: list[str] = []
+    missing = {"baseline_only": len(paired.baseline_only), "candidate_only": len(paired.candidate_only),
+               "fraction": round(paired.missing_fraction, 6), "exceeds_limit": paired.missing_exceeds_limit,
+               "limit": MISSING_LIMIT, "baseline_only_ids": paired.baseline_only[:20],
+               "candidate_only_ids": paired.candidate_only[:20]}
+    if paired.missing_exceeds_limit:
+        notes.append(f"{paired.missing_fraction:.1%} of rows are scored on one side only (> {MISSING_LIMIT:.0%}); "
+                     f"they are excluded and the verdict rests on the {paired.n} paired rows")
+    d = paired.differences
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DegenerateDataWarning)
+        res = ttest_differences(d, clusters=paired.clusters)
+    for w in caught:
+        notes.append(str(w.message))
+        warnings.warn(w.message, DegenerateDataWarning, stacklevel=2)
+    ci = res.confidence_interval(1 - alpha)
+    sd = float(np.std(d, ddof=1)) if d.size >= 2 else math.nan
+    tost_res = _tost_from(res, margin=margin, alpha=alpha)
+    nonin = _noninferiority_from(res, margin=margin, alpha=alpha) if role == "guard" else None
+    p_value, method = res.pvalue, res.method
+    if res.se == 0 and d.size >= 2 and np.all(d == d[0]):
+        ci, p_value, tost_res, nonin = _constant_differences(res.estimate, d.size, alpha=alpha, margin=margin,
+                                                             guard=role == "guard")
+        method = "exact bound (all row differences equal)"
+        notes.append(f"all {d.size} row differences equal {res.estimate:+g}; used the sign test and the "
+                     "Clopper-Pearson bound on the share of rows that could differ (scores in [0, 1])")
+    if not math.isfinite(ci.low):
+        verdict = "inconclusive"
+    elif role == "target":
+        if ci.low > min_effect:
+            verdict = "improved"
+        elif ci.high < 0:
+            verdict = "regressed"
+        elif tost_res.equivalent:
+            verdict = "equivalent"
+        else:
+            verdict = "inconclusive"
+    else:
+        verdict = "non_inferior" if nonin and nonin.non_inferior else ("regressed" if ci.high < 0 else "inconclusive")
+    mcn = None
+    if paired.binary and paired.n:
+        mcn = mcnemar_exact(majority(paired.baseline), majority(paired.candidate))
+    boot = None
+    if opts["n_resamples"] and paired.n >= 2:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DegenerateDataWarning)
+            boot = paired_bootstrap(d, n_resamples=opts["n_resamples"], confidence_level=1 - alpha,
+                                    rng=opts["rng"], clusters=paired.clusters)
+    power = (_power_for(res, sd, role=role, min_effect=min_effect, margin=margin, alpha=alpha)
+             if verdict == "inconclusive" else None)
+    trials = {"baseline": _trial_summary(paired.baseline_trials), "candidate": _trial_summary(paired.candidate_trials)}
+    return ScoreComparison(
+        name=name, role=role, n=paired.n,
+        baseline_mean=float(paired.baseline.mean()) if paired.n else math.nan,
+        candidate_mean=float(paired.candidate.mean()) if paired.n else math.nan,
+        effect=res.estimate, ci=ci, se=res.se, df=res.df, p=p_value, method=method, verdict=verdict,
+        alpha=alpha, min_effect=min_effect, margin=margin, binary=paired.binary, sd=sd, n_clusters=res.n_clusters,
+        trials=trials, missing=missing, bootstrap=boot, mcnemar=mcn, tost=tost_res, noninferiority=nonin,
+        power=power, regressions=row_regressions(paired, threshold=opts["threshold"]), notes=notes,
+    )
+
+
+def _trial_summary(counts: np.ndarray) -> dict[str, Any]:
+    if counts.size == 0:
+        return {"min": None, "max": None}
+    return {"min": int(counts.min()), "max": int(counts.max())}
+
+
+def apply_holm(results: Sequence[ScoreComparison], /) -> None:
+    """Set ``p_holm`` on each result (Holm across the scores) and downgrade a ``regressed``
+    verdict whose Holm-adjusted p is not below α to ``inconclusive`` (a regression claim
+    across several scores must survive the correction)."""
+    adjusted = holm([r.p if math.isfinite(r.p) else math.nan for r in results])
+    for r, adj in zip(results, adjusted, strict=True):
+        r.p_holm = float(adj) if math.isfinite(adj) else None
+        if r.verdict == "regressed" and len(results) > 1 and not (r.p_holm is not None and r.p_holm < r.alpha):
+            r.verdict = "inconclusive"
+            r.notes.append(f"CI excludes 0 but the Holm-adjusted p ({adj:.3g}) across {len(results)} scores "
+                           f"is not below alpha {r.alpha:g}; no regression is claimed")
+            if r.power is None:
+                res = TTestResult(r.effect, r.se, r.df, math.nan, r.p, r.n, 0.0, r.n_clusters, r.method)
+                r.power = _power_for(res, r.sd, role=r.role, min_effect=r.min_effect, margin=r.margin,
+                                     alpha=r.alpha)
+
+
+def decision_status(target_verdict: str | None, guard_verdicts: Sequence[str] = ()) -> str:
+    """The one keep rule (DESIGN.md §8), shared by `compare` and the handoff: `passed` when the
+    target improved and every guard is non-inferior; `failed` when the target regressed or a guard
+    could not be shown non-inferior; `inconclusive` otherwise (including a target shown equivalent
+    with the guards holding: nothing to keep, nothing broken)."""
+    guards_ok = all(v == "non_inferior" for v in guard_verdicts)
+    if target_verdict == "improved" and guards_ok:
+        return "passed"
+    if target_verdict == "regressed" or not guards_ok:
+        return "failed"
+    return "inconclusive"
