@@ -87,7 +87,7 @@ def run_query(store_path: str | Path | Store, query: str, *, project: str | None
             raise BackendError(f"{path}: cannot open the local store ({text.splitlines()[0]})") from None
     try:
         translation = translate(query, _resolver(con, project), project=project,
-                                force_ignore_linter=force_ignore_linter)
+                                force_ignore_linter=force_ignore_linter, absent_columns=_absent_columns(con))
         try:
             cursor = con.execute(translation.sql)
             description = cursor.description or []
@@ -97,6 +97,13 @@ def run_query(store_path: str | Path | Store, query: str, *, project: str | None
     finally:
         con.close()
     return _result(description, values, translation.sql)
+
+
+def _absent_columns(con: Any) -> frozenset[str]:
+    """Topics columns a store made before they existed lacks (opened read-only, not migrated)."""
+    present = {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'spans'").fetchall()}
+    return frozenset(c for c in ("facets", "classifications") if c not in present)
 
 
 def _duck_message(exc: Exception) -> str:

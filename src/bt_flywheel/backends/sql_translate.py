@@ -38,7 +38,7 @@ LINT_HINT = "add e.g. `created >= NOW() - INTERVAL 7 day`, or rerun with --force
 
 SOURCE_FUNCTIONS = ("project_logs", "experiment", "dataset")
 JSON_COLUMNS = frozenset({"input", "output", "expected", "metadata", "scores", "metrics", "span_attributes",
-                          "tags", "error", "origin", "span_parents", "context"})
+                          "tags", "error", "origin", "span_parents", "context", "facets", "classifications"})
 SCALAR_COLUMNS = frozenset({"id", "span_id", "root_span_id", "is_root", "created", "_xact_id",
                             "_pagination_key", "project_id", "experiment_id", "dataset_id", "log_id"})
 BASE_COLUMNS = JSON_COLUMNS | SCALAR_COLUMNS
@@ -65,7 +65,10 @@ def _search(args: list[exp.Expression]) -> exp.Expression:
 
 
 class BraintrustSQL(DuckDB):
-    """DuckDB's grammar plus Braintrust's `MATCH` operator and one-argument `search()`."""
+    """DuckDB's grammar plus Braintrust's `MATCH` operator and one-argument `search()`.
+    Array subscripts are 0-based as in Braintrust (`classifications.Task[0].label`)."""
+
+    INDEX_OFFSET = 0
 
     class Tokenizer(DuckDB.Tokenizer):
         KEYWORDS = {**DuckDB.Tokenizer.KEYWORDS, "MATCH": TokenType.MATCH}
@@ -135,14 +138,16 @@ def _func_name(node: exp.Func) -> str:
 
 
 def translate(query: str, resolve: Resolver, *, project: str | None = None,
-              force_ignore_linter: bool = False) -> Translation:
-    """Braintrust SQL -> DuckDB SQL over the store's tables (see module docstring)."""
+              force_ignore_linter: bool = False, absent_columns: frozenset[str] = frozenset()) -> Translation:
+    """Braintrust SQL -> DuckDB SQL over the store's tables (see module docstring).
+
+    `absent_columns`: store columns an older, not yet migrated store lacks; they read as NULL."""
     tree = parse_one_select(query)
     sources = _collect_sources(tree, project)
     if not force_ignore_linter:
         lint(tree)
     for select in list(tree.find_all(exp.Select)):
-        _rewrite_select(select, resolve)
+        _rewrite_select(select, resolve, absent_columns)
     return Translation(sql=tree.sql(dialect="duckdb"), sources=sources)
 
 
@@ -248,7 +253,7 @@ def _has_bound(node: exp.Expression, aliases: set[str]) -> bool:
 
 # rewriting ---------------------------------------------------------------------------------
 
-def _rewrite_select(select: exp.Select, resolve: Resolver) -> None:
+def _rewrite_select(select: exp.Select, resolve: Resolver, absent: frozenset[str]) -> None:
     tables = [t for t in _own_tables(select) if t.meta.get("bt_source")]
     aliases = {t.alias for t in tables if t.alias}
     group_keys = _group_keys(select, aliases)
@@ -260,8 +265,8 @@ def _rewrite_select(select: exp.Select, resolve: Resolver) -> None:
         if _owner(node) is select:
             node.replace(_match_expr(node, aliases, group_keys))
     _rewrite_order(select, aliases, group_keys)
-    for node in list(select.find_all(exp.Column, exp.Dot)):
-        if _owner(node) is not select or isinstance(node.parent, exp.Dot) or node.parent is None:
+    for node in list(select.find_all(*_PATH_NODES)):
+        if _owner(node) is not select or node.parent is None or _inside_path(node):
             continue
         path = _path_parts(node, aliases)
         if path is None:
@@ -279,7 +284,7 @@ def _rewrite_select(select: exp.Select, resolve: Resolver) -> None:
     for table in tables:
         ref: SourceRef = table.meta["bt_source"]
         condition = where.this.copy() if (where is not None and ref.shape == "traces") else None
-        table.replace(_source_subquery(ref, resolve(ref.kind, ref.refs), condition, table.alias or "t"))
+        table.replace(_source_subquery(ref, resolve(ref.kind, ref.refs), condition, table.alias or "t", absent))
     if traces and where is not None:
         select.set("where", None)
 
@@ -291,14 +296,35 @@ def _owner(node: exp.Expression) -> exp.Select | None:
     return parent
 
 
+_PATH_NODES = (exp.Column, exp.Dot, exp.Bracket)
+
+
+def _inside_path(node: exp.Expression) -> bool:
+    """True for the inner part of a longer path (`a.b` inside `a.b.c` or `a.b[0]`)."""
+    parent = node.parent
+    return isinstance(parent, exp.Dot) or (isinstance(parent, exp.Bracket) and parent.this is node)
+
+
+def _subscript(node: exp.Bracket) -> str | None:
+    """The key of `x[0]` / `x['key']` as a JSON pointer segment, or None if not a constant."""
+    if len(node.expressions) != 1:
+        return None
+    index = node.expressions[0]
+    if isinstance(index, exp.Literal):
+        return index.this if index.is_string else str(int(index.this)) if index.this.isdigit() else None
+    return None
+
+
 def _path_parts(node: exp.Expression, aliases: set[str]) -> tuple[str, ...] | None:
     parts: list[str] = []
     cur = node
     trailing: list[str] = []
-    while isinstance(cur, exp.Dot):
-        if not isinstance(cur.expression, exp.Identifier):
+    while isinstance(cur, exp.Dot | exp.Bracket):
+        segment = (cur.expression.this if isinstance(cur, exp.Dot) and isinstance(cur.expression, exp.Identifier)
+                   else _subscript(cur) if isinstance(cur, exp.Bracket) else None)
+        if segment is None:
             return None
-        trailing.insert(0, cur.expression.this)
+        trailing.insert(0, segment)
         cur = cur.this
     if not isinstance(cur, exp.Column) or isinstance(cur.this, exp.Star):
         return None
@@ -335,7 +361,7 @@ def _group_keys(select: exp.Select, aliases: set[str]) -> set[tuple[str, ...]]:
                 target = items[index].this if isinstance(items[index], exp.Alias) else items[index]
         elif isinstance(expr, exp.Column) and not expr.table and expr.name in by_alias:
             target = by_alias[expr.name]
-        if isinstance(target, exp.Column | exp.Dot):
+        if isinstance(target, _PATH_NODES):
             path = _path_parts(target, aliases)
             if path and len(path) > 1:
                 keys.add(path)
@@ -371,7 +397,7 @@ def _is_numeric(node: exp.Expression) -> bool:
         return True
     if isinstance(node, (*_NUMERIC_AGGS, exp.Count)):
         return True
-    if isinstance(node, exp.Column | exp.Dot):
+    if isinstance(node, _PATH_NODES):
         parts = _path_parts(node, set())
         return bool(parts) and parts[0] in _NUMERIC_ROOTS and len(parts) > 1
     return False
@@ -433,7 +459,7 @@ def _rewrite_order(select: exp.Select, aliases: set[str], group_keys: set[tuple[
     keys: list[exp.Expression] = []
     for ordered in order.expressions:
         target = ordered.this
-        path = _path_parts(target, aliases) if isinstance(target, exp.Column | exp.Dot) else None
+        path = _path_parts(target, aliases) if isinstance(target, _PATH_NODES) else None
         if not path or len(path) < 2:
             keys.append(ordered)
             continue
@@ -487,7 +513,7 @@ def _search_expr(node: exp.Anonymous) -> exp.Expression:
 
 def _match_expr(node: BtMatch, aliases: set[str], group_keys: set[tuple[str, ...]]) -> exp.Expression:
     left = node.left
-    if isinstance(left, exp.Column | exp.Dot):
+    if isinstance(left, _PATH_NODES):
         path = _path_parts(left, aliases)
         if path and len(path) > 1:
             left = _path_expr(path, "json", False)
@@ -503,10 +529,11 @@ def _quote(value: str) -> str:
 
 
 _ID_COLUMNS = ("experiment_id", "dataset_id", "log_id")
+_TOPICS_COLUMNS = ("facets", "classifications")
 
 
 def _source_subquery(ref: SourceRef, object_ids: list[str], traces_filter: exp.Expression | None,
-                     alias: str) -> exp.Expression:
+                     alias: str, absent: frozenset[str] = frozenset()) -> exp.Expression:
     object_type = ref.kind
     ids = ", ".join(_quote(i) for i in object_ids)
     if object_type == "project_logs":
@@ -517,9 +544,11 @@ def _source_subquery(ref: SourceRef, object_ids: list[str], traces_filter: exp.E
                    "AND o.id = spans.object_id)")
         own = {f"{object_type}_id": "object_id"}
     ids_sql = ", ".join(f"{own.get(c, 'NULL::VARCHAR')} AS {c}" for c in _ID_COLUMNS)
+    topics = ", ".join(f"NULL::JSON AS {c}" if c in absent else c for c in _TOPICS_COLUMNS)
     base = (f"SELECT id, span_id, root_span_id, span_parents, is_root, created, _xact_id, "
             f"lpad(CAST(_xact_id AS VARCHAR), 20, '0') AS _pagination_key, input, output, expected, metadata, "
-            f"scores, metrics, span_attributes, tags, error, origin, json_extract(extra, '/context') AS context, "
+            f"scores, metrics, span_attributes, tags, error, origin, {topics}, "
+            f"json_extract(extra, '/context') AS context, "
             f"{project} AS project_id, {ids_sql}, extra AS {EXTRA_COLUMN} "
             f"FROM spans WHERE object_type = {_quote(object_type)} AND object_id IN ({ids})")
     if traces_filter is not None:

@@ -7,6 +7,10 @@ Tables
   spans(object_type, object_id, id, <Braintrust row columns>, extra)
     object_type is 'project_logs' (object_id = project id), 'experiment' or 'dataset'.
     JSON-valued columns are stored as DuckDB JSON; unknown row keys are kept in `extra`.
+    `facets` (facet name -> summary text) and `classifications` (name -> list of
+    {"id", "label", "score"|"distance", ...}) are Braintrust Topics' columns on log rows: NULL
+    unless a row (or the Topics step) sets them. Stores made before they existed gain them on
+    their next writable open (`MIGRATIONS`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from bt_flywheel.core.errors import BackendError, InputError, StoreBusy
 _LIVE_STAGES: set[Path] = set()  # staging folders of this process's running bulk loads
 OBJECT_TYPES = ("project_logs", "experiment", "dataset")
 JSON_COLUMNS = ("span_parents", "input", "output", "expected", "metadata", "scores", "metrics",
-                "span_attributes", "tags", "error", "origin")
+                "span_attributes", "tags", "error", "origin", "facets", "classifications")
+TOPICS_COLUMNS = ("facets", "classifications")   # left out of a row read back when NULL
 ROW_COLUMNS = ("id", "span_id", "root_span_id", "span_parents", "is_root", "created", "_xact_id",
                *JSON_COLUMNS[1:])
 _LOCAL_NAMESPACE = uuid.UUID("6f1d2c1e-5b0a-4c53-9a39-0f1e5c1b7a10")
@@ -49,8 +54,14 @@ CREATE TABLE IF NOT EXISTS spans (
   created TIMESTAMPTZ, _xact_id BIGINT,
   input JSON, output JSON, expected JSON, metadata JSON, scores JSON, metrics JSON,
   span_attributes JSON, tags JSON, error JSON, origin JSON, extra JSON,
+  facets JSON, classifications JSON,
   PRIMARY KEY (object_type, object_id, id)
 );
+"""
+# Columns added after the first release; applied on every writable open (idempotent).
+MIGRATIONS = """
+ALTER TABLE spans ADD COLUMN IF NOT EXISTS facets JSON;
+ALTER TABLE spans ADD COLUMN IF NOT EXISTS classifications JSON;
 """
 
 
@@ -94,6 +105,7 @@ class Store:
         self.con.execute("SET enable_progress_bar = false")
         if not read_only:
             self.con.execute(SCHEMA)
+            self.con.execute(MIGRATIONS)
             self._remove_stale_stages()
 
     @property
@@ -247,7 +259,7 @@ class Store:
 
 _RECORD_COLUMNS = ("id", "span_id", "root_span_id", "span_parents", "is_root", "created", "_xact_id",
                    "input", "output", "expected", "metadata", "scores", "metrics", "span_attributes",
-                   "tags", "error", "origin", "extra")
+                   "tags", "error", "origin", "extra", "facets", "classifications")
 _INSERT_SQL = (f"INSERT INTO spans (object_type, object_id, {', '.join(_RECORD_COLUMNS)}) "
                f"VALUES (?, ?, {', '.join('?' for _ in _RECORD_COLUMNS)})")
 _KNOWN_KEYS = frozenset(_RECORD_COLUMNS) - {"extra"}
@@ -332,6 +344,8 @@ def record_to_row(record: dict[str, Any]) -> dict[str, Any]:
             continue
         if key in JSON_COLUMNS and isinstance(value, str):
             value = json.loads(value)
+        if key in TOPICS_COLUMNS and value is None:
+            continue
         if key == "created" and isinstance(value, datetime):
             value = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
         row[key] = value
