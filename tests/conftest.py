@@ -19,6 +19,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in list(os.environ):
         if name.startswith(_CLEARED_PREFIXES) or name in {"CI"}:
             monkeypatch.delenv(name, raising=False)
+    # an unexpected exception in a command is a bug: show its traceback instead of exit 70
+    monkeypatch.setenv("FLYWHEEL_RAISE_ERRORS", "1")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

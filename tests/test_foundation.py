@@ -3,6 +3,7 @@ and the entry scripts the README and CI point at."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -87,8 +88,9 @@ def test_unexpected_error_is_one_line_without_traceback(run_cli, monkeypatch: py
         raise RuntimeError("kaboom\nsecond line")
 
     monkeypatch.setattr(orient_module, "orient", broken)
+    monkeypatch.delenv("FLYWHEEL_RAISE_ERRORS")
     code, out, err = run_cli("orient", "--json")
-    assert code == 3
+    assert code == 70  # EX_SOFTWARE: a bug, distinct from bad input (2) and a backend failure (3)
     assert out == ""
     assert err == "error: internal error: RuntimeError: kaboom second line (rerun with --debug)\n"
     with pytest.raises(RuntimeError):
@@ -167,3 +169,41 @@ def test_read_jsonl_objects_names_file_line_and_field(tmp_path: Path) -> None:
         fileio.read_jsonl_objects(rows, allow_array=True)
     with pytest.raises(InputError, match=r"missing\.jsonl: dataset rows file not found"):
         fileio.read_jsonl_objects(tmp_path / "missing.jsonl", what="dataset rows")
+
+
+def _leaf_parsers() -> dict[str, argparse.ArgumentParser]:
+    from bt_flywheel.cli import build_parser
+
+    leaves: dict[str, argparse.ArgumentParser] = {}
+
+    def walk(parser: argparse.ArgumentParser, name: str) -> None:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            leaves[name] = parser
+        for action in subs:
+            for child_name, child in action.choices.items():
+                walk(child, f"{name} {child_name}".strip())
+
+    walk(build_parser(), "")
+    return leaves
+
+
+def test_every_command_has_the_same_output_options() -> None:
+    """One CLI vocabulary: --json and --quiet everywhere; --out is a FILE, --out-dir a DIR."""
+    leaves = _leaf_parsers()
+    assert {"sql", "compare", "curate", "demo", "gate", "handoff build", "route decide"} <= set(leaves)
+    for name, parser in leaves.items():
+        flags = {s: a for a in parser._actions for s in a.option_strings}
+        assert "--json" in flags and "--quiet" in flags, f"`flywheel {name}` lacks --json or --quiet"
+        if "--out-dir" in flags:
+            assert flags["--out-dir"].metavar == "DIR", name
+        elif "--out" in flags:
+            assert flags["--out"].metavar and "DIR" not in flags["--out"].metavar, name
+            assert "director" not in (flags["--out"].help or ""), f"`flywheel {name} --out` names a directory"
+
+
+def test_quiet_silences_progress(run_cli, tmp_path: Path) -> None:
+    code, out, err = run_cli("synth", "--spans", "5", "--out", "s.jsonl", "--quiet")
+    assert code == 0 and out.startswith("wrote 5 spans")
+    code, out, err = run_cli("ingest", "s.jsonl", "--project", "p", "--quiet", "--json")
+    assert code == 0 and err == "" and json.loads(out)["rows"] == 5

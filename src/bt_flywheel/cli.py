@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 
 from bt_flywheel import __version__, commands
-from bt_flywheel.core.errors import FlywheelError
+from bt_flywheel.core.errors import INTERNAL_ERROR_EXIT, FlywheelError
+from bt_flywheel.core.output import set_quiet
 from bt_flywheel.core.redact import redact
 
 
@@ -56,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False) or os.environ.get("FLYWHEEL_DEBUG") == "1"
+    was_quiet = set_quiet(getattr(args, "quiet", False))
     try:
         code = args.handler(args)
     except FlywheelError as exc:
@@ -68,12 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # an unexpected bug: one line unless --debug
-        if debug:
+    except Exception as exc:  # an unexpected bug: one line unless --debug (tests set FLYWHEEL_RAISE_ERRORS)
+        if debug or os.environ.get("FLYWHEEL_RAISE_ERRORS") == "1":
             raise
         first = redact(" ".join(str(exc).split()))[:300]
         sys.stderr.write(f"error: internal error: {type(exc).__name__}: {first} (rerun with --debug)\n")
-        return 3
+        return INTERNAL_ERROR_EXIT
+    finally:
+        set_quiet(was_quiet)
     return int(code or 0)
 
 

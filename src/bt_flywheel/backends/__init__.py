@@ -1,0 +1,1 @@
+"""Where traces live: the local DuckDB store and Braintrust (SQL, ingest, HTTP)."""

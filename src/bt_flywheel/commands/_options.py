@@ -32,20 +32,39 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     return load_settings(flags, env_file=getattr(args, "env_file", None))
 
 
-def add_output_args(parser: argparse.ArgumentParser, *, csv: bool = True, jsonl: bool = True) -> None:
+def add_output_args(parser: argparse.ArgumentParser, *, csv: bool = False, jsonl: bool = False,
+                    json_help: str = "print JSON instead of text") -> None:
+    """The output options every command has: `--json` (and, for row output, `--jsonl`/`--csv`) and
+    `--quiet` (no progress on stderr; `--silent` is the same flag under its older name).
+
+    `args.json` is true when JSON was asked for; `args.output` is one of text, json, jsonl, csv.
+    """
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--json", dest="output", action="store_const", const="json", help="print JSON")
+    group.add_argument("--json", dest="output", action="store_const", const="json", help=json_help)
     if jsonl:
         group.add_argument("--jsonl", dest="output", action="store_const", const="jsonl", help="print JSON lines")
     if csv:
         group.add_argument("--csv", dest="output", action="store_const", const="csv", help="print CSV")
-    parser.set_defaults(output="table")
+    parser.add_argument("--quiet", "-q", "--silent", dest="quiet", action="store_true",
+                        help="no progress lines on stderr")
+    parser.set_defaults(output="text", handler_output=True)
+
+
+def add_out_dir(parser: argparse.ArgumentParser, help: str, *, required: bool = False,
+                default: str | None = None) -> None:
+    """`--out-dir DIR`: always a directory. `--out` is still accepted here as its older spelling."""
+    parser.add_argument("--out-dir", "--out", dest="out_dir", metavar="DIR", required=required, default=default,
+                        help=help)
+
+
+def wants_json(args: argparse.Namespace) -> bool:
+    return getattr(args, "output", None) == "json"
 
 
 def emit_rows(args: argparse.Namespace, rows: list[dict[str, Any]], *, document: Any = None,
               columns: list[str] | None = None) -> None:
     """Print rows in the chosen format; `document` is what --json prints (default: the rows)."""
-    output = getattr(args, "output", "table")
+    output = getattr(args, "output", "text")
     if output == "json":
         print_json(rows if document is None else document)
     elif output == "jsonl":

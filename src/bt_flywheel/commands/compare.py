@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bt_flywheel.commands._options import add_settings_args, settings_from_args
+from bt_flywheel.commands._options import add_output_args, add_settings_args, settings_from_args, wants_json
 from bt_flywheel.core.output import print_json, print_table
 from bt_flywheel.core.redact import redact
 
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="bootstrap resamples for the cross-check (default 10000; 0 skips it)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--out", metavar="FILE", help="also write the JSON result to FILE (atomically)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    add_output_args(parser, json_help="print JSON instead of tables")
     add_settings_args(parser, backend=False)
     parser.set_defaults(handler=run)
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     doc = comparison.to_dict()
     if args.out:
         atomic_write_json(args.out, doc)
-    if args.json:
+    if wants_json(args):
         print_json(doc)
     else:
         print_report(doc)

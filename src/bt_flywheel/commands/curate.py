@@ -6,7 +6,13 @@ import argparse
 import sys
 from typing import Any
 
-from bt_flywheel.commands._options import add_settings_args, settings_from_args
+from bt_flywheel.commands._options import (
+    add_out_dir,
+    add_output_args,
+    add_settings_args,
+    settings_from_args,
+    wants_json,
+)
 from bt_flywheel.core.output import format_table, print_json, print_line, status
 
 
@@ -44,13 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     lab.add_argument("--label-score", help="score: the score to threshold (default --score)")
     lab.add_argument("--threshold", type=float, default=0.5, help="score: pass when score >= T (default 0.5)")
     out = parser.add_argument_group("output")
-    out.add_argument("--out", required=True, help="directory for dataset_rows.jsonl, summary.json, ...")
+    add_out_dir(out, "directory for dataset_rows.jsonl, summary.json, ...", required=True)
     out.add_argument("--dataset", help="upsert labeled rows into this dataset (by stable id)")
     out.add_argument("--dataset-project", help="project of the dataset (default --project)")
     out.add_argument("--dry-run", action="store_true", help="print the plan (insert/update/unchanged), write no dataset")
     out.add_argument("--yes", "-y", action="store_true", help="do not ask before writing the dataset")
     out.add_argument("--mode", choices=["autonomous", "interactive"], help="force a mode (DESIGN.md §6)")
-    out.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_output_args(out, json_help="print the summary as JSON")
     add_settings_args(parser)
     parser.set_defaults(handler=run)
 
@@ -82,12 +88,12 @@ def run(args: argparse.Namespace) -> int:
     if args.labeler:
         labeler = make_labeler(
             args.labeler, rubric=rubric, model=args.model, fallback_model=args.fallback_model,
-            concurrency=args.concurrency, cache_path=f"{args.out}/{CACHE_FILE}", labels_path=args.labels,
+            concurrency=args.concurrency, cache_path=f"{args.out_dir}/{CACHE_FILE}", labels_path=args.labels,
             label_field=args.label_field, score=args.label_score or args.score, threshold=args.threshold,
             base_url=settings.openai_base_url, api_key=settings.openai_api_key, max_retries=args.max_retries,
             facet_context=facet_context)
     options = CurateOptions(
-        project=settings.project, out_dir=args.out, strategy=strategy, store_path=settings.store,
+        project=settings.project, out_dir=args.out_dir, strategy=strategy, store_path=settings.store,
         score=args.score, lo=args.lo, hi=args.hi, facets_path=args.facets, per_bucket=args.per_bucket,
         window_days=settings.window_days, where=args.where, trace_ids=args.trace_id, seed=args.seed,
         validation_fraction=args.validation_fraction, from_rows=args.from_rows, dataset=args.dataset,
@@ -102,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     confirm = None if (args.yes or mode.autonomous) else _ask
     progress = Progress("labeling") if args.labeler == "llm" else None
     summary = curate(options, labeler=labeler, runner=runner, confirm=confirm, remote=remote, progress=progress)
-    if args.json:
+    if wants_json(args):
         print_json(summary)
     else:
         _print_summary(summary)

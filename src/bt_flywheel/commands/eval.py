@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from bt_flywheel.commands._options import add_settings_args, settings_from_args
+from bt_flywheel.commands._options import add_output_args, add_settings_args, settings_from_args, wants_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,8 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="concurrent (row, trial) tasks (default: the Eval's, else 16)")
     parser.add_argument("--name", help="experiment name (a suffix is added if it exists)")
     parser.add_argument("--eval", dest="eval_name", metavar="EVAL", help="run only this Eval of a file with several")
-    parser.add_argument("--silent", action="store_true", help="no progress on stderr")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_output_args(parser, json_help="print the result as JSON")
     add_settings_args(parser)
     parser.set_defaults(handler=run)
 
@@ -38,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
     results = run_evals(
         args.source, split=args.split, first=args.first, trials=args.trials,
         max_concurrency=args.max_concurrency, name=args.name, project=args.project,
-        store=settings.store, remote=remote, settings=settings, eval_name=args.eval_name, silent=args.silent,
+        store=settings.store, remote=remote, settings=settings, eval_name=args.eval_name, silent=args.quiet,
     )
-    if args.json:
+    if wants_json(args):
         print_json(results[0].as_dict() if len(results) == 1 else [r.as_dict() for r in results])
     else:
         for result in results:

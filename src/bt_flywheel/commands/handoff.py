@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bt_flywheel.commands._options import add_settings_args
+from bt_flywheel.commands._options import add_out_dir, add_output_args, add_settings_args, wants_json
+from bt_flywheel.core.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,8 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(idempotency keys, time order, unique ids, no secrets). Prints every violation "
                     "with its JSON path. Exit 0 valid, 2 invalid, missing or unparseable.")
     validate.add_argument("file", help="the handoff JSON file")
-    validate.add_argument("--json", action="store_true",
-                          help="print {file, valid, violations: [{path, message}]} instead of lines")
+    add_output_args(validate, json_help="print {file, valid, violations: [{path, message}]} instead of lines")
     validate.add_argument("--env-file", help="also treat secrets in this .env file as forbidden values")
     validate.set_defaults(handler=run_validate)
 
@@ -31,8 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Render the narrative (what we looked at, what we found, what we changed, how we "
                     "know, what next) from a valid handoff. Deterministic: same JSON, same bytes.")
     render.add_argument("file", help="the handoff JSON file")
-    render.add_argument("--out", help="write the narrative here (atomically) instead of stdout")
+    render.add_argument("--out", metavar="FILE", help="write the narrative here (atomically) instead of stdout")
     render.add_argument("--env-file", help="also redact secrets from this .env file")
+    add_output_args(render, json_help="print {file, narrative} (the narrative text, or the path written with --out)")
     render.set_defaults(handler=run_render)
 
     build = actions.add_parser(
@@ -51,9 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--comparison", metavar="COMPARE.json",
                        help="the output of `flywheel compare --json` / --out (the verification numbers)")
     build.add_argument("--ledger", metavar="LEDGER.json", help="the loop ledger (loops and their count)")
-    build.add_argument("--out", metavar="DIR", default=".", help="where to write the handoff (default: .)")
-    build.add_argument("--json", action="store_true",
-                       help="print {summary, narrative, written, outcome, verification_status, artifacts}")
+    add_out_dir(build, "where to write the handoff (default: .)", default=".")
+    add_output_args(build, json_help="print {summary, narrative, written, outcome, verification_status, artifacts}")
     add_settings_args(build, backend=False)
     build.set_defaults(handler=run_build)
 
@@ -79,7 +79,7 @@ def run_validate(args: argparse.Namespace) -> int:
     register_known_secrets(args.env_file)
     doc = read_json_file(args.file)
     violations = validate_handoff(doc)
-    if args.json:
+    if wants_json(args):
         print_json({"file": args.file, "valid": not violations,
                     "violations": [{"path": v.path, "message": v.message} for v in violations]})
     elif not violations:
@@ -88,15 +88,17 @@ def run_validate(args: argparse.Namespace) -> int:
         for violation in violations:
             print(redact(f"{args.file}: {violation}"))
     if violations:
-        sys.stderr.write(redact(f"error: {args.file}: invalid handoff: {len(violations)} "
-                                f"violation{'s' if len(violations) != 1 else ''}\n"))
-        return 2
+        raise InputError(f"{args.file}: invalid handoff: {_count(violations)}")
     return 0
+
+
+def _count(violations: list) -> str:
+    return f"{len(violations)} violation{'s' if len(violations) != 1 else ''}"
 
 
 def run_render(args: argparse.Namespace) -> int:
     from bt_flywheel.core.fileio import atomic_write_text
-    from bt_flywheel.core.output import status
+    from bt_flywheel.core.output import print_json, status
     from bt_flywheel.core.redact import redact
     from bt_flywheel.handoff.contract import load_handoff
     from bt_flywheel.handoff.narrative import render_narrative
@@ -106,7 +108,9 @@ def run_render(args: argparse.Namespace) -> int:
     if args.out:
         atomic_write_text(args.out, text)
         status(f"wrote {args.out}")
-    else:
+    if wants_json(args):
+        print_json({"file": args.file, "narrative": args.out or text, "written": bool(args.out)})
+    elif not args.out:
         sys.stdout.write(redact(text))
     return 0
 
@@ -120,21 +124,18 @@ def run_build(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     try:
         result = build_from_draft(args.draft, orient=args.orient, comparison=args.comparison, ledger=args.ledger,
-                                  store=args.store, out_dir=args.out, settings=settings)
+                                  store=args.store, out_dir=args.out_dir, settings=settings)
     except HandoffInvalid as exc:
-        if args.json:
+        if wants_json(args):
             print_json({"file": args.draft, "valid": False,
                         "violations": [{"path": v.path, "message": v.message} for v in exc.violations]})
         else:
             for violation in exc.violations:
-                sys.stderr.write(redact(f"{exc.source}: {violation}\n"))
-        count = len(exc.violations)
-        sys.stderr.write(redact(f"error: {exc.source}: {count} violation{'s' if count != 1 else ''}; "
-                                "nothing written\n"))
-        return 2
+                status(f"{exc.source}: {violation}")
+        raise InputError(f"{exc.source}: {_count(exc.violations)}; nothing written") from None
     for note in result.notes:
         status(note)
-    if args.json:
+    if wants_json(args):
         print_json(result.to_dict())
     else:
         for path in (result.paths.summary, result.paths.narrative, *result.written):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bt_flywheel.commands._options import add_settings_args, settings_from_args
+from bt_flywheel.commands._options import add_output_args, add_settings_args, settings_from_args, wants_json
 from bt_flywheel.core.output import print_json, print_line, status
 
 
@@ -20,8 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--experiment", metavar="NAME", help="load plain files as this experiment")
     target.add_argument("--dataset", metavar="NAME", help="load plain files as this dataset")
-    parser.add_argument("--json", action="store_true", help="print the counts as JSON")
-    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_output_args(parser, json_help="print the counts as JSON")
     add_settings_args(parser, backend=False)
     parser.set_defaults(handler=run_ingest)
 
@@ -33,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument("--days", type=int, default=30, help="spread `created` over this many days (default 30)")
     synth.add_argument("--now", help="ISO timestamp the data ends at (default: the current UTC hour)")
-    synth.add_argument("--out", required=True, help="output file (.jsonl or .jsonl.gz)")
+    synth.add_argument("--out", required=True, metavar="FILE", help="output file (.jsonl or .jsonl.gz)")
+    add_output_args(synth, json_help="print {file, spans} instead of the line")
     synth.set_defaults(handler=run_synth)
 
 
@@ -56,9 +56,9 @@ def run_ingest(args: argparse.Namespace) -> int:
     with Store(settings.store) as store:
         result = ingest(store, args.path, project=settings.project, skip_bad=args.skip_bad,
                         experiment=args.experiment, dataset=args.dataset,
-                        on_bad=None if args.json else (lambda m: status(f"skipped: {m}")),
+                        on_bad=None if wants_json(args) else (lambda m: status(f"skipped: {m}")),
                         on_progress=progress)
-    if args.json:
+    if wants_json(args):
         print_json(result.as_dict())
     else:
         print_line(f"ingested {result.rows} rows from {result.files} file(s) into {settings.store}: "
@@ -83,5 +83,8 @@ def run_synth(args: argparse.Namespace) -> int:
     if args.spans < 0:
         raise InputError("--spans: must be >= 0")
     count = write_jsonl(args.out, args.spans, seed=args.seed, now=now, days=args.days)
-    print_line(f"wrote {count} spans to {args.out}")
+    if wants_json(args):
+        print_json({"file": args.out, "spans": count})
+    else:
+        print_line(f"wrote {count} spans to {args.out}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bt_flywheel.commands._options import add_output_args, wants_json
 from bt_flywheel.core.output import print_json, print_line, status
 
 
@@ -18,16 +19,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     export = actions.add_parser("export", help="write pending rows + rubric + rubric version to a JSON file")
     export.add_argument("--dataset-rows", required=True, help="dataset_rows.jsonl from flywheel curate")
     export.add_argument("--rubric", required=True, help="versioned rubric file")
-    export.add_argument("--out", required=True, help="export file to write (e.g. export.json)")
+    export.add_argument("--out", required=True, metavar="FILE", help="export file to write (e.g. export.json)")
     export.add_argument("--all", action="store_true", help="export labeled rows too (to review them)")
-    export.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_output_args(export, json_help="print the result as JSON")
     export.set_defaults(handler=run_export)
     apply = actions.add_parser("apply", help="validate a filled export (or labels file) and merge it")
     apply.add_argument("labels", help="the filled export.json, or a kind=labels file")
     apply.add_argument("--dataset-rows", required=True, help="dataset_rows.jsonl to merge into")
     apply.add_argument("--rubric", help="rubric file (required for a kind=labels file)")
     apply.add_argument("--skip-bad", action="store_true", help="apply the good rows even when some are bad")
-    apply.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_output_args(apply, json_help="print the result as JSON")
     apply.set_defaults(handler=run_apply)
 
 
@@ -36,7 +37,7 @@ def run_export(args: argparse.Namespace) -> int:
     from bt_flywheel.label.base import load_rubric
 
     info = export_pending(args.dataset_rows, load_rubric(args.rubric), args.out, include_labeled=args.all)
-    if args.json:
+    if wants_json(args):
         print_json(info)
     else:
         print_line(f"exported {info['exported']} pending rows (rubric {info['rubric_version']}) to {info['out']}; "
@@ -53,12 +54,12 @@ def run_apply(args: argparse.Namespace) -> int:
     result = apply_labels_file(args.labels, args.dataset_rows, rubric=rubric, skip_bad=args.skip_bad)
     for problem in result.problems:
         status(f"bad row: {problem}")
-    if args.json:
+    if wants_json(args):
         print_json(result.as_dict())
     if result.rejected:
         raise InputError(f"{args.labels}: {len(result.problems)} bad row(s); nothing applied",
                          hint="fix them, or --skip-bad to apply the rest")
-    if not args.json:
+    if not wants_json(args):
         print_line(f"applied {result.applied}, relabeled {result.relabeled}, unchanged {result.unchanged}; "
               f"{len(result.left)} row(s) still without a label")
     sys.stdout.flush()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bt_flywheel.commands._options import add_settings_args, settings_from_args
+from bt_flywheel.commands._options import add_output_args, add_settings_args, settings_from_args, wants_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "default: experiment)")
     parser.add_argument("--score", help="the score to rank by (required when the experiments carry several)")
     parser.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate for the Holm step (0.05)")
-    parser.add_argument("--json", action="store_true", help="print the leaderboard as JSON")
+    add_output_args(parser, json_help="print the leaderboard as JSON")
     add_settings_args(parser, backend=False)
     parser.set_defaults(handler=run)
 
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     board = leaderboard_from_store(settings.store, args.experiments, score=args.score, by=by,
                                    alpha=args.alpha, project=settings.project)
-    if args.json:
+    if wants_json(args):
         print_json(board.to_dict())
     else:
         print_table(board.table_rows(), ["rank", "cell", "n", "mean", "ci", "tied_with"])

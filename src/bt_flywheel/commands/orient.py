@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bt_flywheel.commands._options import add_settings_args, settings_from_args
+from bt_flywheel.commands._options import add_output_args, add_settings_args, settings_from_args, wants_json
 from bt_flywheel.core.output import print_json, print_line
 
 
@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("goal", nargs="?", help="what to improve (default: FLYWHEEL_GOAL, else 'general health check')")
     parser.add_argument("--mode", choices=["autonomous", "interactive"], help="force a mode")
     parser.add_argument("--window-days", type=int, help="discovery window in days (default 7)")
-    parser.add_argument("--json", action="store_true", help="print JSON (default is a short summary)")
+    add_output_args(parser, json_help="print JSON (default is a short summary)")
     parser.add_argument("--out", metavar="FILE",
                         help="also write the JSON to FILE (for `flywheel handoff build --orient FILE`)")
     add_settings_args(parser)
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         from bt_flywheel.core.fileio import atomic_write_json
 
         atomic_write_json(args.out, info)
-    if args.json:
+    if wants_json(args):
         print_json(info)
     else:
         window = info["data_window"]

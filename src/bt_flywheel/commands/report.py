@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bt_flywheel.commands._options import add_settings_args, settings_from_args
+from bt_flywheel.commands._options import add_output_args, add_settings_args, settings_from_args, wants_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,12 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--by", default="experiment",
                         help="leaderboard cell keys when several experiments are given (default: experiment)")
     parser.add_argument("--out", required=True, metavar="FILE.html", help="where to write the report")
+    add_output_args(parser, json_help="print {report, verdict} instead of nothing")
     add_settings_args(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from bt_flywheel.core.output import status
+    from bt_flywheel.core.output import print_json, status
     from bt_flywheel.report.data import build_report_inputs
     from bt_flywheel.report.html import write_report
 
@@ -52,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
         min_effect=args.min_effect, margin=args.margin, alpha=args.alpha, threshold=args.threshold,
         ledger_path=args.ledger, dataset_rows_path=args.dataset_rows,
         leaderboard_by=[k.strip() for k in args.by.split(",") if k.strip()])
-    path = write_report(inputs.pop("comparison"), args.out, **inputs)
+    comparison = inputs.pop("comparison")
+    path = write_report(comparison, args.out, **inputs)
     status(f"wrote {path}")
+    if wants_json(args):
+        doc = comparison.to_dict() if hasattr(comparison, "to_dict") else comparison
+        print_json({"report": str(path), "decision": doc.get("decision"), "keep": doc.get("keep")})
     return 0

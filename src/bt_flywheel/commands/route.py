@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from bt_flywheel.commands._options import add_output_args, wants_json
 from bt_flywheel.core.output import print_json, print_table
 
 _DEFAULT_LEDGER = ".flywheel/ledger.json"
@@ -33,7 +34,8 @@ def _add_decide_args(parser: argparse.ArgumentParser, *, defaults: bool) -> None
     arg("--note", metavar="TEXT", help="a note stored with the loop")
     arg("--max-loops", type=int, metavar="N", help="loops without a kept improvement before no_convergence (default 3)")
     arg("--no-record", action="store_true", help="decide without writing the ledger")
-    arg("--json", action="store_true", help="print JSON (the default for decide)")
+    arg("--json", dest="output", action="store_const", const="json", help="print JSON (what decide prints anyway)")
+    arg("--quiet", "-q", "--silent", dest="quiet", action="store_true", help="no progress lines on stderr")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,14 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_decide)
     actions = parser.add_subparsers(dest="route_command", metavar="ACTION")
     table = actions.add_parser("table", help="print the routing table in priority order")
-    table.add_argument("--json", action="store_true", help="print JSON")
+    add_output_args(table, json_help="print JSON")
     table.set_defaults(handler=run_table)
     decide = actions.add_parser("decide", help="decide the next loop and record it in the ledger (prints JSON)")
     _add_decide_args(decide, defaults=False)
     decide.set_defaults(handler=run_decide)
     status = actions.add_parser("status", help="show the ledger: loops, validation looks, stop state")
     status.add_argument("--ledger", default=_DEFAULT_LEDGER, metavar="FILE", help="the loop ledger")
-    status.add_argument("--json", action="store_true", help="print the whole ledger as JSON")
+    add_output_args(status, json_help="print the whole ledger as JSON")
     status.set_defaults(handler=run_status)
 
 
@@ -61,7 +63,7 @@ def run_table(args: argparse.Namespace) -> int:
     from bt_flywheel.verify.route import routing_table
 
     rows = routing_table()
-    if args.json:
+    if wants_json(args):
         print_json(rows)
     else:
         print_table([{"priority": r["priority"], "condition": r["condition"], "when": r["when"],
@@ -94,7 +96,7 @@ def run_status(args: argparse.Namespace) -> int:
 
     ledger = Ledger.open(args.ledger, create=False)
     doc = ledger.to_dict()
-    if args.json:
+    if wants_json(args):
         print_json(doc)
         return 0
     s = doc["summary"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bt_flywheel.commands._options import add_output_args, wants_json
 from bt_flywheel.core.output import print_json
 
 
@@ -21,14 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "bundled. The folder is validated before it is moved into place.")
     export.add_argument("dir", metavar="DIR", help="where to write the skill folder")
     export.add_argument("--force", action="store_true", help="replace an existing non-empty folder")
-    export.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_output_args(export, json_help="print the result as JSON")
     export.set_defaults(handler=run_export)
     validate = actions.add_parser(
         "validate", help="check a skill folder against the Agent Skills rules",
         description="Check frontmatter keys, name = folder, lengths, agents/openai.yaml, and that every "
         "file SKILL.md and references/ mention exists (case-sensitive). Exit 0 valid, 1 not.")
     validate.add_argument("dir", metavar="DIR", help="the skill folder (the one holding SKILL.md)")
-    validate.add_argument("--json", action="store_true", help="print the problems as JSON")
+    add_output_args(validate, json_help="print the problems as JSON")
     validate.set_defaults(handler=run_validate)
 
 
@@ -36,7 +37,7 @@ def run_export(args: argparse.Namespace) -> int:
     from bt_flywheel.skill.export import export_skill
 
     result = export_skill(args.dir, force=args.force)
-    if args.json:
+    if wants_json(args):
         print_json(result.as_dict())
     else:
         print(result.path)
@@ -51,7 +52,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
     folder = Path(args.dir)
     problems = validate_skill_dir(folder)
-    if args.json:
+    if wants_json(args):
         print_json({"path": str(folder), "valid": not problems, "problems": problems})
     else:
         for problem in problems:

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--force-ignore-linter", action="store_true",
                         default=os.environ.get("BRAINTRUST_SQL_FORCE_IGNORE_LINTER", "").lower() in ("1", "true"),
                         help="run a query the linter would block (env BRAINTRUST_SQL_FORCE_IGNORE_LINTER=1)")
-    add_output_args(parser)
+    add_output_args(parser, csv=True, jsonl=True)
     add_settings_args(parser)
     parser.set_defaults(handler=run)
 

@@ -1,10 +1,12 @@
 """Named errors. Only the CLI decides how a user sees them (DESIGN.md §10).
 
 Exit codes: 0 success; 1 the thing checked failed; 2 usage or invalid input;
-3 backend/network failure after retries.
+3 backend/network failure after retries; 70 (EX_SOFTWARE) an internal error, a bug: never retry it.
 """
 
 from __future__ import annotations
+
+INTERNAL_ERROR_EXIT = 70
 
 
 class FlywheelError(Exception):

@@ -80,6 +80,16 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = 
     (out or sys.stdout).write(format_table(rows, columns) + "\n")
 
 
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> bool:
+    """Silence (or restore) progress on stderr for this process; returns the previous setting."""
+    global _quiet
+    previous, _quiet = _quiet, bool(quiet)
+    return previous
+
+
 class Progress:
     """Progress lines on stderr, throttled; silent when asked."""
 
@@ -87,7 +97,7 @@ class Progress:
         self.label = label
         self.total = total
         self.done = 0
-        self.silent = silent
+        self.silent = silent or _quiet
         self.every = every_seconds
         self._last = 0.0
         self._start = time.monotonic()
@@ -107,6 +117,8 @@ class Progress:
 
 
 def status(message: str) -> None:
-    """One line of chatter on stderr."""
+    """One line of chatter on stderr (nothing under --quiet)."""
+    if _quiet:
+        return
     sys.stderr.write(redact(message) + "\n")
     sys.stderr.flush()

@@ -1,0 +1,1 @@
+"""Curation: selecting, labeling, splitting and upserting dataset rows."""

@@ -1,0 +1,1 @@
+"""Dataset rows: stable ids, the split, facet definitions."""

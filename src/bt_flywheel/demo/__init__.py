@@ -1,0 +1,1 @@
+"""The example loop, end to end, on examples/support-bot."""

@@ -1,0 +1,1 @@
+"""Running Braintrust Eval files and the project's scorers."""

@@ -1,0 +1,1 @@
+"""The exit handoff: contract, draft build, narrative and the CI gate."""

@@ -1,0 +1,1 @@
+"""Labelers: where ground truth comes from (never production output)."""

@@ -1,0 +1,1 @@
+"""Orient: the resolved session that later phases inherit."""

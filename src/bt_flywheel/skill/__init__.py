@@ -1,0 +1,1 @@
+"""The skill folder for Agent Skills clients: export and validation."""

@@ -1,0 +1,1 @@
+"""Paired statistics, verdicts, the keep rule, compare, route and the ledger."""
