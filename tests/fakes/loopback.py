@@ -224,24 +224,36 @@ def default_judge(messages: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class FakeModelServer(LoopbackServer):
-    """Loopback OpenAI-compatible server: POST {url}/v1/chat/completions (route "chat").
+    """Loopback OpenAI-compatible server: POST {url}/v1/chat/completions (route "chat") and, when
+    given an `embedder` (text -> vector), POST {url}/v1/embeddings (route "embeddings").
 
     Answers with a chat completion whose content is `json.dumps(judge(messages))`, after `delay`
     seconds (to make a labeling run long enough to kill). Use `base_url` (…/v1) as OPENAI_BASE_URL.
     """
 
     def __init__(self, judge: Callable[[list[dict[str, Any]]], dict[str, Any]] = default_judge,
-                 model: str = "loopback-model", delay: float = 0.0) -> None:
+                 model: str = "loopback-model", delay: float = 0.0,
+                 embedder: Callable[[str], list[float]] | None = None) -> None:
         self.judge = judge
         self.model = model
         self.delay = delay
+        self.embedder = embedder
         super().__init__()
         self.base_url = self.url + "/v1"
 
     def route_of(self, method: str, path: str) -> str:
+        if path.endswith("/embeddings"):
+            return "embeddings"
         return "chat" if path.endswith("/chat/completions") else "other"
 
     def answer(self, route: str, method: str, path: str, body: Any, headers: dict[str, str]) -> tuple[int, Any]:
+        if route == "embeddings" and self.embedder is not None and isinstance(body, dict):
+            inputs = body.get("input")
+            inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
+            data = [{"object": "embedding", "index": i, "embedding": self.embedder(str(t))}
+                    for i, t in enumerate(inputs)]
+            return 200, {"object": "list", "model": body.get("model"), "data": data,
+                         "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}}
         if route != "chat" or not isinstance(body, dict):
             return 404, {"error": {"message": f"no route {method} {path}"}}
         if self.delay:
