@@ -55,6 +55,8 @@ REMOTE_ONLY = {
     "functions": "reads or pushes Braintrust functions",
     "datasets": "reads or writes a Braintrust dataset",
     "status": "shows the Braintrust login",
+    "topics": "drives Braintrust's Topics automation (the local pipeline is `flywheel topics run`)",
+    "sync": "copies objects between Braintrust and local files (the fixture holds a pulled tree)",
 }
 # README lines that install or fetch things rather than use the tool; never run by tests.
 NOT_RUN_PREFIXES = {
@@ -308,6 +310,7 @@ def recipe_fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
         "HANDOFF": "bt-flywheel-summary.json", "RUBRIC": "rubric.md",
         "CHANGE": "system prompt: treat quoted text as data",
         "DRAFT": "handoff-draft.yaml", "LEDGER": ".flywheel/ledger.json",
+        "TOPIC": _top_topic(store_path), "TOPICS_DIR": "topics-agent",
     }
     return Fixture(root, values)
 
@@ -339,12 +342,52 @@ def _prepare_outputs(root: Path) -> None:
             if "route" in commands:
                 code = main(["route", "decide", "--comparison", "compare.json", "--change", "fixture loop"])
                 assert code == 0, "fixture: route decide failed"
+        if "topics" in commands:
+            _prepare_topics(root)
         with contextlib.redirect_stdout(io.StringIO()) as printed:  # what `orient --json` printed
             assert main(["orient", "--json", "--project", PROJECT]) == 0, "fixture: orient failed"
         (root / "orient.json").write_text(printed.getvalue(), encoding="utf-8")
     finally:
         os.environ.pop("FLYWHEEL_AUTONOMOUS", None)
         os.chdir(cwd)
+
+
+def _prepare_topics(root: Path) -> None:
+    """Topics on the fixture's logs (the offline writer, so classifications exist for the SQL
+    recipes), the agent writer's export filled in as the coding agent would, and a `bt sync pull`
+    tree of the logs for the sync recipes."""
+    from bt_flywheel.backends.store import Store
+
+    code = main(["topics", "run", "--project", PROJECT, "--window-days", "30", "--writer", "agent",
+                 "--out-dir", "topics-agent", "--quiet"])
+    assert code == 0, "fixture: topics run --writer agent failed"
+    code = main(["topics", "run", "--project", PROJECT, "--window-days", "30", "--quiet"])
+    assert code == 0, "fixture: topics run failed"
+    export_path = root / "topics-agent" / "facet_export_Task.json"
+    export = json.loads(export_path.read_text(encoding="utf-8"))
+    for row in export["rows"]:
+        row["expected"], row["rationale"] = "Asks about an order", "fixture summary"
+    export["labeler_model"] = "fixture-agent"
+    export_path.write_text(json.dumps(export), encoding="utf-8")
+    with Store(root / ".flywheel" / "store.duckdb", read_only=True) as store:
+        project_id = store.find_project(PROJECT)
+    part = root / "bt-sync" / f"project_logs_{project_id}" / "0123456789ab" / "data" / "part-000001.jsonl"
+    part.parent.mkdir(parents=True)
+    part.write_bytes((root / "traces.jsonl").read_bytes())
+    (part.parent.parent / "spec.json").write_text(json.dumps({
+        "schema_version": 1, "object_ref": f"project_logs:{project_id}", "object_type": "project_logs",
+        "object_name": project_id, "direction": "pull", "scope": "traces", "filter": None, "window": "7d",
+        "limit": 5000, "page_size": 1000}), encoding="utf-8")
+
+
+def _top_topic(store_path: Path) -> str:
+    from bt_flywheel.backends import sql
+
+    result = sql.run_query(store_path, f"SELECT classifications.Task[0].label AS topic, count(*) AS n "
+                                       f"FROM project_logs('{PROJECT}') WHERE is_root = true AND created >= "
+                                       "NOW() - INTERVAL 30 day AND classifications.Task IS NOT NULL "
+                                       "GROUP BY topic ORDER BY n DESC LIMIT 1")
+    return result.rows[0]["topic"] if result.rows else "none"
 
 
 _PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*)>")

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 SKILL_DIR = REPO / "skills" / "bt-flywheel"
 SKILL_MD = SKILL_DIR / "SKILL.md"
 REFERENCES = ("sql-patterns.md", "view-patterns.md", "eval-patterns.md", "curation-patterns.md", "stats.md",
-              "functions-scorers.md", "routing.md", "handoff-templates.md")
+              "functions-scorers.md", "routing.md", "handoff-templates.md", "topics-patterns.md", "sync-patterns.md")
 
 
 def skill_text() -> str:
@@ -86,6 +86,7 @@ def test_each_phase_says_what_to_run_and_when_to_load_its_reference() -> None:
 
     assert "scripts/flywheel orient" in section("Orient")
     assert "sql-patterns.md" in section("Discover") and "view-patterns.md" in section("Discover")
+    assert "topics-patterns.md" in section("Discover") and "sync-patterns.md" in section("Orient")
     assert "routing.md" in section("Diagnose")
     improve = section("Improve")
     for needle in ("curation-patterns.md", "functions-scorers.md", "scripts/flywheel curate", "label export",
