@@ -335,7 +335,7 @@ def test_config_runs_local_dataset_through_agent_function(tmp_path: Path, run_cl
 def test_invalid_config_names_the_field(tmp_path: Path, run_cli) -> None:
     _write(tmp_path / "eval.yaml", "project: p\ndataset: {name: d}\ntask: agent.py:answer\nscorers: []\n")
     code, _, err = run_cli("eval", "eval.yaml")
-    assert code == 2 and "eval.yaml: scorers:" in err and "should be non-empty" in err
+    assert code == 2 and "eval.yaml: $.scorers: [] should be non-empty" in err
     _write(tmp_path / "eval.yaml", "project: p\ndataset: {name: d}\ntask: agent.py:answer\nscorers: [Nope]\n")
     _write(tmp_path / "agent.py", AGENT)
     code, _, err = run_cli("eval", "eval.yaml")

@@ -224,8 +224,8 @@ def test_bad_draft_lists_every_violation_by_path_and_writes_nothing(workspace: P
     (workspace / "draft" / "handoff.yaml").write_text(bad, encoding="utf-8")
     code, out, err = _build(run_cli)
     assert code == 2
-    assert "$.findings[0].plane: \"vibes\" is not one of" in err
-    assert "$.severity: required field is missing" in err
+    assert "$.findings[0].plane: 'vibes' is not one of" in err
+    assert "$.severity: required property is missing" in err
     assert "$.next_steps[0].idempotency_key: computed by `handoff build`" in err
     assert "error: draft/handoff.yaml: 3 violations; nothing written" in err
     assert "Traceback" not in err
@@ -294,9 +294,10 @@ def test_library_accepts_a_mapping_and_the_draft_schema_names_paths(workspace: P
     assert result.paths.summary == workspace / "lib" / "bt-flywheel-summary.json"
     broken = {**draft, "confidence": {"level": "sure"}, "extra": 1}
     assert [str(v) for v in validate_draft(broken)] == [
-        "$.confidence.level: \"sure\" is not one of ['low', 'medium', 'high']",
-        "$.confidence.why: required field is missing",
-        "$.extra: unexpected field (not in the draft schema; extensions start with 'x-')",
+        "$.confidence.level: 'sure' is not one of ['low', 'medium', 'high']",
+        "$.confidence.why: required property is missing",
+        "$.extra: unexpected property (allowed: artifacts, blocking, changes, confidence, findings, goal, links, "
+        "next_steps, outcome, project, severity, summary; extensions start with 'x-')",
     ]
 
 

@@ -97,10 +97,10 @@ def test_malformed_rows_are_named_one_per_line_and_nothing_is_written(tmp_path: 
     joined = "\n".join(result.problems)
     assert len(result.problems) == 5, joined
     assert f"rows[1] (id {1:032x}): label 'maybe' is not one of pass, fail" in joined
-    assert f"rows[2] (id {2:032x}): label: 3 is not of type 'string', 'null'" in joined
+    assert f"rows[2] (id {2:032x}): label: 3 is not of type string or null" in joined
     assert f"rows[5] (id {'f' * 32}): unknown id" in joined
     assert f"rows[6] (id {3:032x}): duplicate id" in joined
-    assert "rows[7]: 'id' is a required property" in joined
+    assert "rows[7]: id: required property is missing" in joined
     # --skip-bad applies the good rows and still names the bad ones
     result = apply_labels_file(export, rows, skip_bad=True)
     assert not result.rejected and len(result.problems) == 5 and result.applied == 1
@@ -111,8 +111,8 @@ def test_malformed_rows_are_named_one_per_line_and_nothing_is_written(tmp_path: 
 
 
 @pytest.mark.parametrize("doc, message", [
-    ({"kind": "export"}, "'contract' is a required property"),
-    ({"contract": "bt-flywheel-labels/v1", "kind": "export", "rows": []}, "'rubric' is a required property"),
+    ({"kind": "export"}, "$.contract: required property is missing"),
+    ({"contract": "bt-flywheel-labels/v1", "kind": "export", "rows": []}, "$.rubric: required property is missing"),
     ({"contract": "bt-flywheel-labels/v1", "kind": "guess"}, "$.kind: 'guess' is not one of"),
 ])
 def test_a_file_that_breaks_the_schema_is_rejected_whole(tmp_path: Path, doc: dict, message: str) -> None:

@@ -105,5 +105,5 @@ def test_corrupt_or_invalid_ledger_is_rejected_by_path(tmp_path: Path):
     doc = json.loads(ledger.path.read_text())
     doc["loops"][0]["kept"] = "yes"
     ledger.path.write_text(json.dumps(doc))
-    with pytest.raises(InputError, match=r"ok.json: \$\.loops\[0\]\.kept: 'yes' is not of type 'boolean'"):
+    with pytest.raises(InputError, match=r"ok.json: \$\.loops\[0\]\.kept: 'yes' is not of type boolean"):
         Ledger.open(ledger.path)

@@ -237,7 +237,6 @@ def load_module_from_path(path: Path, module_name: str) -> Any:
 
 def read_config(path: Path) -> dict[str, Any]:
     """Read and validate an eval config (YAML or JSON) against schemas/eval-config.schema.json."""
-    import jsonschema
     import yaml
 
     try:
@@ -248,13 +247,7 @@ def read_config(path: Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         raise InputError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    from bt_flywheel.core.schemas import load_schema
+    from bt_flywheel.core.schemas import check
 
-    schema = load_schema(SCHEMA_NAME)
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = errors[0]
-        field = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise InputError(f"{path}: {field}: {err.message}")
+    check(config, SCHEMA_NAME, source=str(path))
     return config

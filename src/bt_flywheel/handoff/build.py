@@ -23,18 +23,18 @@ assembled handoff are valid; `HandoffInvalid.violations` lists every problem wit
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from bt_flywheel.core import schemas
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.core.redact import redact
+from bt_flywheel.core.schemas import walk_strings
 from bt_flywheel.handoff.contract import (
     HandoffBuilder,
     HandoffPaths,
@@ -93,60 +93,13 @@ def draft_schema_path() -> Path:
     return schema_path(DRAFT_SCHEMA)
 
 
-@lru_cache(maxsize=1)
-def _draft_validator() -> Any:
-    from jsonschema import Draft202012Validator
-
-    return Draft202012Validator(json.loads(draft_schema_path().read_text(encoding="utf-8")))
-
-
-def _draft_violation(error: Any) -> list[Violation]:
-    path = list(error.absolute_path)
-    kind = error.validator
-    if kind == "required":
-        missing = re.match(r"'(.+?)' is a required property", error.message)
-        return [Violation(json_path([*path, missing.group(1) if missing else "?"]), "required field is missing")]
-    if kind == "additionalProperties":
-        known = error.schema.get("properties", {})
-        extras = [k for k in error.instance if k not in known and not str(k).startswith("x-")]
-        return [Violation(json_path([*path, k]), _COMPUTED.get(k, "unexpected field (not in the draft schema"
-                                                               + ("; extensions start with 'x-')" if not path else ")")))
-                for k in sorted(extras, key=str)]
-    if kind == "not":
-        return [Violation(json_path(path), "looks like a secret (sk-... key or bearer token); remove it")]
-    shown = redact(json.dumps(error.instance, ensure_ascii=False, default=str))
-    shown = shown if len(shown) <= 80 else shown[:79] + "…"
-    if kind == "enum":
-        return [Violation(json_path(path), f"{shown} is not one of {list(error.validator_value)}")]
-    if kind == "type":
-        return [Violation(json_path(path), f"{shown} is not of type {error.validator_value}")]
-    if kind == "pattern":
-        return [Violation(json_path(path), f"{shown} does not match {error.validator_value!r}")]
-    if kind == "minLength":
-        return [Violation(json_path(path), "must not be empty")]
-    message = redact(error.message)
-    return [Violation(json_path(path), message if len(message) <= 200 else message[:199] + "…")]
-
-
-def _walk_strings(value: Any, path: list[Any]) -> list[tuple[list[Any], str]]:
-    if isinstance(value, str):
-        return [(path, value)]
-    if isinstance(value, Mapping):
-        return [hit for k, v in value.items() for hit in _walk_strings(v, [*path, k])]
-    if isinstance(value, list):
-        return [hit for i, v in enumerate(value) for hit in _walk_strings(v, [*path, i])]
-    return []
-
-
 def validate_draft(doc: Any) -> list[Violation]:
     """Every violation of the draft schema, plus any string that looks like a secret."""
     if not isinstance(doc, Mapping):
         return [Violation("$", f"expected a mapping of fields, got {type(doc).__name__}")]
-    found: list[Violation] = []
-    for error in _draft_validator().iter_errors(doc):
-        found.extend(_draft_violation(error))
+    found = schemas.violations(doc, DRAFT_SCHEMA, hints=_COMPUTED)
     flagged = {v.path for v in found if v.message.startswith("looks like a secret")}
-    for path, text in _walk_strings(doc, []):
+    for path, text in walk_strings(doc):
         where = json_path(path)
         if where not in flagged and redact(text) != text:
             found.append(Violation(where, "looks like a secret (a known key or a key-shaped value); remove it"))

@@ -19,20 +19,19 @@ Checks beyond the JSON Schema (done here, reported like schema violations):
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from bt_flywheel.core import schemas
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.core.redact import redact, redact_obj
+from bt_flywheel.core.schemas import Violation, is_rfc3339, json_path, walk_strings
 
 CONTRACT_VERSION = "bt-flywheel-handoff/v1"
 SUMMARY_FILENAME = "bt-flywheel-summary.json"
@@ -53,9 +52,6 @@ DESTINATIONS = ("local_summary", "code_review", "issue_tracker", "chat", "releas
 MULTIPLICITY_METHODS = ("none", "holm", "benjamini_hochberg", "bonferroni")
 
 _SCHEMA_NAME = "handoff.schema.json"
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
 
 
 # ---------------------------------------------------------------------------- schema + checks
@@ -69,107 +65,9 @@ def load_schema() -> dict[str, Any]:
     return schemas.load_schema(_SCHEMA_NAME)
 
 
-def is_rfc3339(value: object) -> bool:
-    """RFC 3339 date-time with an explicit offset (what JSON Schema's `date-time` means)."""
-    if not isinstance(value, str) or not _RFC3339.match(value):
-        return False
-    try:
-        datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return True
-
-
-@lru_cache(maxsize=1)
-def _validator() -> Any:
-    # jsonschema checks `date-time` only when rfc3339-validator is installed; we register our
-    # own strict checker instead so the format is always enforced, with no extra dependency.
-    from jsonschema import Draft202012Validator, FormatChecker
-
-    checker = FormatChecker(formats=())
-    checker.checks("date-time")(is_rfc3339)
-    return Draft202012Validator(load_schema(), format_checker=checker)
-
-
-@dataclass(frozen=True)
-class Violation:
-    """One reason a handoff is invalid; `path` is a JSON path like `$.next_steps[0].intent`."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-
-def json_path(parts: Iterable[Any]) -> str:
-    out = "$"
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", str(part)):
-            out += f".{part}"
-        else:
-            out += f"[{json.dumps(str(part))}]"
-    return out
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = redact(repr(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _schema_violation(error: Any) -> list[Violation]:
-    path = list(error.absolute_path)
-    kind = error.validator
-    if kind == "required":
-        missing = re.match(r"'(.+?)' is a required property", error.message)
-        name = missing.group(1) if missing else "?"
-        return [Violation(json_path([*path, name]), "required property is missing")]
-    if kind == "additionalProperties":
-        known = error.schema.get("properties", {})
-        patterns = [re.compile(p) for p in error.schema.get("patternProperties", {})]
-        extras = [k for k in error.instance if k not in known and not any(p.search(k) for p in patterns)]
-        hint = "; extensions must start with 'x-'" if error.schema.get("patternProperties") else ""
-        return [Violation(json_path([*path, k]), f"unexpected property (not in the contract{hint})")
-                for k in sorted(extras)]
-    if kind == "not":
-        return [Violation(json_path(path), "looks like a secret (sk-... key or bearer token); remove it")]
-    if kind == "enum":
-        return [Violation(json_path(path), f"{_short(error.instance)} is not one of {list(error.validator_value)}")]
-    if kind == "const":
-        return [Violation(json_path(path), f"{_short(error.instance)} must be {json.dumps(error.validator_value)}")]
-    if kind == "type":
-        expected = error.validator_value
-        expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return [Violation(json_path(path), f"{_short(error.instance)} is not of type {expected}")]
-    if kind == "format":
-        return [Violation(json_path(path), f"{_short(error.instance)} is not an RFC 3339 {error.validator_value} "
-                                           "(e.g. 2025-06-01T12:00:00Z)")]
-    if kind == "pattern":
-        return [Violation(json_path(path), f"{_short(error.instance)} does not match {error.validator_value!r}")]
-    if kind == "oneOf":
-        return [Violation(json_path(path), f"{_short(error.instance)} must be a path string or a list of ledger entries")]
-    message = redact(error.message)
-    if len(message) > 200:
-        message = message[:199] + "…"
-    return [Violation(json_path(path), message)]
-
-
 def idempotency_key(intent: str, title: str, project: str) -> str:
     """sha256 hex of `intent + "\\n" + title + "\\n" + project` (project = project.name)."""
     return hashlib.sha256(f"{intent}\n{title}\n{project}".encode()).hexdigest()
-
-
-def _walk_strings(value: Any, path: list[Any]) -> Iterable[tuple[list[Any], str]]:
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _walk_strings(item, [*path, key])
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _walk_strings(item, [*path, i])
 
 
 def _semantic_violations(doc: Mapping[str, Any]) -> list[Violation]:
@@ -206,7 +104,7 @@ def _semantic_violations(doc: Mapping[str, Any]) -> list[Violation]:
     if is_rfc3339(started) and is_rfc3339(finished):
         if parse_time(finished) < parse_time(started):
             out.append(Violation("$.finished_at", f"{finished} is before started_at {started}"))
-    for path, text in _walk_strings(doc, []):
+    for path, text in walk_strings(doc):
         if redact(text) != text:
             out.append(Violation(json_path(path), "looks like a secret (a known key or a key-shaped value); "
                                                   "remove it"))
@@ -217,10 +115,7 @@ def validate_handoff(doc: Any) -> list[Violation]:
     """Every violation of the contract, schema and semantic, sorted by path then message."""
     if not isinstance(doc, dict):
         return [Violation("$", f"expected a JSON object, got {type(doc).__name__}")]
-    found: list[Violation] = []
-    for error in _validator().iter_errors(doc):
-        found.extend(_schema_violation(error))
-    found.extend(_semantic_violations(doc))
+    found = [*schemas.violations(doc, _SCHEMA_NAME), *_semantic_violations(doc)]
     unique = sorted(set(found), key=lambda v: (v.path, v.message))
     # a secret flagged by both the schema `not` and the walk is one problem
     secret_paths = {v.path for v in unique if v.message.startswith("looks like a secret (sk-")}

@@ -30,7 +30,6 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -53,27 +52,9 @@ def schema_path() -> Path:
     return schemas.schema_path(_SCHEMA_NAME)
 
 
-@lru_cache(maxsize=4)
-def _validator_for(path: str) -> Any:
-    import jsonschema
-
-    schema = json.loads(Path(path).read_text(encoding="utf-8"))
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
-
-
-def _validator() -> Any:
-    return _validator_for(str(schema_path()))
-
-
 def validate_ledger(doc: Any, *, source: str = "ledger") -> None:
     """Raise InputError naming the first violation's JSON path."""
-    errors = sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = errors[0]
-        path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
-        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise InputError(f"{source}: {path}: {err.message}{more}")
+    schemas.check(doc, _SCHEMA_NAME, source=source)
 
 
 class Ledger:
