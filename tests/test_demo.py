@@ -7,8 +7,10 @@ the network.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
+import io
 import json
 import os
 import re
@@ -34,6 +36,24 @@ def shipped_example_hashes() -> dict[str, str]:
     return {p.name: _sha(p) for p in sorted(EXAMPLE.iterdir()) if p.is_file()}
 
 
+@pytest.fixture(scope="module")
+def default_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """The default demo (seed 7), run once for this module through the real CLI: (out, stdout, stderr)."""
+    from bt_flywheel.cli import main
+
+    out = tmp_path_factory.mktemp("default-demo") / "demo"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as env:
+        for name in list(os.environ):
+            if name.startswith(("BRAINTRUST_", "FLYWHEEL_", "OPENAI_")) or name == "CI":
+                env.delenv(name)
+        env.chdir(out.parent)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = main(["demo", "--out-dir", str(out)])
+    assert code == 0, stderr.getvalue()
+    return out, stdout.getvalue(), stderr.getvalue()
+
+
 def _run_demo(run_cli, out: Path, *extra: str) -> tuple[dict, str, str]:
     code, stdout, stderr = run_cli("demo", "--out", str(out), *extra)
     assert code == 0, stderr
@@ -41,9 +61,9 @@ def _run_demo(run_cli, out: Path, *extra: str) -> tuple[dict, str, str]:
     return handoff, stdout, stderr
 
 
-def test_default_demo_improves_with_a_significant_target_effect(run_cli, tmp_path, shipped_example_hashes):
-    out = tmp_path / "demo"
-    handoff, stdout, stderr = _run_demo(run_cli, out)
+def test_default_demo_improves_with_a_significant_target_effect(run_cli, default_demo, shipped_example_hashes):
+    out, stdout, stderr = default_demo
+    handoff = json.loads((out / "bt-flywheel-summary.json").read_text())
 
     lines = stdout.strip().splitlines()
     assert lines[0] == f"handoff: {out / 'bt-flywheel-summary.json'}"
@@ -136,8 +156,9 @@ def _comparable(handoff: dict) -> dict:
 
 
 def test_same_seed_gives_the_same_handoff_content(run_cli, tmp_path):
-    first, _, _ = _run_demo(run_cli, tmp_path / "a", "--seed", "11")
-    second, _, _ = _run_demo(run_cli, tmp_path / "a", "--seed", "11")  # same command again, same place
+    small = ("--spans", "800")  # the property does not depend on size; the default run is checked above
+    first, _, _ = _run_demo(run_cli, tmp_path / "a", "--seed", "11", *small)
+    second, _, _ = _run_demo(run_cli, tmp_path / "a", "--seed", "11", *small)  # same command again, same place
     assert first["run_id"] == second["run_id"] == "fw-demo-improved-seed11"
     assert _comparable(first) == _comparable(second)
     # only timestamped inputs differ; the edit, its diff and the curation summary are byte-identical
@@ -145,14 +166,15 @@ def test_same_seed_gives_the_same_handoff_content(run_cli, tmp_path):
               if a["path"] not in first["x-demo"]["time_dependent_artifacts"]}
     assert {"loops/loop-1/agent_config.yaml", "loops/loop-1/agent_config.diff",
             "dataset/summary.json"} <= set(stable)
-    other, _, _ = _run_demo(run_cli, tmp_path / "c", "--seed", "12")
+    other, _, _ = _run_demo(run_cli, tmp_path / "c", "--seed", "12", *small)
     assert other["findings"][0]["evidence"]["trace_ids"] != first["findings"][0]["evidence"]["trace_ids"]
 
 
 def test_autonomous_demo_never_waits_for_input(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BRAINTRUST_", "OPENAI_"))}
     env["FLYWHEEL_AUTONOMOUS"] = "true"
-    proc = subprocess.run([sys.executable, "-m", "bt_flywheel", "demo", "--out", str(tmp_path / "ci")],
+    proc = subprocess.run([sys.executable, "-m", "bt_flywheel", "demo", "--out-dir", str(tmp_path / "ci"),
+                           "--spans", "800"],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180, env=env,
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -194,17 +216,16 @@ def test_missing_example_is_a_one_line_input_error(run_cli, tmp_path, monkeypatc
     assert len(err.strip().splitlines()) == 1
 
 
-def test_demo_writes_the_report_and_embeds_the_forest_plot(tmp_path) -> None:
+def test_demo_writes_the_report_and_embeds_the_forest_plot(default_demo) -> None:
     """Issue 9: the demo writes the HTML report and the forest plot next to the narrative, lists
     both in the handoff's artifacts, and the narrative embeds the plot as an image file."""
-    from bt_flywheel.demo.run import run_demo
-
-    result = run_demo(out_dir=tmp_path / "demo", seed=7, say=lambda _line: None)
-    kinds = {a["kind"]: a["path"] for a in result.handoff["artifacts"]}
+    out = default_demo[0]
+    handoff = json.loads((out / "bt-flywheel-summary.json").read_text())
+    kinds = {a["kind"]: a["path"] for a in handoff["artifacts"]}
     assert kinds["report"] == "bt-flywheel-report.html" and kinds["forest_plot"] == "forest.svg"
-    narrative = result.narrative_path.read_text()
-    assert "](forest.svg)" in narrative and (tmp_path / "demo" / "forest.svg").read_text().lstrip().startswith("<?xml")
-    html = (tmp_path / "demo" / "bt-flywheel-report.html").read_text()
-    target = next(s for s in result.handoff["verification"]["scores"] if s["role"] == "target")
+    narrative = (out / "bt-flywheel-narrative.md").read_text()
+    assert "](forest.svg)" in narrative and (out / "forest.svg").read_text().lstrip().startswith("<?xml")
+    html = (out / "bt-flywheel-report.html").read_text()
+    target = next(s for s in handoff["verification"]["scores"] if s["role"] == "target")
     assert "<script" not in html.lower() and f"{target['effect']:+.3f}" in html
     assert "Benjamini" in html and "failing" in html  # effects by curation bucket, BH named
