@@ -252,6 +252,18 @@ class Store:
             for values in batch:
                 yield record_to_row(dict(zip(_RECORD_COLUMNS, values, strict=True)))
 
+    def list_projects(self) -> list[dict[str, Any]]:
+        """Every project in the store: id, name, created (oldest first)."""
+        rows = self.con.execute("SELECT id, name, created FROM projects ORDER BY created, name").fetchall()
+        return [{"id": r[0], "name": r[1], "created": r[2]} for r in rows]
+
+    def created_range(self, object_type: str, object_id: str) -> tuple[datetime | None, datetime | None, int]:
+        """(first created, last created, rows) of one object's rows."""
+        first, last, count = self.con.execute(
+            "SELECT min(created), max(created), count(*) FROM spans WHERE object_type = ? AND object_id = ?",
+            [object_type, object_id]).fetchone()
+        return first, last, count
+
     def count_rows(self, object_type: str, object_id: str) -> int:
         return self.con.execute("SELECT count(*) FROM spans WHERE object_type = ? AND object_id = ?",
                                 [object_type, object_id]).fetchone()[0]

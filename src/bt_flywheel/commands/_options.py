@@ -22,14 +22,15 @@ def add_settings_args(parser: argparse.ArgumentParser, *, backend: bool = True) 
                             help="use the embedded local backend")
 
 
-def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
+def settings_from_args(args: argparse.Namespace, *, session: bool = True, **extra: Any) -> Settings:
+    """Settings from the shared flags; `session=False` leaves out what Orient saved."""
     flags = {
         "project": getattr(args, "project", None),
         "store": getattr(args, "store", None),
         "backend": getattr(args, "backend", None),
         **extra,
     }
-    return load_settings(flags, env_file=getattr(args, "env_file", None))
+    return load_settings(flags, env_file=getattr(args, "env_file", None), session=session)
 
 
 def add_output_args(parser: argparse.ArgumentParser, *, csv: bool = False, jsonl: bool = False,

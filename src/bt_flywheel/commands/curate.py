@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         window_days=settings.window_days, where=args.where, trace_ids=args.trace_id, seed=args.seed,
         validation_fraction=args.validation_fraction, from_rows=args.from_rows, dataset=args.dataset,
         dataset_project=args.dataset_project, backend=backend, dry_run=args.dry_run)
-    mode = resolve_mode(flag=args.mode, goal=settings.goal)
+    mode = resolve_mode(flag=args.mode, goal=settings.goal, session=settings.session)
     remote = None
     if backend == "remote":
         from bt_flywheel.backends.remote_datasets import BraintrustClient

@@ -58,9 +58,16 @@ def run_ingest(args: argparse.Namespace) -> int:
                         experiment=args.experiment, dataset=args.dataset,
                         on_bad=None if wants_json(args) else (lambda m: status(f"skipped: {m}")),
                         on_progress=progress)
+    from bt_flywheel.session.orient import refresh_session
+
+    session = refresh_session(settings.session_path, settings) if settings.session_path else None
     if wants_json(args):
-        print_json(result.as_dict())
+        print_json({**result.as_dict(), **({"session": {"path": settings.session_path,
+                                                        "data_window": session["data_window"]}} if session else {})})
     else:
+        if session:
+            window = session["data_window"]
+            status(f"session {settings.session_path}: window {window['days']} days ({window['source']})")
         print_line(f"ingested {result.rows} rows from {result.files} file(s) into {settings.store}: "
               f"inserted {result.inserted}, updated {result.updated}, unchanged {result.unchanged}, "
               f"skipped {result.skipped}")

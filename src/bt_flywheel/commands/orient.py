@@ -17,15 +17,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_output_args(parser, json_help="print JSON (default is a short summary)")
     parser.add_argument("--out", metavar="FILE",
                         help="also write the JSON to FILE (for `flywheel handoff build --orient FILE`)")
+    parser.add_argument("--session", metavar="FILE",
+                        help="where to save the session later commands inherit (default .flywheel/session.json, "
+                             "env FLYWHEEL_SESSION)")
+    parser.add_argument("--no-session", action="store_true", help="print only; save no session")
+    parser.add_argument("--new-session", action="store_true",
+                        help="start over: ignore the saved session (default: continue it, keeping its start "
+                             "time, and its goal and mode unless given again)")
     add_settings_args(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from bt_flywheel.session.orient import orient
+    from bt_flywheel.core.session_file import session_path
+    from bt_flywheel.session.orient import orient, save_session
 
-    settings = settings_from_args(args, window_days=args.window_days)
+    settings = settings_from_args(args, window_days=args.window_days, session=not args.new_session)
     info = orient(settings, goal=args.goal, mode_flag=args.mode)
+    if not args.no_session:
+        path = args.session or session_path()
+        info["session"] = str(save_session(info, path, store=settings.store, ledger=settings.ledger))
     if args.out:
         from bt_flywheel.core.fileio import atomic_write_json
 
@@ -39,5 +50,9 @@ def run(args: argparse.Namespace) -> int:
         print_line(f"project: {info['project'] or '(not set)'}")
         print_line(f"backend: {info['backend']}")
         print_line(f"baseline: {info['baseline_experiment'] or '(none)'}")
-        print_line(f"window: {window['start']} .. {window['end']} ({window['days']} days)")
+        print_line(f"window: {window['start']} .. {window['end']} ({window['days']} days, {window['source']})")
+        if info.get("session"):
+            print_line(f"session: {info['session']} (later commands inherit project, store, window, mode, goal)")
+        for hint in info["hints"]:
+            print_line(f"hint: {hint}")
     return 0

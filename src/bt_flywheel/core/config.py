@@ -1,6 +1,7 @@
-"""Settings: flags > environment > `.env` > `.bt/config.json` > defaults.
+"""Settings: flags > environment > session > `.env` > `.bt/config.json` > defaults.
 
-Every value remembers where it came from so `flywheel orient` can say why.
+The session layer is what `flywheel orient` saved (core.session_file). Every value remembers
+where it came from so `flywheel orient` can say why.
 Secret values are registered with `redact` the moment they are read.
 """
 
@@ -17,11 +18,13 @@ from dotenv import dotenv_values
 
 from bt_flywheel.core.errors import ConfigError
 from bt_flywheel.core.redact import register_secret, register_secrets_from_mapping
+from bt_flywheel.core.session_file import read_session, session_path, settings_layer
 
 DEFAULT_APP_URL = "https://www.braintrust.dev"
 DEFAULT_STORE = ".flywheel/store.duckdb"
 DEFAULT_GOAL = "general health check"
 DEFAULT_WINDOW_DAYS = 7
+DEFAULT_LEDGER = ".flywheel/ledger.json"
 
 # setting name -> (environment variables in priority order, key in .bt/config.json or None)
 _SOURCES: dict[str, tuple[tuple[str, ...], str | None]] = {
@@ -36,6 +39,8 @@ _SOURCES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "goal": (("FLYWHEEL_GOAL",), None),
     "baseline": (("FLYWHEEL_BASELINE_EXPERIMENT",), None),
     "window_days": (("FLYWHEEL_WINDOW_DAYS",), None),
+    "mode": ((), None),  # only a flag or the session; the environment's signals are core.mode's
+    "ledger": (("FLYWHEEL_LEDGER",), None),
     "openai_api_key": (("OPENAI_API_KEY",), None),
     "openai_base_url": (("OPENAI_BASE_URL",), None),
 }
@@ -44,6 +49,7 @@ _DEFAULTS: dict[str, Any] = {
     "store": DEFAULT_STORE,
     "goal": DEFAULT_GOAL,
     "window_days": DEFAULT_WINDOW_DAYS,
+    "ledger": DEFAULT_LEDGER,
 }
 SECRET_SETTINGS = frozenset({"api_key", "openai_api_key"})
 
@@ -54,6 +60,8 @@ class Settings:
 
     values: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    session: dict[str, Any] | None = None  # the session file's content, when one was read
+    session_path: str | None = None
 
     def get(self, name: str, default: Any = None) -> Any:
         value = self.values.get(name)
@@ -100,14 +108,35 @@ def _read_bt_config(cwd: Path) -> dict[str, Any]:
     return data
 
 
+def _resolve_one(name: str, flags: Mapping[str, Any], environ: Mapping[str, str], saved: Mapping[str, Any],
+                 dotenv: Mapping[str, str | None], bt_config: Mapping[str, Any]) -> tuple[Any, str]:
+    """(value, source) of one setting: flag, environment, session, .env, .bt/config.json, default."""
+    env_names, bt_key = _SOURCES[name]
+    if name in flags:
+        return flags[name], "flag"
+    for env_name in env_names:
+        if environ.get(env_name):
+            return environ[env_name], f"env:{env_name}"
+    if name in saved:
+        return saved[name], "session"
+    for env_name in env_names:
+        if dotenv.get(env_name):
+            return dotenv[env_name], f".env:{env_name}"
+    if bt_key and bt_config.get(bt_key) not in (None, ""):
+        return bt_config[bt_key], f".bt/config.json:{bt_key}"
+    return _DEFAULTS.get(name), "default"
+
+
 def load_settings(
     flags: Mapping[str, Any] | None = None,
     *,
     environ: Mapping[str, str] | None = None,
     env_file: str | os.PathLike[str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
+    session: bool = True,
 ) -> Settings:
-    """Resolve every setting through the precedence chain."""
+    """Resolve every setting through the precedence chain. `session=False` skips the session
+    layer (Orient itself resolves a fresh session)."""
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     environ = dict(os.environ if environ is None else environ)
     base = Path(cwd or os.getcwd())
@@ -121,28 +150,16 @@ def load_settings(
     register_secrets_from_mapping(dotenv)
     register_secrets_from_mapping(environ)
     bt_config = _read_bt_config(base)
-
     settings = Settings()
-    for name, (env_names, bt_key) in _SOURCES.items():
-        value: Any = None
-        source = "default"
-        if name in flags:
-            value, source = flags[name], "flag"
-        else:
-            for env_name in env_names:
-                if environ.get(env_name):
-                    value, source = environ[env_name], f"env:{env_name}"
-                    break
-            else:
-                for env_name in env_names:
-                    if dotenv.get(env_name):
-                        value, source = dotenv[env_name], f".env:{env_name}"
-                        break
-                else:
-                    if bt_key and bt_config.get(bt_key) not in (None, ""):
-                        value, source = bt_config[bt_key], f".bt/config.json:{bt_key}"
-                    else:
-                        value = _DEFAULTS.get(name)
+    if session:
+        path = session_path(environ, base)
+        settings.session = read_session(path)
+        settings.session_path = str(path) if settings.session is not None else None
+    saved = settings_layer(settings.session)
+
+    layers = (flags, environ, saved, dotenv, bt_config)
+    for name in _SOURCES:
+        value, source = _resolve_one(name, *layers)
         if name in SECRET_SETTINGS:
             register_secret(value)
         settings.values[name] = value

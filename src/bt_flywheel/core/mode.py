@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from bt_flywheel.core.errors import UsageError
 
@@ -51,9 +52,12 @@ def split_goal(goal: str | None) -> tuple[str | None, bool]:
 
 
 def resolve_mode(
-    *, flag: str | None = None, goal: str | None = None, environ: Mapping[str, str] | None = None
+    *, flag: str | None = None, goal: str | None = None, environ: Mapping[str, str] | None = None,
+    session: Mapping[str, Any] | None = None,
 ) -> Mode:
-    """Apply the rules in order and say which one decided."""
+    """Apply the rules in order and say which one decided. `session` (what Orient saved) comes
+    after the flag, the goal and the environment, before the interactive default: a goal that
+    began `mode: autonomous` at Orient keeps the whole session autonomous."""
     env = os.environ if environ is None else environ
     if flag is not None:
         if flag not in {"autonomous", "interactive"}:
@@ -69,4 +73,6 @@ def resolve_mode(
         return Mode("interactive", f"FLYWHEEL_AUTONOMOUS={env['FLYWHEEL_AUTONOMOUS']}{overrides}")
     if _flag(env.get("CI")) is True:
         return Mode("autonomous", f"CI={env['CI']}")
+    if session and session.get("mode") in {"autonomous", "interactive"}:
+        return Mode(session["mode"], f"session: {session.get('mode_reason') or 'saved by orient'}")
     return Mode("interactive", "no autonomous signal (a non-TTY stdin is not one)")
