@@ -101,7 +101,8 @@ def test_rerunning_curation_is_idempotent(run_cli) -> None:
     code, out, err = run_cli(*args)
     assert code == 0, err
     summary = json.loads(out)
-    assert summary["dataset"]["plan"] == {"insert": 0, "update": 0, "unchanged": 20, "not_uploaded_pending": 0}
+    assert summary["dataset"]["plan"] == {"insert": 0, "update": 0, "unchanged": 20, "not_uploaded_pending": 0,
+            "label_changes": {}, "kept_stronger_labels": {}}
     second = {r["id"]: r for r in dataset_rows()}
     assert second.keys() == first.keys()
     assert {i: r["metadata"]["split"] for i, r in second.items()} == {i: r["metadata"]["split"] for i, r in first.items()}
@@ -126,7 +127,8 @@ def test_rerun_is_idempotent_when_a_trace_holds_a_secret_shaped_string(run_cli) 
     code, out, err = run_cli(*args)
     assert code == 0, err
     assert json.loads(out)["dataset"]["plan"] == {"insert": 0, "update": 0, "unchanged": 20,
-                                                  "not_uploaded_pending": 0}
+                                                  "not_uploaded_pending": 0,
+            "label_changes": {}, "kept_stronger_labels": {}}
     assert {r["id"]: r for r in dataset_rows()} == first
 
 
@@ -339,7 +341,8 @@ def test_agent_labeler_round_trip_through_export_and_apply(run_cli) -> None:
     code, out, err = run_cli("curate", "--project", "support", "--from-rows", "cur/dataset_rows.jsonl",
                              "--out", "cur", "--dataset", "ds", "--yes", "--json")
     assert code == 0, err
-    assert json.loads(out)["dataset"]["plan"] == {"insert": 3, "update": 0, "unchanged": 5, "not_uploaded_pending": 0}
+    assert json.loads(out)["dataset"]["plan"] == {"insert": 3, "update": 0, "unchanged": 5, "not_uploaded_pending": 0,
+            "label_changes": {}, "kept_stronger_labels": {}}
     assert len(dataset_rows()) == 8
 
 
@@ -440,3 +443,31 @@ def test_explicit_trace_ids_in_facet_mode_scope_the_facet_query() -> None:
     assert ("SELECT root_span_id, span_id, created, output AS facet_value FROM project_logs('a WHERE b') "
             "WHERE root_span_id IN ('t-1') AND (span_attributes.type = 'llm' OR is_root = true)") in asked
     assert selection.missing_trace_ids == ["t-1"]
+
+
+def test_recurating_never_downgrades_labels_silently(run_cli) -> None:
+    """Hand labels (file) in the dataset survive a re-curation with the weak score labeler; the plan
+    says what was kept; --relabel replaces them and the plan names the change."""
+    load(make_spans(60))
+    base = ["curate", "--project", "support", "--score", "resolution", "--window-days", "30", "--per-bucket", "10",
+            "--yes", "--dataset", "ds", "--json"]
+    roots = [f"trace-{i:05d}" for i in range(60)]
+    Path("labels.jsonl").write_text("".join(json.dumps({"root_span_id": r, "label": "reviewed"}) + "\n" for r in roots))
+    code, out, err = run_cli(*base, "--labeler", "file", "--labels", "labels.jsonl", "--out", "a")
+    assert code == 0, err
+    stored = {r["id"]: r for r in dataset_rows()}
+    assert {r["metadata"]["label"]["labeler"] for r in stored.values()} == {"file"}
+
+    code, out, err = run_cli(*base, "--labeler", "score", "--out", "b", "--dry-run")
+    plan = json.loads(out)["dataset"]["plan"]
+    assert code == 0 and plan["update"] == 0 and plan["kept_stronger_labels"] == {"file": 20}
+    code, out, err = run_cli(*base[:-1], "--labeler", "score", "--out", "b")
+    assert code == 0 and "kept 20 stronger file label(s)" in out
+    assert {r["id"]: r["expected"] for r in dataset_rows()} == {i: r["expected"] for i, r in stored.items()}
+
+    code, out, err = run_cli(*base, "--labeler", "score", "--out", "c", "--relabel")
+    summary = json.loads(out)
+    assert code == 0, err
+    assert summary["dataset"]["plan"]["label_changes"] == {"file -> score": 20}
+    assert summary["labeling"]["downgraded"] == 20
+    assert {r["metadata"]["label"]["labeler"] for r in dataset_rows()} == {"score"}

@@ -127,7 +127,8 @@ def test_remote_upsert_by_stable_id_is_idempotent_and_keeps_stored_splits(braint
 
     sent = braintrust.logs3_rows
     again = curate(options(5), labeler=labeler, runner=runner, remote=client)
-    assert again["dataset"]["plan"] == {"insert": 0, "update": 0, "unchanged": 10, "not_uploaded_pending": 0}
+    assert again["dataset"]["plan"] == {"insert": 0, "update": 0, "unchanged": 10, "not_uploaded_pending": 0,
+            "label_changes": {}, "kept_stronger_labels": {}}
     assert braintrust.logs3_rows == sent  # a rerun sends nothing
 
     # the remote dataset is authoritative: a split stored there never moves, even with no local file

@@ -54,6 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--dataset", help="upsert labeled rows into this dataset (by stable id)")
     out.add_argument("--dataset-project", help="project of the dataset (default --project)")
     out.add_argument("--dry-run", action="store_true", help="print the plan (insert/update/unchanged), write no dataset")
+    out.add_argument("--relabel", action="store_true",
+                     help="let this labeler replace stored labels from a stronger one (agent/file > llm > score); "
+                          "without it those labels are kept and the plan says so")
     out.add_argument("--yes", "-y", action="store_true", help="do not ask before writing the dataset")
     out.add_argument("--mode", choices=["autonomous", "interactive"], help="force a mode (DESIGN.md §6)")
     add_output_args(out, json_help="print the summary as JSON")
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         score=args.score, lo=args.lo, hi=args.hi, facets_path=args.facets, per_bucket=args.per_bucket,
         window_days=settings.window_days, where=args.where, trace_ids=args.trace_id, seed=args.seed,
         validation_fraction=args.validation_fraction, from_rows=args.from_rows, dataset=args.dataset,
-        dataset_project=args.dataset_project, backend=backend, dry_run=args.dry_run)
+        dataset_project=args.dataset_project, backend=backend, dry_run=args.dry_run, relabel=args.relabel)
     mode = resolve_mode(flag=args.mode, goal=settings.goal, session=settings.session)
     remote = None
     if backend == "remote":
@@ -133,7 +136,8 @@ def _ask(rows: list[dict[str, Any]], plan: Any) -> bool:
     status("A sample of the labels (interactive mode asks before writing the dataset):")
     status(format_table(sample))
     counts = plan.as_dict()
-    question = (f"Write to the dataset: insert {counts['insert']}, update {counts['update']}, "
+    changes = "".join(f"; {n} label(s) {change}" for change, n in counts["label_changes"].items())
+    question = (f"Write to the dataset: insert {counts['insert']}, update {counts['update']}{changes}, "
                 f"unchanged {counts['unchanged']}? [y/N] ")
     sys.stderr.write(question)
     sys.stderr.flush()
@@ -172,6 +176,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print_line(f"dataset {dataset['name']!r} ({dataset['backend']}): {verb} insert {plan['insert']}, "
               f"update {plan['update']}, unchanged {plan['unchanged']}; pending (not uploaded) "
               f"{plan['not_uploaded_pending']}")
+        for change, count in plan.get("label_changes", {}).items():
+            print_line(f"  {count} label(s) change labeler: {change}")
+        for labeler, count in plan.get("kept_stronger_labels", {}).items():
+            print_line(f"  kept {count} stronger {labeler} label(s) (--relabel replaces them)")
     for name, path in summary["files"].items():
         print_line(f"{name}: {path}")
     if summary.get("next"):

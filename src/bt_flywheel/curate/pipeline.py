@@ -53,6 +53,7 @@ from bt_flywheel.label.base import (
     label_of,
     mark_pending,
     now_iso,
+    outranks,
 )
 
 __all__ = ["CurateOptions", "curate", "make_labeler", "select_facets", "select_score_balanced", "build_rows",
@@ -87,6 +88,7 @@ class CurateOptions:
     dataset_project: str | None = None
     backend: str = "local"
     dry_run: bool = False
+    relabel: bool = False  # allow a weaker labeler to replace stored labels (label.base.PROVENANCE_STRENGTH)
 
 
 @dataclass
@@ -95,10 +97,20 @@ class UpsertPlan:
     update: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)  # not uploaded: no label yet
+    relabel: dict[str, str] = field(default_factory=dict)  # updated id -> "old labeler -> new labeler"
+    kept_stronger: dict[str, str] = field(default_factory=dict)  # id -> stronger stored labeler, kept
 
     def as_dict(self) -> dict[str, Any]:
         return {"insert": len(self.insert), "update": len(self.update), "unchanged": len(self.unchanged),
-                "not_uploaded_pending": len(self.pending)}
+                "not_uploaded_pending": len(self.pending), "label_changes": _tally(self.relabel),
+                "kept_stronger_labels": _tally(self.kept_stronger)}
+
+
+def _tally(by_id: dict[str, str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for value in by_id.values():
+        out[value] = out.get(value, 0) + 1
+    return dict(sorted(out.items()))
 
 
 def make_labeler(kind: str, *, rubric: Rubric | None = None, model: str | None = None,
@@ -177,10 +189,13 @@ def _canonical(row: dict[str, Any]) -> str:
     return json.dumps({k: row.get(k) for k in DATASET_FIELDS}, sort_keys=True, default=str)
 
 
-def plan_upsert(rows: Sequence[dict[str, Any]], existing: Sequence[dict[str, Any]]) -> UpsertPlan:
-    """What an upsert by stable id would do: insert new ids, update changed rows, leave the rest."""
-    stored = {r["id"]: _canonical(r) for r in existing}
-    plan = UpsertPlan()
+def plan_upsert(rows: Sequence[dict[str, Any]], existing: Sequence[dict[str, Any]],
+                kept_stronger: dict[str, str] | None = None) -> UpsertPlan:
+    """What an upsert by stable id would do: insert new ids, update changed rows, leave the rest;
+    for updates whose label provenance changes, which labeler replaces which."""
+    stored_rows = {r["id"]: r for r in existing}
+    stored = {i: _canonical(r) for i, r in stored_rows.items()}
+    plan = UpsertPlan(kept_stronger=dict(kept_stronger or {}))
     for row in rows:
         if not is_labeled(row):
             plan.pending.append(row["id"])
@@ -188,6 +203,9 @@ def plan_upsert(rows: Sequence[dict[str, Any]], existing: Sequence[dict[str, Any
             plan.insert.append(row["id"])
         elif stored[row["id"]] != _canonical(row):
             plan.update.append(row["id"])
+            old, new = label_of(stored_rows[row["id"]]).get("labeler"), label_of(row).get("labeler")
+            if old != new:
+                plan.relabel[row["id"]] = f"{old} -> {new}"
         else:
             plan.unchanged.append(row["id"])
     return plan
@@ -220,20 +238,30 @@ def _same_except_time(new: dict[str, Any], old: dict[str, Any]) -> bool:
 
 
 def label_rows(rows: list[dict[str, Any]], labeler: Any, previous: dict[str, dict[str, Any]], *,
-               progress: Any = None) -> LabelRun:
-    """Label rows in place, reusing stored labels the labeler would repeat."""
+               progress: Any = None, relabel: bool = False) -> LabelRun:
+    """Label rows in place, reusing stored labels the labeler would repeat, and keeping stored
+    labels from a stronger labeler (PROVENANCE_STRENGTH) unless `relabel`."""
     todo = []
     reused = 0
+    kept: dict[str, str] = {}
+    downgraded: dict[str, str] = {}
     for row in rows:
         old = previous.get(row["id"])
-        if old is not None and _reusable(old, labeler):
+        stronger = old is not None and is_labeled(old) and outranks(label_of(old).get("labeler"), labeler.name)
+        if old is not None and (_reusable(old, labeler) or (stronger and not relabel)):
             row["expected"] = old.get("expected")
             row["metadata"]["label"] = dict(label_of(old))
-            reused += 1
+            if stronger:
+                kept[row["id"]] = label_of(old)["labeler"]
+            else:
+                reused += 1
         else:
+            if stronger:
+                downgraded[row["id"]] = label_of(old)["labeler"]
             todo.append(row)
     run = labeler.label(todo, progress=progress) if todo else LabelRun()
     run.reused = reused
+    run.kept_stronger, run.downgraded = kept, downgraded
     version = getattr(getattr(labeler, "rubric", None), "version", None) or getattr(labeler, "rubric_version", None)
     for row in todo:
         label = run.labels.get(row["id"])
@@ -297,7 +325,7 @@ def curate(options: CurateOptions, *, labeler: Any, runner: Runner | None = None
     if options.strategy == "rows":
         label_run = LabelRun(labels={}, pending=[r["id"] for r in rows if not is_labeled(r)])
     else:
-        label_run = label_rows(rows, labeler, previous, progress=progress)
+        label_run = label_rows(rows, labeler, previous, progress=progress, relabel=options.relabel)
 
     # stored rows and files are redacted: compare like with like (a rationale may quote a key too)
     rows = [redact_obj(row) for row in rows]
@@ -327,7 +355,7 @@ def curate(options: CurateOptions, *, labeler: Any, runner: Runner | None = None
     if getattr(labeler, "name", None) == "agent" and pending_ids:
         export = export_pending(out_dir / ROWS_FILE, labeler.rubric, out_dir / EXPORT_FILE)
 
-    plan = plan_upsert(rows, stored)
+    plan = plan_upsert(rows, stored, label_run.kept_stronger)
     summary = _summary(options, selection, rows, label_run, plan, export)
     if options.dataset:
         summary["dataset"] = {"name": options.dataset, "project": dataset_project, "backend": options.backend,

@@ -27,6 +27,16 @@ from bt_flywheel.core.ids import content_hash
 from bt_flywheel.dataset.facets import is_none_value
 
 LABELERS = ("llm", "agent", "file", "score")
+# How much each labeler's ground truth is worth, weakest first. A re-curation never replaces a
+# label with one from a weaker labeler unless asked to (`curate --relabel`): a `score` label is
+# a verdict on the old output, an `llm` label a model's reading, while `agent` (the judge read
+# the row against the rubric) and `file` (a review queue, usually people) are read by hand.
+PROVENANCE_STRENGTH = {"score": 0, "llm": 1, "agent": 2, "file": 2}
+
+
+def outranks(stored_labeler: str | None, new_labeler: str | None) -> bool:
+    """True when a label by `stored_labeler` is stronger than one `new_labeler` would give."""
+    return PROVENANCE_STRENGTH.get(stored_labeler or "", -1) > PROVENANCE_STRENGTH.get(new_labeler or "", -1)
 
 
 def now_iso() -> str:
@@ -155,10 +165,13 @@ class LabelRun:
     calls: int = 0  # model calls made in this run (llm)
     cached: int = 0  # labels reused from the cache (llm)
     reused: int = 0  # labels reused from the dataset (any labeler)
+    kept_stronger: dict[str, str] = field(default_factory=dict)  # row id -> the stronger stored labeler kept
+    downgraded: dict[str, str] = field(default_factory=dict)  # row id -> the stronger labeler replaced (--relabel)
 
     def summary(self) -> dict[str, Any]:
         return {"labeled": len(self.labels), "failed": len(self.failed), "pending": len(self.pending),
-                "model_calls": self.calls, "cached": self.cached, "reused": self.reused}
+                "model_calls": self.calls, "cached": self.cached, "reused": self.reused,
+                "kept_stronger": len(self.kept_stronger), "downgraded": len(self.downgraded)}
 
 
 def attach_label(row: dict[str, Any], label: Label) -> dict[str, Any]:
