@@ -139,3 +139,34 @@ def test_cli_errors_are_one_line(tmp_path: Path, run_cli):
     assert code == 2 and err.startswith("error: condition 'nope': unknown (hint: known conditions: blocked,")
     code, _, err = run_cli("route", "status", "--ledger", "missing.json")
     assert code == 2 and "missing.json: no ledger here" in err
+
+
+def test_a_stop_lists_the_open_findings_for_next_steps(tmp_path: Path, run_cli):
+    """A kept fix stops the run, but the second failure it did not touch, and a measurement gap
+    that held, are listed as open findings and become next steps."""
+    d = decide(["unmeasured_failure", "agent_problem"], comparison=comparison("improved"),
+               findings=["Reads out another customer's address"])
+    # a kept change with a measurement route pending continues; with nothing pending it stops
+    assert (d.action, d.stop) == ("keep", False) and d.open_findings() == []
+    d = decide(["structural_change"], comparison=comparison("improved"),
+               findings=["Reads out another customer's address"])
+    assert (d.stop, d.outcome) == (True, "improved")
+    titles = [f["title"] for f in d.open_findings()]
+    assert titles == ["Reads out another customer's address"]
+    steps = d.next_steps()
+    assert steps[0]["intent"] == "review_change"
+    assert steps[1]["title"] == "Reads out another customer's address" and steps[1]["intent"] == "investigate"
+    # no_convergence with a dataset gap still open
+    ledger = Ledger.open(tmp_path / "l.json", max_loops=1)
+    stop = decide(["dataset_gap"], comparison=comparison("equivalent"), ledger=ledger)
+    assert stop.outcome == "no_convergence"
+    assert [f["condition"] for f in stop.open_findings()] == ["metric_flat", "dataset_gap"]
+    assert [s["intent"] for s in stop.next_steps()] == ["investigate", "investigate", "label_data"]
+    # the CLI prints them
+    (tmp_path / "c.json").write_text(json.dumps(comparison("improved")))
+    code, out, err = run_cli("route", "decide", "--comparison", str(tmp_path / "c.json"), "--no-record",
+                             "--open-finding", "Second failure untouched")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["open_findings"][0]["title"] == "Second failure untouched"
+    assert doc["next_steps"][-1]["title"] == "Second failure untouched"

@@ -32,6 +32,8 @@ def _add_decide_args(parser: argparse.ArgumentParser, *, defaults: bool) -> None
     arg("--change-artifact", choices=["agent", "dataset", "measurement", "instrumentation", "none"],
         default="agent", help="the artifact this loop changed (default agent)")
     arg("--note", metavar="TEXT", help="a note stored with the loop")
+    arg("--open-finding", action="append", default=[], metavar="TEXT", dest="open_finding",
+        help="a finding this loop leaves open; listed in open_findings and next_steps when the run stops; repeatable")
     arg("--max-loops", type=int, metavar="N", help="loops without a kept improvement before no_convergence (default 3)")
     arg("--no-record", action="store_true", help="decide without writing the ledger")
     arg("--json", dest="output", action="store_const", const="json", help="print JSON (what decide prints anyway)")
@@ -86,7 +88,8 @@ def run_decide(args: argparse.Namespace) -> int:
         ledger = Ledger.open(args.ledger, max_loops=args.max_loops,
                              target=(comparison or {}).get("target"))
     decision = decide(args.condition, comparison=comparison, ledger=ledger, candidate=args.candidate,
-                      change=args.change, change_artifact=args.change_artifact, note=args.note)
+                      change=args.change, change_artifact=args.change_artifact, note=args.note,
+                      findings=args.open_finding)
     print_json(decision.to_dict())
     return 0
 

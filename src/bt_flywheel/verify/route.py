@@ -198,12 +198,35 @@ class Decision:
     warnings: list[str] = field(default_factory=list)
     ledger: str | None = None
     replayed: bool = False
+    findings: list[str] = field(default_factory=list)  # findings the caller says are still open
 
-    def next_steps(self) -> list[dict[str, Any]]:
-        """Suggested handoff next steps (intent, priority, title, body); the handoff builder adds
-        the destination and idempotency key."""
+    def open_findings(self) -> list[dict[str, Any]]:
+        """What the run leaves open when it stops: the findings the caller named, and every
+        condition that held but whose route was not taken (a kept change answers the agent ones)."""
         if not self.stop:
             return []
+        out: list[dict[str, Any]] = [{"title": text, "condition": None, "intent": "investigate"}
+                                     for text in self.findings]
+        for rule in self.routes:
+            if rule is self.route or rule.phase == "exit" or (self.kept and rule.artifact == "agent"):
+                continue
+            out.append({"title": rule.title, "condition": rule.condition, "intent": rule.next_step,
+                        "route": rule.route})
+        return out
+
+    def next_steps(self) -> list[dict[str, Any]]:
+        """Suggested handoff next steps (intent, priority, title, body): the stop's own step, then
+        one per open finding. The handoff builder adds the destination and idempotency key."""
+        if not self.stop:
+            return []
+        steps = self._stop_step()
+        for finding in self.open_findings():
+            body = (f"Still open when the run stopped ({self.outcome}): {finding['title']}"
+                    + (f" -> {finding['route']}" if finding.get("route") else ""))
+            steps.append({"intent": finding["intent"], "priority": "p2", "title": finding["title"], "body": body})
+        return steps
+
+    def _stop_step(self) -> list[dict[str, Any]]:
         if self.outcome == "no_convergence":
             return [{"intent": "investigate", "priority": "p2",
                      "title": f"No kept improvement after {self.consecutive_without_improvement} loops",
@@ -224,17 +247,22 @@ class Decision:
             "reason": self.reason, "loop": self.loop, "loops": self.loops,
             "validation_looks": self.validation_looks,
             "consecutive_without_improvement": self.consecutive_without_improvement,
-            "max_loops": self.max_loops, "next_steps": self.next_steps(), "warnings": list(self.warnings),
+            "max_loops": self.max_loops, "open_findings": self.open_findings(), "next_steps": self.next_steps(),
+            "warnings": list(self.warnings),
             "ledger": self.ledger, "replayed": self.replayed,
         }
 
 
 def decide(conditions: Iterable[str] = (), *, comparison: Mapping[str, Any] | None = None,
            ledger: Any = None, candidate: str | None = None, change: str | None = None,
-           change_artifact: str = "agent", note: str | None = None, kept: bool | None = None) -> Decision:
+           change_artifact: str = "agent", note: str | None = None, kept: bool | None = None,
+           findings: Iterable[str] = ()) -> Decision:
     """Route the next loop. With a ``ledger`` (:class:`bt_flywheel.verify.ledger.Ledger`) and a
     ``comparison`` or ``candidate``, the loop is recorded (idempotently: the same candidate and
-    experiments again replay the stored decision) and counted toward ``no_convergence``."""
+    experiments again replay the stored decision) and counted toward ``no_convergence``.
+    ``findings`` are findings still open (e.g. a second failure pattern this loop did not touch):
+    when the decision stops they are listed in ``open_findings`` and ``next_steps``."""
+    findings = [f.strip() for f in findings if f and f.strip()]
     if change_artifact not in ARTIFACTS:
         raise InputError(f"change_artifact {change_artifact!r}: not one of {', '.join(ARTIFACTS)}")
     conds = check_conditions(conditions)
@@ -253,7 +281,9 @@ def decide(conditions: Iterable[str] = (), *, comparison: Mapping[str, Any] | No
     if records_loop:
         previous = ledger.find_loop(candidate, comparison)
         if previous is not None and previous.get("decision"):
-            return _replay(previous, ledger)
+            replayed = _replay(previous, ledger)
+            replayed.findings = findings
+            return replayed
     warnings: list[str] = []
     max_loops = ledger.max_loops if ledger is not None else 3
     streak = ledger.consecutive_without_improvement if ledger is not None else 0
@@ -265,7 +295,7 @@ def decide(conditions: Iterable[str] = (), *, comparison: Mapping[str, Any] | No
                             "at validation inflate false positives")
     action, stop, outcome, route, reason = _choose(routes, kept=kept, streak=streak, max_loops=max_loops)
     decision = Decision(action, stop, outcome, kept, route, routes, conds, reason, max_loops=max_loops,
-                        consecutive_without_improvement=streak, warnings=warnings)
+                        consecutive_without_improvement=streak, warnings=warnings, findings=findings)
     if ledger is not None:
         if records_loop:
             entry = ledger.append_loop(candidate=candidate, kept=kept, change=change, change_artifact=change_artifact,
