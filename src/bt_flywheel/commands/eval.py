@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="concurrent (row, trial) tasks (default: the Eval's, else 16)")
     parser.add_argument("--name", help="experiment name (a suffix is added if it exists)")
     parser.add_argument("--eval", dest="eval_name", metavar="EVAL", help="run only this Eval of a file with several")
+    parser.add_argument("--candidate-file", action="append", default=[], metavar="FILE",
+                        help="a file that is part of the candidate though git does not show it changed; repeatable "
+                             "(the candidate is otherwise the tracked files changed against HEAD)")
     add_output_args(parser, json_help="print the result as JSON")
     add_settings_args(parser)
     parser.set_defaults(handler=run)
@@ -38,7 +41,12 @@ def run(args: argparse.Namespace) -> int:
         args.source, split=args.split, first=args.first, trials=args.trials,
         max_concurrency=args.max_concurrency, name=args.name, project=args.project,
         store=settings.store, remote=remote, settings=settings, eval_name=args.eval_name, silent=args.quiet,
+        candidate_files=args.candidate_file,
     )
+    from bt_flywheel.verify.looks import record_eval_looks
+
+    for message in record_eval_looks(results, settings, split=args.split):
+        status(message)
     if wants_json(args):
         print_json(results[0].as_dict() if len(results) == 1 else [r.as_dict() for r in results])
     else:

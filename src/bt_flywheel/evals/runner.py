@@ -42,6 +42,7 @@ import subprocess
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +52,7 @@ from bt_flywheel.core.errors import ConfigError, InputError
 from bt_flywheel.core.output import Progress
 from bt_flywheel.core.redact import redact, redact_obj
 from bt_flywheel.evals import data as evals_data
+from bt_flywheel.evals.candidate import identify
 from bt_flywheel.evals.data import input_hash, local_dataset  # noqa: F401  (public re-export)
 
 DEFAULT_MAX_CONCURRENCY = 16
@@ -203,7 +205,7 @@ def run_evals(source: str | Path, *, split: str | None = None, first: int | None
               trials: int | None = None, max_concurrency: int | None = None, name: str | None = None,
               project: str | None = None, store: str | Path = ".flywheel/store.duckdb",
               remote: bool = False, settings: Any = None, eval_name: str | None = None,
-              silent: bool = False) -> list[EvalRunResult]:
+              silent: bool = False, candidate_files: Sequence[str] = ()) -> list[EvalRunResult]:
     """Run every Eval in an Eval file (or the one in an eval config) with the braintrust SDK.
 
     split/first filter the data (metadata.split, then the first N rows); trials overrides
@@ -211,7 +213,8 @@ def run_evals(source: str | Path, *, split: str | None = None, first: int | None
     16); name/project override the experiment name and project; store is the local DuckDB file.
     remote=True sends to Braintrust (needs settings with an api_key) and mirrors locally.
     Progress goes to stderr unless silent. Results are stored even when some rows error; check
-    `result.errors`.
+    `result.errors`. The experiment's metadata.candidate fingerprints the changed files
+    (evals.candidate; `candidate_files` adds files git does not see as changed).
     """
     if first is not None and first < 1:
         raise InputError(f"--first: must be >= 1, got {first}")
@@ -230,18 +233,20 @@ def run_evals(source: str | Path, *, split: str | None = None, first: int | None
     from bt_flywheel.core.fileio import sha256_file
 
     file_sha = sha256_file(path)
+    candidate = identify(path, candidate_files)
     results = []
     for evaluator in evaluators:
         results.append(_run_one(evaluator, path=path, file_sha=file_sha, split=split, first=first,
                                 trials=trials, max_concurrency=max_concurrency, name=name,
                                 project=project, store=Path(store), remote=remote, settings=settings,
-                                silent=silent, multiple=len(evaluators) > 1))
+                                silent=silent, multiple=len(evaluators) > 1, candidate=candidate))
     return results
 
 
 def _run_one(evaluator: Any, *, path: Path, file_sha: str, split: str | None, first: int | None,
              trials: int | None, max_concurrency: int | None, name: str | None, project: str | None,
-             store: Path, remote: bool, settings: Any, silent: bool, multiple: bool) -> EvalRunResult:
+             store: Path, remote: bool, settings: Any, silent: bool, multiple: bool,
+             candidate: dict[str, Any] | None = None) -> EvalRunResult:
     from braintrust.framework import run_evaluator
     from braintrust.logger import parent_context
 
@@ -271,6 +276,8 @@ def _run_one(evaluator: Any, *, path: Path, file_sha: str, split: str | None, fi
     metadata = _experiment_metadata(evaluator, path=path, file_sha=file_sha, datasets=datasets, split=split,
                                     first=first, trials=trial_count, concurrency=concurrency,
                                     rows=len(cases), backend="remote" if remote else "local")
+    if candidate is not None:
+        metadata["candidate"] = candidate
     experiment = None
     if remote:
         experiment = _init_remote_experiment(evaluator, settings, project_name, base_name, metadata)

@@ -88,7 +88,7 @@ class ExperimentScores:
         return {"id": self.id, "name": self.name, "created": self.created, "root_rows": self.root_rows,
                 "rows": self.rows, "trials": trials, "dataset_id": meta.get("dataset_id"),
                 "dataset_version": meta.get("dataset_version"), "split": meta.get("split"),
-                "git_sha": meta.get("git_sha")}
+                "git_sha": meta.get("git_sha"), "candidate": (meta.get("candidate") or {}).get("id")}
 
 
 @dataclass

@@ -107,6 +107,8 @@ class Ledger:
             "consecutive_without_improvement": self.consecutive_without_improvement,
             "stopped": self.should_stop() or self._last_stop(),
         }
+        if self.looks:
+            self.data["summary"].update(eval_looks=len(self.looks), repeated_looks=self.repeated_looks())
 
     def _last_stop(self) -> str | None:
         last = self.loops[-1]["decision"] if self.loops and self.loops[-1].get("decision") else None
@@ -147,9 +149,51 @@ class Ledger:
         """``"no_convergence"`` once ``max_loops`` consecutive loops kept nothing, else None."""
         return "no_convergence" if self.consecutive_without_improvement >= self.max_loops else None
 
+    @property
+    def looks(self) -> list[dict[str, Any]]:
+        """Validation evals recorded by `flywheel eval` itself (:meth:`record_look`)."""
+        return self.data.get("looks") or []
+
     def looks_for(self, candidate: str | None) -> int:
-        """How many validation looks this candidate already had."""
+        """How many validation looks this candidate already had: validation evals recorded for
+        it, else (for ledgers without them) the loops that compared it."""
+        if candidate is None:
+            return 0
+        evals = sum(1 for look in self.looks if look.get("candidate") == candidate)
+        if evals:
+            return evals
         return sum(1 for e in self.loops if e.get("validation") and e.get("candidate") == candidate)
+
+    def repeated_looks(self) -> dict[str, int]:
+        """Candidates (the unchanged baseline aside) with more than one validation eval."""
+        counts: dict[str, int] = {}
+        for look in self.looks:
+            candidate = look.get("candidate")
+            if candidate and not str(candidate).startswith("base:"):
+                counts[candidate] = counts.get(candidate, 0) + 1
+        return {c: n for c, n in sorted(counts.items()) if n > 1}
+
+    def candidate_of(self, experiment: str | None) -> str | None:
+        """The candidate fingerprint a recorded look gives this experiment (name or id)."""
+        for look in reversed(self.looks):
+            if experiment and experiment in (look.get("experiment"), look.get("experiment_id")):
+                return look.get("candidate")
+        return None
+
+    def record_look(self, *, candidate: str | None, experiment: str, experiment_id: str | None = None,
+                    split: str | None = "validation", files: Iterable[str] = (), rows: int | None = None,
+                    trials: int | None = None) -> tuple[dict[str, Any], int]:
+        """Record one validation eval (once per experiment); saves. Returns the entry and how many
+        looks this candidate had before it."""
+        for look in self.looks:
+            if experiment_id and look.get("experiment_id") == experiment_id:
+                return look, self.looks_for(candidate) - 1
+        before = sum(1 for look in self.looks if candidate is not None and look.get("candidate") == candidate)
+        entry = {"recorded_at": _now(), "candidate": candidate, "files": list(files), "experiment": experiment,
+                 "experiment_id": experiment_id, "split": split, "rows": rows, "trials": trials}
+        self.data.setdefault("looks", []).append(entry)
+        self.save()
+        return entry, before
 
     def find_loop(self, candidate: str | None, comparison: Mapping[str, Any] | None) -> dict[str, Any] | None:
         """The last loop, if it recorded this same candidate and comparison (a rerun after a crash)."""
@@ -195,10 +239,16 @@ class Ledger:
         return entry
 
     def handoff_entries(self) -> list[dict[str, Any]]:
-        """The loops in the handoff's ``loops.ledger[]`` shape."""
-        return [{"loop": e["loop"], "kept": e["kept"], "route": e["route"], "candidate": e["candidate"],
-                 "verdict": e["verdict"], "note": e["note"] or (e.get("decision") or {}).get("reason")}
-                for e in self.loops]
+        """The loops in the handoff's ``loops.ledger[]`` shape, each with its candidate's count of
+        validation looks (`looks`) when the ledger recorded evals."""
+        out = []
+        for e in self.loops:
+            entry = {"loop": e["loop"], "kept": e["kept"], "route": e["route"], "candidate": e["candidate"],
+                     "verdict": e["verdict"], "note": e["note"] or (e.get("decision") or {}).get("reason")}
+            if self.looks and e.get("candidate"):
+                entry["looks"] = self.looks_for(e["candidate"])
+            out.append(entry)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         self._refresh_summary()

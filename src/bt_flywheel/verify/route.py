@@ -180,6 +180,16 @@ def conditions_from_comparison(comparison: Mapping[str, Any], *, change_artifact
     return out
 
 
+def candidate_of(comparison: Mapping[str, Any], ledger: Any = None) -> str | None:
+    """How the ledger names the compared candidate: the fingerprint of its changed files (from the
+    experiment's metadata via compare, or from the look `flywheel eval` recorded), else its
+    experiment name or id."""
+    experiment = comparison.get("candidate")
+    described = ((comparison.get("experiments") or {}).get("candidate") or {}).get("candidate")
+    recorded = ledger.candidate_of(experiment) if ledger is not None and experiment else None
+    return described or recorded or experiment
+
+
 @dataclass
 class Decision:
     action: str
@@ -272,7 +282,7 @@ def decide(conditions: Iterable[str] = (), *, comparison: Mapping[str, Any] | No
                 conds.append(c)
         if kept is None:
             kept = bool(comparison.get("keep", "improved" in conds))
-        candidate = candidate or comparison.get("candidate")
+        candidate = candidate or candidate_of(comparison, ledger)
     kept = bool(kept)
     if kept and "improved" not in conds:
         conds.append("improved")
