@@ -48,12 +48,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "exit 2 with every violation and its JSON path, nothing written.")
     build.add_argument("draft", metavar="DRAFT", help="the draft file (YAML or JSON)")
     build.add_argument("--orient", metavar="ORIENT.json",
-                       help="the output of `flywheel orient --json` (mode, goal, project; else resolved now)")
+                       help="the output of `flywheel orient --json` (mode, goal, project, start time; default: the "
+                            "session orient saved)")
     build.add_argument("--comparison", metavar="COMPARE.json",
                        help="the output of `flywheel compare --json` / --out (the verification numbers)")
-    build.add_argument("--ledger", metavar="LEDGER.json", help="the loop ledger (loops and their count)")
+    build.add_argument("--ledger", metavar="LEDGER.json",
+                       help="the loop ledger (loops and their count; default: the session's ledger if it exists)")
     add_out_dir(build, "where to write the handoff (default: .)", default=".")
-    add_output_args(build, json_help="print {summary, narrative, written, outcome, verification_status, artifacts}")
+    build.add_argument("--strict", action="store_true",
+                       help="fail (exit 2, nothing written) when the draft's figures contradict the comparison or a "
+                            "candidate had repeated validation looks; default: warn and record x-build-warnings")
+    add_output_args(build, json_help="print {summary, narrative, written, outcome, verification_status, artifacts, "
+                                     "warnings}")
     add_settings_args(build, backend=False)
     build.set_defaults(handler=run_build)
 
@@ -74,19 +80,25 @@ def run_validate(args: argparse.Namespace) -> int:
     from bt_flywheel.core.fileio import read_json_file
     from bt_flywheel.core.output import print_json
     from bt_flywheel.core.redact import redact
+    from bt_flywheel.handoff.checks import handoff_look_warnings
     from bt_flywheel.handoff.contract import validate_handoff
 
     register_known_secrets(args.env_file)
     doc = read_json_file(args.file)
     violations = validate_handoff(doc)
+    warnings = handoff_look_warnings(doc, args.file) if not violations else []
     if wants_json(args):
         print_json({"file": args.file, "valid": not violations,
-                    "violations": [{"path": v.path, "message": v.message} for v in violations]})
+                    "violations": [{"path": v.path, "message": v.message} for v in violations],
+                    "warnings": warnings})
     elif not violations:
         print(redact(f"{args.file}: valid {doc['contract_version']} handoff (outcome {doc['outcome']})"))
     else:
         for violation in violations:
             print(redact(f"{args.file}: {violation}"))
+    if not wants_json(args):
+        for warning in warnings:
+            sys.stderr.write(redact(f"warning: {args.file}: {warning}\n"))
     if violations:
         raise InputError(f"{args.file}: invalid handoff: {_count(violations)}")
     return 0
@@ -124,7 +136,7 @@ def run_build(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     try:
         result = build_from_draft(args.draft, orient=args.orient, comparison=args.comparison, ledger=args.ledger,
-                                  store=args.store, out_dir=args.out_dir, settings=settings)
+                                  store=args.store, out_dir=args.out_dir, settings=settings, strict=args.strict)
     except HandoffInvalid as exc:
         if wants_json(args):
             print_json({"file": args.draft, "valid": False,
@@ -135,6 +147,8 @@ def run_build(args: argparse.Namespace) -> int:
         raise InputError(f"{exc.source}: {_count(exc.violations)}; nothing written") from None
     for note in result.notes:
         status(note)
+    for warning in result.warnings:
+        status(f"warning: {warning}")
     if wants_json(args):
         print_json(result.to_dict())
     else:

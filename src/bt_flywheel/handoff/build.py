@@ -5,14 +5,18 @@ severity, blocking, confidence, summary, findings, changes, next steps (no idemp
 artifacts (path + kind, no hashes), links, `x-` extensions, and optionally goal and project.
 `build_from_draft` fills everything computable with `handoff.HandoffBuilder`:
 
-- contract_version, run_id, started_at (the ledger's `created_at`, else the orient time, else
-  now), finished_at (now);
-- mode + reason and goal/project from ORIENT.json (`flywheel orient --json`), else resolved now;
-  the draft's goal/project win over orient's;
+- contract_version, run_id (the ledger's), started_at (when Orient ran: ORIENT.json, else the
+  saved session; else the ledger's `created_at`; else now), finished_at (now);
+- mode + reason and goal/project from ORIENT.json (`flywheel orient --json`), else the session
+  Orient saved, else resolved now; the draft's goal/project win over orient's;
 - verification from COMPARE.json (`flywheel compare --json` / `--out`) via `set_verification`;
 - loops from the ledger (`Ledger.handoff_entries()`, count, max);
 - artifact sha256 and size (paths relative to the draft's folder, else the working directory);
-  the comparison and ledger files are listed too (kinds `comparison`, `ledger`);
+  the comparison and ledger files are listed too (kinds `comparison`, `ledger`); a file under
+  a path CI cannot read (`.flywheel/`, or ignored by git) is copied next to the handoff and
+  listed there;
+- warnings (handoff.checks): a figure in the draft's summary or confidence text that no score
+  in the comparison has, and a candidate with repeated validation looks;
 - idempotency keys (the builder computes them).
 
 With a comparison it also writes `forest.svg` next to the narrative (kind `forest_plot`, which
@@ -77,12 +81,13 @@ class BuildResult:
     paths: HandoffPaths
     written: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": str(self.paths.summary), "narrative": str(self.paths.narrative),
                 "written": [str(p) for p in self.written], "outcome": self.handoff["outcome"],
                 "verification_status": self.handoff["verification"]["status"],
-                "artifacts": self.handoff["artifacts"], "notes": self.notes}
+                "artifacts": self.handoff["artifacts"], "notes": self.notes, "warnings": self.warnings}
 
 
 # ---------------------------------------------------------------------------- the draft
@@ -201,22 +206,24 @@ def _experiments_in_store(store: str | os.PathLike[str] | None, comparison: Mapp
 
 # ---------------------------------------------------------------------------- build
 
-def build_from_draft(draft: str | os.PathLike[str] | Mapping[str, Any], *,
-                     orient: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-                     comparison: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-                     ledger: str | os.PathLike[str] | None = None,
-                     store: str | os.PathLike[str] | None = None,
-                     out_dir: str | os.PathLike[str] = ".",
-                     settings: Any = None,
-                     environ: Mapping[str, str] | None = None,
-                     now: datetime | str | None = None) -> BuildResult:
-    """Build, validate and write the handoff (and forest plot + report) from a draft.
+@dataclass
+class _Inputs:
+    """The draft and everything it is built with, loaded and checked."""
 
-    `draft` is a file path (YAML/JSON) or an already-loaded mapping (validated either way).
-    `settings` (config.Settings) supplies the project when neither draft nor orient names one.
-    Raises HandoffInvalid (every violation) or InputError (one line naming the file) before
-    anything is written.
-    """
+    doc: dict[str, Any]
+    source: str
+    base: Path
+    orient: dict[str, Any]
+    comparison: dict[str, Any] | None
+    comparison_file: Path | None
+    ledger: Any  # verify.ledger.Ledger | None
+    ledger_file: Path | None
+
+
+def _load_inputs(draft: str | os.PathLike[str] | Mapping[str, Any], orient: Any, comparison: Any,
+                 ledger: str | os.PathLike[str] | None, settings: Any) -> _Inputs:
+    """Read and validate the draft, ORIENT.json (else the saved session), COMPARE.json and the
+    ledger (else the session's ledger when it exists)."""
     from bt_flywheel.verify.ledger import Ledger
 
     if isinstance(draft, Mapping):
@@ -228,15 +235,24 @@ def build_from_draft(draft: str | os.PathLike[str] | Mapping[str, Any], *,
     else:
         source, base = str(draft), Path(draft).resolve().parent
         doc = load_draft(draft)
-    orient_doc = (load_orient(orient) if orient is not None and not isinstance(orient, Mapping)
-                  else dict(orient or {}))
+    session = getattr(settings, "session", None)
+    if orient is None and session:
+        orient = session
+    orient_doc = load_orient(orient) if orient is not None and not isinstance(orient, Mapping) else dict(orient or {})
     comp = (load_comparison(comparison) if comparison is not None and not isinstance(comparison, Mapping)
             else (dict(comparison) if comparison is not None else None))
+    if ledger is None and session and getattr(settings, "ledger", None) and Path(settings.ledger).is_file():
+        ledger = settings.ledger
     book = Ledger.open(ledger, create=False) if ledger is not None else None
-    out = Path(out_dir)
+    return _Inputs(doc, source, base, orient_doc, comp,
+                   Path(comparison) if comparison is not None and not isinstance(comparison, Mapping) else None,
+                   book, Path(ledger) if ledger is not None else None)
 
-    # who, what, when
-    env = os.environ if environ is None else environ
+
+def _start_builder(inputs: _Inputs, settings: Any, env: Mapping[str, str], finished: str) -> HandoffBuilder:
+    """Who, what, when: goal, project, mode and the run's times. started_at is when Orient ran
+    (ORIENT.json or the session); the ledger only supplies the run id."""
+    doc, orient_doc, book = inputs.doc, inputs.orient, inputs.ledger
     goal = doc.get("goal") or orient_doc.get("goal")
     if not goal:
         from bt_flywheel.session.orient import resolve_goal
@@ -244,7 +260,7 @@ def build_from_draft(draft: str | os.PathLike[str] | Mapping[str, Any], *,
         goal = resolve_goal(None, env)
     project = doc.get("project") or orient_doc.get("project") or getattr(settings, "project", None)
     if not project:
-        raise InputError(f"{source}: project: not in the draft, ORIENT.json or the settings; "
+        raise InputError(f"{inputs.source}: project: not in the draft, ORIENT.json or the settings; "
                          "add `project: <name>` to the draft")
     if orient_doc:
         mode_name, reason = orient_doc["mode"], orient_doc.get("mode_reason") or "from orient"
@@ -253,17 +269,22 @@ def build_from_draft(draft: str | os.PathLike[str] | Mapping[str, Any], *,
 
         mode = resolve_mode(goal=goal, environ=env)
         mode_name, reason = mode.name, mode.reason
-    project_id = (orient_doc.get("store") or {}).get("project_id") if orient_doc.get("project") == project else None
-    started = (book.data.get("created_at") if book else None) or _orient_time(orient_doc)
-    finished = format_time(now)
+    project_id = None
+    if orient_doc.get("project") == project:
+        store_state = orient_doc.get("store")
+        project_id = orient_doc.get("project_id") or (store_state.get("project_id")
+                                                      if isinstance(store_state, Mapping) else None)
+    started = _orient_time(orient_doc) or (book.data.get("created_at") if book else None)
     if started and is_rfc3339(started) and parse_time(started) > parse_time(finished):
         started = finished
-    run_id = (book.data.get("run_id") if book else None)
-    builder = HandoffBuilder(goal=goal, project=project, mode=mode_name, mode_reason=reason,
-                             project_id=project_id, run_id=run_id if run_id and _RUN_ID.match(run_id) else None,
-                             started_at=started or finished)
+    run_id = book.data.get("run_id") if book else None
+    return HandoffBuilder(goal=goal, project=project, mode=mode_name, mode_reason=reason,
+                          project_id=project_id, run_id=run_id if run_id and _RUN_ID.match(run_id) else None,
+                          started_at=started or finished)
 
-    # the judgement
+
+def _add_judgement(builder: HandoffBuilder, doc: Mapping[str, Any]) -> None:
+    """The agent's part: outcome, confidence, summary, findings, changes, next steps, links, x-."""
     confidence = doc["confidence"]
     builder.set_outcome(doc["outcome"], severity=doc["severity"], confidence=confidence["level"],
                         why=confidence["why"], summary=doc["summary"], blocking=bool(doc.get("blocking", False)))
@@ -285,53 +306,144 @@ def build_from_draft(draft: str | os.PathLike[str] | Mapping[str, Any], *,
         if key.startswith("x-"):
             builder.extend(key, value)
 
-    # the numbers
-    if comp is not None:
-        builder.set_verification(comp)
+
+def _add_numbers(builder: HandoffBuilder, inputs: _Inputs, out: Path) -> list[tuple[Path, Path]]:
+    """Verification, loops and artifacts. Returns the copies to make: artifacts under a path the
+    repository ignores (e.g. .flywheel/) are listed at their copy next to the handoff."""
+    if inputs.comparison is not None:
+        builder.set_verification(inputs.comparison)
+    book = inputs.ledger
     if book is not None:
         entries = [{k: v for k, v in e.items() if not (k == "note" and not v)} for e in book.handoff_entries()]
         builder.set_loops(book.loop_count, max_loops=book.max_loops, ledger=entries)
-    bases = [base] if base.resolve() == Path.cwd().resolve() else [base, Path.cwd()]
-    listed: set[Path] = set()
-    for i, item in enumerate(doc.get("artifacts") or []):
-        file = _resolve_artifact(item["path"], f"{source}: artifacts[{i}].path", bases)
-        builder.add_artifact(file, item["kind"])["path"] = _display_path(file, out)
-        listed.add(file.resolve())
-    for file, kind in ((comparison, "comparison"), (ledger, "ledger")):
-        if file is not None and not isinstance(file, Mapping) and Path(file).resolve() not in listed:
-            builder.add_artifact(file, kind)["path"] = _display_path(Path(file), out)
-            listed.add(Path(file).resolve())
+    bases = [inputs.base] if inputs.base.resolve() == Path.cwd().resolve() else [inputs.base, Path.cwd()]
+    listed = [(_resolve_artifact(item["path"], f"{inputs.source}: artifacts[{i}].path", bases), item["kind"])
+              for i, item in enumerate(inputs.doc.get("artifacts") or [])]
+    for file, kind in ((inputs.comparison_file, "comparison"), (inputs.ledger_file, "ledger")):
+        if file is not None and file.resolve() not in {f.resolve() for f, _ in listed}:
+            listed.append((file, kind))
+    copies = plan_copies([f for f, _ in listed], out)
+    for file, kind in listed:
+        target = copies.get(file.resolve())
+        builder.add_artifact(file, kind)["path"] = _display_path(target or file, out)
+    return [(src, dst) for src, dst in copies.items()]
 
-    # every problem at once, before anything is written
-    violations = validate_handoff(builder.assemble(finished_at=finished))
-    if violations:
-        raise HandoffInvalid(source, violations, "the handoff built from this draft is invalid")
+
+def _write_plots(builder: HandoffBuilder, inputs: _Inputs, out: Path, store: Any) -> tuple[list[Path], list[str]]:
+    """forest.svg and, when both experiments are in the local store, the HTML report."""
+    comp = inputs.comparison
+    if comp is None:
+        return [], []
+    from bt_flywheel.core.fileio import atomic_write_text
+    from bt_flywheel.report.html import write_forest_svg
 
     notes: list[str] = []
     written: list[Path] = []
-    if comp is not None:
-        from bt_flywheel.report.html import write_forest_svg
+    report_text = None
+    skip = _experiments_in_store(store, comp)
+    if skip is None:
+        from bt_flywheel.report.data import build_report_inputs
+        from bt_flywheel.report.html import render_report
 
-        report_text = None
-        skip = _experiments_in_store(store if store is not None else getattr(settings, "store", None), comp)
-        if skip is None:
-            from bt_flywheel.report.data import build_report_inputs
-            from bt_flywheel.report.html import render_report
+        book = inputs.ledger
+        report = build_report_inputs(store, str(comp["baseline"]), str(comp["candidate"]), comparison=comp,
+                                     ledger=book.to_dict() if book is not None else None)
+        report_text = render_report(report.pop("comparison"), **report)
+    else:
+        notes.append(f"no HTML report: {skip}")
+    written.append(write_forest_svg(comp, out / FOREST_FILENAME))
+    builder.add_artifact(written[-1], "forest_plot", base_dir=out)
+    if report_text is not None:
+        written.append(atomic_write_text(out / REPORT_FILENAME, report_text))
+        builder.add_artifact(written[-1], "report", base_dir=out)
+    return written, notes
 
-            inputs = build_report_inputs(store if store is not None else settings.store, str(comp["baseline"]),
-                                         str(comp["candidate"]), comparison=comp,
-                                         ledger=book.to_dict() if book is not None else None)
-            report_text = render_report(inputs.pop("comparison"), **inputs)
-        else:
-            notes.append(f"no HTML report: {skip}")
-        from bt_flywheel.core.fileio import atomic_write_text
 
-        written.append(write_forest_svg(comp, out / FOREST_FILENAME))
-        builder.add_artifact(written[-1], "forest_plot", base_dir=out)
-        if report_text is not None:
-            written.append(atomic_write_text(out / REPORT_FILENAME, report_text))
-            builder.add_artifact(written[-1], "report", base_dir=out)
+def build_from_draft(draft: str | os.PathLike[str] | Mapping[str, Any], *,
+                     orient: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+                     comparison: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+                     ledger: str | os.PathLike[str] | None = None,
+                     store: str | os.PathLike[str] | None = None,
+                     out_dir: str | os.PathLike[str] = ".",
+                     settings: Any = None,
+                     environ: Mapping[str, str] | None = None,
+                     now: datetime | str | None = None,
+                     strict: bool = False) -> BuildResult:
+    """Build, validate and write the handoff (and forest plot + report) from a draft.
 
+    `draft` is a file path (YAML/JSON) or an already-loaded mapping (validated either way).
+    `settings` (config.Settings) supplies the project when neither draft nor orient names one,
+    and the saved session and ledger when ORIENT.json and the ledger are not given. Figures in
+    the draft's text that contradict the comparison, and repeated validation looks, are
+    warnings (in the result and the handoff's `x-build-warnings`); `strict` makes them errors.
+    Raises HandoffInvalid (every violation) or InputError (one line naming the file) before
+    anything is written.
+    """
+    from bt_flywheel.handoff.checks import look_warnings, number_warnings
+
+    inputs = _load_inputs(draft, orient, comparison, ledger, settings)
+    out = Path(out_dir)
+    finished = format_time(now)
+    builder = _start_builder(inputs, settings, os.environ if environ is None else environ, finished)
+    _add_judgement(builder, inputs.doc)
+    copies = _add_numbers(builder, inputs, out)
+    warnings = number_warnings(inputs.doc, inputs.comparison) + look_warnings(
+        {"loops": {"ledger": inputs.ledger.handoff_entries()}} if inputs.ledger is not None else {},
+        inputs.ledger.to_dict() if inputs.ledger is not None else None)
+    if warnings and strict:
+        raise HandoffInvalid(inputs.source, [Violation("$.summary", w) for w in warnings],
+                             "the draft's numbers or the ledger's looks do not hold up (--strict)")
+    if warnings:
+        builder.extend("x-build-warnings", warnings)
+    violations = validate_handoff(builder.assemble(finished_at=finished))
+    if violations:  # every problem at once, before anything is written
+        raise HandoffInvalid(inputs.source, violations, "the handoff built from this draft is invalid")
+    written = [copy_artifact(src, dst) for src, dst in copies]
+    plots, notes = _write_plots(builder, inputs, out, store if store is not None else getattr(settings, "store", None))
     handoff = builder.build(finished_at=finished)
     paths = write_handoff(handoff, out)
-    return BuildResult(handoff=handoff, paths=paths, written=written, notes=notes)
+    return BuildResult(handoff=handoff, paths=paths, written=written + plots, notes=notes, warnings=warnings)
+
+
+# ---------------------------------------------------------------------------- artifacts under ignored paths
+
+def is_ignored(path: Path) -> bool:
+    """True when CI would not have this file: under a `.flywheel` folder, or ignored by git."""
+    resolved = path.resolve()
+    if ".flywheel" in resolved.parts:
+        return True
+    import subprocess
+
+    try:
+        proc = subprocess.run(["git", "-C", str(resolved.parent), "check-ignore", "-q", str(resolved)],
+                              capture_output=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return proc.returncode == 0
+
+
+def plan_copies(files: list[Path], out: Path) -> dict[Path, Path]:
+    """source -> destination next to the handoff, for each file under an ignored path. Refuses
+    (InputError) when two files would land on one name, or the destination is ignored too."""
+    plan: dict[Path, Path] = {}
+    for file in files:
+        if not is_ignored(file):
+            continue
+        target = out / file.name
+        if target.resolve() in {t.resolve() for t in plan.values()}:
+            raise InputError(f"{file}: two artifacts under ignored paths are both named {file.name!r}",
+                             hint="rename one, or list a copy outside .flywheel/")
+        if is_ignored(target):
+            raise InputError(f"{file}: under an ignored path, and so is --out {out}: CI could not read the artifact",
+                             hint="write the handoff outside .flywheel/ (e.g. --out .)")
+        if target.exists() and target.resolve() != file.resolve() and target.read_bytes() != file.read_bytes():
+            raise InputError(f"{file}: is under an ignored path and {target} already exists with other content",
+                             hint="move or remove it, then build again")
+        plan[file.resolve()] = target
+    return plan
+
+
+def copy_artifact(source: Path, target: Path) -> Path:
+    from bt_flywheel.core.fileio import atomic_write_bytes
+
+    return atomic_write_bytes(target, source.read_bytes())
