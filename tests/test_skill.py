@@ -97,8 +97,10 @@ def test_each_phase_says_what_to_run_and_when_to_load_its_reference() -> None:
                    "scripts/flywheel route", "no_convergence"):
         assert needle in verify
     exit_ = section("Exit handoff")
-    for needle in ("handoff-templates.md", "handoff validate", "handoff render", "scripts/flywheel gate"):
+    for needle in ("handoff-templates.md", "handoff build", "handoff validate", "scripts/flywheel gate",
+                   "no separate render step"):
         assert needle in exit_
+    assert "handoff render" not in exit_  # build already writes the narrative
     for name in REFERENCES:
         assert f"](../../references/{name})" in text, f"SKILL.md does not link references/{name}"
 
@@ -116,6 +118,35 @@ def test_modes_described_in_the_skill_match_the_code(environ: dict, goal: str | 
                    "`CI` is truthy", "`FLYWHEEL_AUTONOMOUS=false` overrides `CI=true`", "does **not** make"):
         assert phrase in text
     assert resolve_mode(goal=goal, environ=environ).name == expected
+
+
+def test_skill_uses_claude_code_paths_not_guesses() -> None:
+    """In Claude Code the helper is named by ${CLAUDE_PLUGIN_ROOT}, which it fills in (see
+    tests/test_install.py), instead of asking the agent to work out where the plugin lives."""
+    text = skill_text()
+    assert "`${CLAUDE_PLUGIN_ROOT}/scripts/flywheel`" in text
+    assert "absolute path" in text and "never by a path relative to the repository" in " ".join(text.split())
+
+
+def test_loop_counting_and_guard_rows_are_explained() -> None:
+    text = " ".join(skill_text().split())
+    assert "**What counts as a loop.**" in text
+    for needle in ("Measurement, dataset and instrumentation steps", "it records nothing",
+                   "measure the baseline again", "3-loop limit"):
+        assert needle in text
+    assert "A guard needs rows too" in text and "[stats.md](../../references/stats.md)" in text
+
+
+def test_guard_row_table_in_stats_md_is_what_required_n_says() -> None:
+    from bt_flywheel.verify.stats import required_n
+
+    text = (REPO / "references" / "stats.md").read_text(encoding="utf-8")
+    header = re.search(r"^\| sd of row differences \|(.*)$", text, re.M)
+    margins = [float(m) for m in re.findall(r"margin ([0-9.]+)", header.group(1))]
+    rows = re.findall(r"^\| (0\.[0-9]+) \| ([0-9]+) \| ([0-9]+) \| ([0-9]+) \|$", text, re.M)
+    assert len(margins) == 3 and len(rows) == 3
+    for sd, *cells in rows:
+        assert [int(c) for c in cells] == [required_n(m, float(sd)) for m in margins], sd
 
 
 # ----------------------------------------------------------------------------------- validator
@@ -151,6 +182,40 @@ def test_validator_names_each_broken_rule(tmp_path: Path, front: str, body: str,
     (folder / "reference.md").write_text("the file is lower case\n", encoding="utf-8")
     problems = validate_skill_dir(folder)
     assert any(expected in p for p in problems), problems
+
+
+def _plugin(tmp_path: Path, body: str) -> Path:
+    """A minimal plugin layout: <root>/.claude-plugin/plugin.json and <root>/skills/demo-skill."""
+    root = tmp_path / "plugin"
+    (root / ".claude-plugin").mkdir(parents=True)
+    (root / ".claude-plugin" / "plugin.json").write_text('{"name": "demo"}', encoding="utf-8")
+    (root / "scripts").mkdir()
+    (root / "scripts" / "tool").write_text("#!/bin/sh\n", encoding="utf-8")
+    return _skill(root / "skills", body=body)
+
+
+def test_validator_checks_a_skill_inside_a_plugin_against_the_plugin_root(tmp_path: Path) -> None:
+    """Where Claude Code installs the plugin, SKILL.md's `scripts/...` and ${CLAUDE_PLUGIN_ROOT}
+    paths point at the plugin root; validating the skill folder in place must look there."""
+    folder = _plugin(tmp_path, "Run `${CLAUDE_PLUGIN_ROOT}/scripts/tool`, also `scripts/tool`.\n")
+    assert validate_skill_dir(folder) == []
+    (tmp_path / "plugin" / "scripts" / "tool").unlink()
+    problems = validate_skill_dir(folder)
+    assert any("${CLAUDE_PLUGIN_ROOT}/scripts/tool, which does not exist" in p for p in problems), problems
+    assert any("`scripts/tool`, which does not exist" in p for p in problems), problems
+
+
+def test_validator_rejects_plugin_paths_in_a_standalone_skill(tmp_path: Path) -> None:
+    folder = _skill(tmp_path, body="Run `${CLAUDE_PLUGIN_ROOT}/scripts/tool`.\n")
+    assert any("only a Claude Code plugin fills in" in p for p in validate_skill_dir(folder))
+
+
+def test_export_refuses_when_the_claude_code_line_is_gone(tmp_path: Path) -> None:
+    from bt_flywheel.core.errors import CheckFailed
+    from bt_flywheel.skill.export import rewrite_links
+
+    with pytest.raises(CheckFailed, match="_EXPORT_LINES"):
+        rewrite_links(skill_text().replace("on PATH as `flywheel` while", "on PATH while"))
 
 
 def test_validator_checks_openai_yaml(tmp_path: Path) -> None:
@@ -191,9 +256,14 @@ def test_export_is_a_valid_self_contained_skill(exported: Path) -> None:
     assert (exported / "agents" / "openai.yaml").is_file()
     assert os.access(exported / "scripts" / "flywheel", os.X_OK)
     assert (exported / "scripts" / "package" / "pyproject.toml").is_file()
-    # the body is the plugin's, with only the link prefixes rewritten
-    original = skill_text().replace("../../references/", "references/").replace("../../schemas/", "schemas/")
-    assert text == original.replace("../../scripts/", "scripts/")
+    # Claude Code's ${...} paths mean nothing to other clients: the helper is the skill's own
+    # scripts/flywheel, and the line about the plugin's PATH entry is gone
+    assert "${CLAUDE_" not in text and "plugin is enabled" not in text
+    assert "- The helper CLI is `scripts/flywheel` in this skill's folder" in text
+    # otherwise the body is the plugin's, line for line
+    assert len(text.splitlines()) == len(skill_text().splitlines())
+    changed = [(a, b) for a, b in zip(skill_text().splitlines(), text.splitlines(), strict=True) if a != b]
+    assert all("../../" in a or "${CLAUDE_" in a for a, _ in changed), changed
 
 
 def test_export_refuses_to_overwrite_without_force(exported: Path, run_cli) -> None:

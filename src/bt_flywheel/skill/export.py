@@ -1,11 +1,13 @@
 """Export the skill as a self-contained Agent Skills folder, and check a folder against the rules.
 
 The plugin keeps `references/`, `schemas/` and `scripts/` at its root, beside `skills/bt-flywheel/`,
-so SKILL.md links them as `../../references/...`. Clients that install only a skill folder (Codex,
-any Agent Skills client) need everything inside one folder named after the skill:
+so SKILL.md links them as `../../references/...` and names the helper by
+`${CLAUDE_PLUGIN_ROOT}/scripts/flywheel`, which Claude Code fills in when it loads a plugin skill.
+Clients that install only a skill folder (Codex, any Agent Skills client) substitute nothing and
+need everything inside one folder named after the skill:
 
     bt-flywheel/
-      SKILL.md             links rewritten to references/, schemas/, scripts/
+      SKILL.md             links and ${CLAUDE_...} paths rewritten to references/, schemas/, scripts/
       references/*.md      copied (their links are already relative to each other and ../schemas)
       schemas/*.json
       agents/openai.yaml   Codex interface metadata
@@ -13,7 +15,9 @@ any Agent Skills client) need everything inside one folder named after the skill
       scripts/package/     pyproject.toml, README.md, src/bt_flywheel/, schemas/ (the CLI's own copy)
 
 `validate_skill_dir` checks the Agent Skills rules (frontmatter keys, name = folder, lengths) and
-that every file SKILL.md and the references point at exists, with exact case.
+that every file SKILL.md and the references point at exists, with exact case. A skill folder at
+`<plugin>/skills/<name>/` (this repository, or Claude Code's installed copy) is checked against its
+plugin root, where `references/` and `${CLAUDE_PLUGIN_ROOT}` point.
 """
 
 from __future__ import annotations
@@ -39,14 +43,22 @@ OPENAI_INTERFACE_KEYS = frozenset({"display_name", "short_description", "icon_sm
 OPENAI_TOP_KEYS = frozenset({"interface", "policy", "dependencies"})
 # Link prefixes in the plugin's SKILL.md and what they become inside the exported folder.
 _REWRITES = (("../../references/", "references/"), ("../../schemas/", "schemas/"),
-             ("../../scripts/", "scripts/"))
+             ("../../scripts/", "scripts/"), ("${CLAUDE_SKILL_DIR}/../../", ""), ("${CLAUDE_SKILL_DIR}/", ""),
+             ("${CLAUDE_PLUGIN_ROOT}/", ""))
+# Lines only true inside Claude Code (the plugin's bin/ on PATH), and what an export says instead.
+_EXPORT_LINES = {
+    "- The helper CLI is `${CLAUDE_PLUGIN_ROOT}/scripts/flywheel`, on PATH as `flywheel` while the plugin is enabled.":
+    "- The helper CLI is `scripts/flywheel` in this skill's folder (the one holding this SKILL.md).",
+}
 _MD_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 _CODE_PATH = re.compile(r"`((?:references|schemas|scripts|agents)/[A-Za-z0-9_./-]+)`")
+_VAR_PATH = re.compile(r"\$\{(CLAUDE_PLUGIN_ROOT|CLAUDE_SKILL_DIR)\}/([A-Za-z0-9_./-]+)")
 
 _WRAPPER = """#!/usr/bin/env bash
 # bt-flywheel helper CLI (exported skill). Uses an importable bt_flywheel if there is one;
-# otherwise, on first use, creates a private venv beside this skill and installs the package
-# bundled in scripts/package, and says so on stderr.
+# otherwise, on first use, creates a private venv beside this skill ($FLYWHEEL_VENV if set) and
+# installs the package bundled in scripts/package (with uv when it is on PATH, pip when there is no
+# uv or uv fails), and says so on stderr.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 skill="$(cd "$here/.." && pwd)"
@@ -56,10 +68,12 @@ if "$python" -c "import bt_flywheel" >/dev/null 2>&1; then
 fi
 venv="${FLYWHEEL_VENV:-$skill/.venv}"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import bt_flywheel" >/dev/null 2>&1; then
-  echo "flywheel: first use, creating a private environment in $venv (one time, about a minute)..." >&2
-  "$python" -m venv "$venv" >&2
-  "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
-  "$venv/bin/python" -m pip install --quiet -e "$here/package" >&2
+  echo "flywheel: first use, creating a private environment in $venv (one time)..." >&2
+  if ! command -v uv >/dev/null 2>&1 || ! { [ -x "$venv/bin/python" ] || uv venv --quiet --python "$python" "$venv" >&2; } \
+     || ! uv pip install --quiet --python "$venv/bin/python" -e "$here/package" >&2; then
+    "$venv/bin/python" -m pip --version >/dev/null 2>&1 || "$python" -m venv --clear "$venv" >&2
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$here/package" >&2
+  fi
   echo "flywheel: environment ready" >&2
 fi
 exec "$venv/bin/python" -m bt_flywheel "$@"
@@ -70,10 +84,11 @@ exec "$venv/bin/python" -m bt_flywheel "$@"
 class ExportResult:
     path: Path
     files: list[str] = field(default_factory=list)
+    source: Path | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "name": self.path.name, "files": len(self.files),
-                "skill_md": str(self.path / "SKILL.md")}
+                "skill_md": str(self.path / "SKILL.md"), "source": str(self.source) if self.source else None}
 
 
 def plugin_root() -> Path:
@@ -88,7 +103,16 @@ def plugin_root() -> Path:
 
 
 def rewrite_links(text: str) -> str:
-    """Plugin-relative paths (../../references/x.md) -> skill-relative ones (references/x.md)."""
+    """Plugin-relative paths (../../references/x.md, ${CLAUDE_PLUGIN_ROOT}/scripts/flywheel) ->
+    skill-relative ones (references/x.md, scripts/flywheel), and the Claude-Code-only lines ->
+    what is true in a standalone skill folder. Raises CheckFailed when a Claude-Code-only line this
+    function knows has gone from SKILL.md (so its replacement would silently not happen)."""
+    lines = text.split("\n")
+    for old, new in _EXPORT_LINES.items():
+        if old not in lines:
+            raise CheckFailed(f"SKILL.md no longer has the line {old!r}; update _EXPORT_LINES in skill/export.py")
+        lines = [new if line == old else line for line in lines]
+    text = "\n".join(lines)
     for old, new in _REWRITES:
         text = text.replace(old, new)
     return text
@@ -117,7 +141,7 @@ def export_skill(dest: str | os.PathLike[str], *, root: Path | None = None, forc
         staging.rename(target)
     finally:
         shutil.rmtree(staging.parent, ignore_errors=True)
-    return ExportResult(target, files)
+    return ExportResult(target, files, root)
 
 
 def _write_folder(root: Path, out: Path) -> list[str]:
@@ -249,14 +273,31 @@ def referenced_paths(text: str) -> tuple[list[str], list[str]]:
     return links, code
 
 
-def check_references(skill_dir: Path, resource_root: Path) -> list[str]:
+def plugin_root_of(skill_dir: Path) -> Path | None:
+    """The plugin root when `skill_dir` is `<plugin>/skills/<name>` (a checkout or an installed copy)."""
+    resolved = skill_dir.resolve()
+    root = resolved.parent.parent
+    if resolved.parent.name == "skills" and (root / ".claude-plugin" / "plugin.json").is_file():
+        return root
+    return None
+
+
+def check_references(skill_dir: Path, resource_root: Path, *, in_plugin: bool = False) -> list[str]:
     problems = []
     files = [skill_dir / "SKILL.md", *sorted((resource_root / "references").glob("*.md"))]
     for path in files:
         if not path.is_file():
             continue
-        links, code = referenced_paths(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
         shown = path.relative_to(resource_root) if path.is_relative_to(resource_root) else path.name
+        for var, rel in _VAR_PATH.findall(text):
+            if not in_plugin and var == "CLAUDE_PLUGIN_ROOT":
+                problems.append(f"{shown}: uses ${{{var}}}, which only a Claude Code plugin fills in")
+                continue
+            base = resource_root if var == "CLAUDE_PLUGIN_ROOT" else skill_dir
+            if not exists_exact_case(base, rel.rstrip(".")):
+                problems.append(f"{shown}: mentions ${{{var}}}/{rel.rstrip('.')}, which does not exist (case-sensitive)")
+        links, code = referenced_paths(text)
         for target in links:
             if target and not exists_exact_case(path.parent, target):
                 problems.append(f"{shown}: links to {target}, which does not exist (case-sensitive)")
@@ -299,10 +340,11 @@ def validate_skill_dir(skill_dir: str | os.PathLike[str], *, resource_root: str 
                        ) -> list[str]:
     """Every rule the folder breaks, one line each (empty when it passes).
 
-    `resource_root` is where `references/`, `schemas/` and `scripts/` live: the skill folder itself
-    for an exported skill (the default), the plugin root for the skill inside this repository."""
+    `resource_root` is where `references/`, `schemas/` and `scripts/` live: by default the plugin
+    root when the folder sits at `<plugin>/skills/<name>/`, else the skill folder itself (an export)."""
     skill_dir = Path(skill_dir)
-    root = Path(resource_root) if resource_root is not None else skill_dir
+    plugin = plugin_root_of(skill_dir)
+    root = Path(resource_root) if resource_root is not None else (plugin or skill_dir)
     skill_md = skill_dir / "SKILL.md"
     if not exists_exact_case(skill_dir, "SKILL.md"):
         return [f"{skill_dir}: no SKILL.md (exact case)"]
@@ -318,6 +360,6 @@ def validate_skill_dir(skill_dir: str | os.PathLike[str], *, resource_root: str 
     tokens = estimate_tokens(text)
     if tokens >= MAX_BODY_TOKENS:
         problems.append(f"SKILL.md: about {tokens} tokens (keep it under {MAX_BODY_TOKENS})")
-    problems += check_references(skill_dir, root)
+    problems += check_references(skill_dir, root, in_plugin=plugin is not None)
     problems += check_openai_yaml(skill_dir / "agents" / "openai.yaml")
     return problems
