@@ -1,8 +1,11 @@
-"""Plugin packaging: the two plugin manifests agree (drift test), the marketplace entry points at
-this plugin, the slash command passes its arguments as the goal, the subagents are limited to
-the tools their job needs, and the real `claude plugin validate --strict` accepts it when Claude
-Code is installed (.ci/run installs it from npm). The validator is run with a temp HOME and
-HTTP(S)_PROXY on a closed loopback port, so it cannot reach the network."""
+"""Plugin packaging: the two plugin manifests agree (drift test) and declare only what Claude Code
+honours (it ignored an explicit `agents` array; agents/, skills/ and bin/ are discovered), the
+marketplace entry points at this plugin, `/bt-flywheel` is the skill alone (no command of the same
+name), the subagents are limited to the tools their job needs, and the real `claude plugin
+validate --strict` accepts it when Claude Code is installed (.ci/run installs it from npm). The
+validator is run with a temp HOME and HTTP(S)_PROXY on a closed loopback port, so it cannot reach
+the network. tests/test_install.py installs the plugin with the same CLI and checks what it
+registers."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -45,10 +49,14 @@ def test_manifest_names_the_parts_that_exist() -> None:
     assert manifest["name"] == "bt-flywheel"
     assert manifest["version"] == version
     assert (REPO / manifest["skills"] / "bt-flywheel" / "SKILL.md").is_file()
-    assert (REPO / manifest["commands"] / "bt-flywheel.md").is_file()
-    assert sorted(Path(p).name for p in manifest["agents"]) == ["flywheel-analyst.md", "flywheel-judge.md"]
-    for path in manifest["agents"]:
-        assert (REPO / path).is_file(), path
+    # Components Claude Code finds by folder; an `agents` list in the manifest was not honoured
+    # (`claude plugin details` showed Agents (0)), and a command named like the skill made
+    # `/bt-flywheel` ambiguous ("Unknown command" in `claude -p`).
+    assert not {"agents", "commands"} & set(manifest)
+    assert not (REPO / "commands").exists()
+    assert sorted(p.name for p in (REPO / "agents").glob("*.md")) == ["flywheel-analyst.md", "flywheel-judge.md"]
+    helper = REPO / "bin" / "flywheel"
+    assert os.access(helper, os.X_OK) and "scripts/flywheel" in helper.read_text(encoding="utf-8")
 
 
 def test_marketplace_lists_this_plugin() -> None:
@@ -61,12 +69,12 @@ def test_marketplace_lists_this_plugin() -> None:
     assert market["owner"]["name"]
 
 
-def test_slash_command_passes_the_goal_to_the_skill() -> None:
-    meta, body = frontmatter("commands/bt-flywheel.md")
-    assert meta["description"] and meta["argument-hint"]
-    assert "$ARGUMENTS" in body
-    assert "`bt-flywheel` skill" in body
-    assert "mode: autonomous" in body
+def test_the_skill_takes_the_goal_from_its_arguments() -> None:
+    """Claude Code appends `ARGUMENTS: <goal>` to a skill without $ARGUMENTS (tests/test_install.py
+    sees it in the request); the skill says to pass that goal to orient unchanged."""
+    _, body = frontmatter("skills/bt-flywheel/SKILL.md")
+    assert "$ARGUMENTS" not in body  # the literal would reach other clients unsubstituted
+    assert "`ARGUMENTS:` line" in body and "mode: autonomous` included" in " ".join(body.split())
 
 
 def test_judge_reads_and_writes_the_export_only() -> None:
@@ -88,6 +96,45 @@ def test_analyst_is_read_only() -> None:
     assert bash, "the analyst needs Bash for SQL and trace views"
     for rule in bash:
         assert re.fullmatch(r"Bash\((scripts/flywheel sql|flywheel sql|bt sql|bt view):\*\)", rule), rule
+
+
+# ------------------------------------------------------------------ scripts/flywheel's private venv
+
+def _helper(env_extra: dict[str, str], tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLYWHEEL_", "CLAUDE_"))}
+    env.update({"FLYWHEEL_PYTHON": sys._base_executable, "PIP_NO_INDEX": "1", **env_extra})
+    return subprocess.run([str(REPO / "scripts" / "flywheel"), *argv], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=tmp_path, stdin=subprocess.DEVNULL)
+
+
+def test_helper_uses_the_venv_in_claude_plugin_data(tmp_path: Path) -> None:
+    """With CLAUDE_PLUGIN_DATA set (hooks, MCP servers) the venv lives there, not in the versioned
+    plugin folder; a venv built for this copy is used as is."""
+    from tests.fakes.claude_cli import ready_venv
+
+    ready_venv(tmp_path / "data" / "venv", REPO)
+    proc = _helper({"CLAUDE_PLUGIN_DATA": str(tmp_path / "data")}, tmp_path, "orient", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "first use" not in proc.stderr and json.loads(proc.stdout)["mode"] == "interactive"
+
+
+def test_helper_prefers_uv_and_falls_back_to_pip(tmp_path: Path) -> None:
+    """A stand-in `uv` (a script that logs its arguments and fails) is tried first; pip is next.
+    Offline (PIP_NO_INDEX) pip cannot install either, so the helper fails, saying so, and exits
+    non-zero instead of running a half-built environment."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "uv.log"
+    (bin_dir / "uv").write_text(f'#!/bin/sh\necho "$@" >> {log}\nexit 1\n', encoding="utf-8")
+    (bin_dir / "uv").chmod(0o755)
+    venv = tmp_path / "data" / "venv"
+    proc = _helper({"CLAUDE_PLUGIN_DATA": str(tmp_path / "data"), "PATH": f"{bin_dir}{os.pathsep}/usr/bin:/bin"},
+                   tmp_path, "--help")
+    assert proc.returncode != 0
+    assert f"creating a private environment in {venv} (uv; one time)" in proc.stderr
+    assert "uv failed (above); trying pip" in proc.stderr
+    assert log.read_text(encoding="utf-8").startswith(f"venv --quiet --python {sys._base_executable} {venv}")
+    assert "environment ready" not in proc.stderr
 
 
 # ------------------------------------------------------------------------- the real validator
@@ -122,7 +169,7 @@ def test_claude_plugin_validate_strict(target: str, tmp_path: Path) -> None:
 def test_claude_plugin_validate_catches_a_broken_copy(tmp_path: Path) -> None:
     """The same validator fails a copy with a broken agent, so its pass above means something."""
     copy = tmp_path / "plugin"
-    for part in (".claude-plugin", "agents", "commands", "skills"):
+    for part in (".claude-plugin", "agents", "skills"):
         shutil.copytree(REPO / part, copy / part)
     (copy / ".claude-plugin" / "marketplace.json").unlink()
     (copy / "agents" / "flywheel-judge.md").write_text("---\nname: [unclosed\n---\nbody\n", encoding="utf-8")

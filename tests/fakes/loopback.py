@@ -74,6 +74,14 @@ class Recorded:
     fault: str | None = None
 
 
+@dataclass(frozen=True)
+class Raw:
+    """An answer body sent as is (e.g. a server-sent event stream), not as JSON."""
+
+    data: bytes
+    content_type: str
+
+
 @dataclass
 class _State:
     requests: list[Recorded] = field(default_factory=list)
@@ -194,6 +202,9 @@ class LoopbackServer:
 
     def _send(self, handler: BaseHTTPRequestHandler, status: int, payload: Any,
               extra: dict[str, str] | None = None) -> None:
+        if isinstance(payload, Raw):
+            self._send_bytes(handler, status, payload.data, payload.content_type, extra)
+            return
         self._send_bytes(handler, status, json.dumps(payload).encode("utf-8"), "application/json", extra)
 
     @staticmethod
@@ -313,3 +324,62 @@ class FakeBraintrust(LoopbackServer):
             return 200, {"project_name": "loopback", "experiment_name": "loopback-exp", "project_url": "x",
                          "experiment_url": "x", "scores": {}, "metrics": {}}
         return 200, {} if method == "POST" else {"objects": []}
+
+
+class FakeAnthropic(LoopbackServer):
+    """Anthropic's Messages API (`POST /v1/messages`, streamed as server-sent events) for running
+    the real `claude` CLI offline. It plays a script: each answer to a main-loop request (one that
+    offers the Bash tool) is the next list of content blocks, `{"type": "text", ...}` or
+    `{"type": "tool_use", "name": ..., "input": ...}`; once the script is used up it answers "done".
+    Side requests (no tools: titles, summaries) get a short text. Every request is recorded."""
+
+    def __init__(self, script: Iterable[list[dict[str, Any]]] = ()) -> None:
+        self.script = list(script)
+        self.turn = 0
+        super().__init__()
+
+    def route_of(self, method: str, path: str) -> str:
+        if path.endswith("/count_tokens"):
+            return "count_tokens"
+        return "messages" if path.endswith("/v1/messages") else "other"
+
+    def answer(self, route: str, method: str, path: str, body: Any, headers: dict[str, str]) -> tuple[int, Any]:
+        if route == "count_tokens":
+            return 200, {"input_tokens": 100}
+        if route != "messages" or not isinstance(body, dict):
+            return 404, {"type": "error", "error": {"type": "not_found_error", "message": path}}
+        tools = {t.get("name") for t in body.get("tools") or []}
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": "done"}]
+        if "Bash" in tools:
+            with self.state.lock:
+                if self.turn < len(self.script):
+                    blocks = self.script[self.turn]
+                self.turn += 1
+        blocks = [dict(b, id=f"toolu_{self.turn:02d}_{i}") if b["type"] == "tool_use" else b
+                  for i, b in enumerate(blocks)]
+        stop = "tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn"
+        message = {"id": f"msg_{self.turn:03d}", "type": "message", "role": "assistant",
+                   "model": body.get("model", "claude"), "content": [], "stop_reason": None,
+                   "stop_sequence": None, "usage": {"input_tokens": 100, "output_tokens": 10}}
+        if not body.get("stream"):
+            return 200, dict(message, content=blocks, stop_reason=stop)
+        events: list[tuple[str, dict[str, Any]]] = [("message_start", {"type": "message_start", "message": message})]
+        for i, block in enumerate(blocks):
+            if block["type"] == "tool_use":
+                start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+                delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+            else:
+                start, delta = {"type": "text", "text": ""}, {"type": "text_delta", "text": block["text"]}
+            events += [("content_block_start", {"type": "content_block_start", "index": i, "content_block": start}),
+                       ("content_block_delta", {"type": "content_block_delta", "index": i, "delta": delta}),
+                       ("content_block_stop", {"type": "content_block_stop", "index": i})]
+        events += [("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                                      "usage": {"output_tokens": 10}}),
+                   ("message_stop", {"type": "message_stop"})]
+        return 200, Raw("".join(f"event: {e}\ndata: {json.dumps(d)}\n\n" for e, d in events).encode(),
+                        "text/event-stream")
+
+    def main_requests(self) -> list[dict[str, Any]]:
+        """Bodies of the main-loop requests (those offering the Bash tool), in order."""
+        return [r.body for r in self.requests_to("messages") if isinstance(r.body, dict)
+                and any(t.get("name") == "Bash" for t in r.body.get("tools") or [])]
