@@ -67,6 +67,10 @@ def test_ingest_after_orient_widens_the_window_to_the_data_and_later_commands_in
     assert info["data_window"]["days"] == 14 and info["data_window"]["source"] == "the data's date range"
     assert info["data_range"]["rows"] == 30
     assert info["goal"] == "find weak topics" and info["mode"] == "autonomous"  # the session goes on
+    fresh = _orient(run_cli, "--new-session")
+    assert fresh["project"] == "kb-bot" and "only project" in fresh["project_source"]
+    assert fresh["goal"] == "general health check" and fresh["mode"] == "interactive"
+    _orient(run_cli, "mode: autonomous find weak topics")
     # curate sees the session's mode: autonomous, so it writes the dataset without asking
     code, out, err = run_cli("curate", "--score", "ok", "--labeler", "score", "--per-bucket", "5",
                              "--out", "cur", "--dataset", "d1", "--json")
@@ -107,3 +111,15 @@ def test_a_broken_session_file_is_a_one_line_error(run_cli, tmp_path):
     code, _, err = run_cli("sql", "SELECT 1 AS one")
     assert code == 2
     assert "session.json: invalid session file" in err and err.count("\n") <= 2
+
+
+def test_route_decide_uses_the_sessions_ledger(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("FLYWHEEL_LEDGER", str(tmp_path / "runs" / "ledger.json"))
+    run_cli("orient", "--project", "p")
+    monkeypatch.delenv("FLYWHEEL_LEDGER")
+    assert load_settings().ledger == str(tmp_path / "runs" / "ledger.json")
+    code, out, err = run_cli("route", "decide", "--condition", "agent_problem", "--candidate", "cand:1")
+    assert code == 0, err
+    assert json.loads(out)["ledger"] == str(tmp_path / "runs" / "ledger.json")
+    code, out, _ = run_cli("route", "status")
+    assert code == 0 and "loops: 1" in out

@@ -22,8 +22,8 @@ def _add_decide_args(parser: argparse.ArgumentParser, *, defaults: bool) -> None
             kw["default"] = argparse.SUPPRESS
         parser.add_argument(*names, **kw)  # type: ignore[arg-type]
 
-    arg("--ledger", default=_DEFAULT_LEDGER, metavar="FILE",
-        help=f"the loop ledger (created if missing; default {_DEFAULT_LEDGER})")
+    arg("--ledger", default=None, metavar="FILE",
+        help=f"the loop ledger (created if missing; default: the session's, FLYWHEEL_LEDGER, else {_DEFAULT_LEDGER})")
     arg("--comparison", metavar="FILE", help="the JSON written by `flywheel compare --json` / --out")
     arg("--condition", action="append", default=[], metavar="NAME",
         help="a condition that holds (see `flywheel route table`); repeatable")
@@ -56,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_decide_args(decide, defaults=False)
     decide.set_defaults(handler=run_decide)
     status = actions.add_parser("status", help="show the ledger: loops, validation looks, stop state")
-    status.add_argument("--ledger", default=_DEFAULT_LEDGER, metavar="FILE", help="the loop ledger")
+    status.add_argument("--ledger", default=None, metavar="FILE",
+                        help=f"the loop ledger (default: the session's, FLYWHEEL_LEDGER, else {_DEFAULT_LEDGER})")
     add_output_args(status, json_help="print the whole ledger as JSON")
     status.set_defaults(handler=run_status)
 
@@ -73,6 +74,14 @@ def run_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ledger_path(args: argparse.Namespace) -> str:
+    if args.ledger:
+        return args.ledger
+    from bt_flywheel.core.config import load_settings
+
+    return load_settings().ledger or _DEFAULT_LEDGER
+
+
 def run_decide(args: argparse.Namespace) -> int:
     from bt_flywheel.core.fileio import read_json_file
     from bt_flywheel.verify.ledger import Ledger
@@ -85,7 +94,7 @@ def run_decide(args: argparse.Namespace) -> int:
         raise InputError(f"{args.comparison}: expected the JSON object printed by `flywheel compare --json`")
     ledger = None
     if not args.no_record:
-        ledger = Ledger.open(args.ledger, max_loops=args.max_loops,
+        ledger = Ledger.open(_ledger_path(args), max_loops=args.max_loops,
                              target=(comparison or {}).get("target"))
     decision = decide(args.condition, comparison=comparison, ledger=ledger, candidate=args.candidate,
                       change=args.change, change_artifact=args.change_artifact, note=args.note,
@@ -97,7 +106,7 @@ def run_decide(args: argparse.Namespace) -> int:
 def run_status(args: argparse.Namespace) -> int:
     from bt_flywheel.verify.ledger import Ledger
 
-    ledger = Ledger.open(args.ledger, create=False)
+    ledger = Ledger.open(_ledger_path(args), create=False)
     doc = ledger.to_dict()
     if wants_json(args):
         print_json(doc)
