@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from bt_flywheel.backends.btsql import paging
+from bt_flywheel.backends.btsql.messages import engine_refusal
 from bt_flywheel.backends.sql_translate import EXTRA_COLUMN, LINT_ERROR, LINT_HINT, LINT_MESSAGE, translate
 from bt_flywheel.core.errors import BackendError, InputError, StoreBusy
 
@@ -67,6 +69,7 @@ def run_query(store_path: str | Path | Store, query: str, *, project: str | None
 
     if isinstance(store_path, Store):
         con = store_path.con.cursor()
+        con.execute("SET TimeZone = 'UTC'")
     else:
         path = Path(store_path)
         if not path.exists():
@@ -75,6 +78,7 @@ def run_query(store_path: str | Path | Store, query: str, *, project: str | None
         try:
             con = duckdb.connect(str(path), read_only=True, config=dict(_SANDBOX))
             con.execute("SET enable_progress_bar = false")
+            con.execute("SET TimeZone = 'UTC'")   # day()/date_trunc() buckets are UTC, as in Braintrust
             con.execute("SET lock_configuration = true")
         except duckdb.Error as exc:
             text = str(exc)
@@ -93,10 +97,20 @@ def run_query(store_path: str | Path | Store, query: str, *, project: str | None
             description = cursor.description or []
             values = cursor.fetchall()
         except duckdb.Error as exc:
-            raise InputError(f"sql: {_duck_message(exc)}") from None
+            message, hint = engine_refusal(str(exc))
+            raise InputError(message, hint=hint) from None
     finally:
         con.close()
-    return _result(description, values, translation.sql)
+    result = _result(description, values, translation.sql)
+    pages = translation.paging
+    if pages is not None and result.rows and len(result.rows) >= pages.limit:
+        result.cursor = paging.encode(result.rows[-1][paging.CURSOR_COLUMN], pages.descending)
+    for row in result.rows:
+        row.pop(paging.CURSOR_COLUMN, None)
+    result.columns = [c for c in result.columns if c != paging.CURSOR_COLUMN]
+    if isinstance(result.schema, dict):
+        result.schema.get("items", {}).get("properties", {}).pop(paging.CURSOR_COLUMN, None)
+    return result
 
 
 def _absent_columns(con: Any) -> frozenset[str]:
@@ -104,11 +118,6 @@ def _absent_columns(con: Any) -> frozenset[str]:
     present = {r[0] for r in con.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'spans'").fetchall()}
     return frozenset(c for c in ("facets", "classifications") if c not in present)
-
-
-def _duck_message(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 def _resolver(con: Any, project: str | None):

@@ -12,6 +12,8 @@ filter), then rewritten:
   arithmetic, avg/sum/min/max or comparison with a number; text under comparison with a string,
   LIKE/ILIKE/MATCH, IN ('a', ...) and IS NULL; JSON when selected or grouped (decoded back to JSON
   values on output); ORDER BY a path sorts numbers numerically, then text;
+- Braintrust's functions, operators, shapes and paging are in `backends/btsql/` (dialect,
+  functions, shapes, paging, messages); see docs/sql-differences.md for what still differs;
 - `search('term')` and `<expr> MATCH 'term'` are full-text filters: every alphanumeric token of
   the term must occur as a whole token (case-insensitive) in the string values of input, output
   and metadata (search) or of the expression (MATCH). JSON object keys are not searched.
@@ -24,12 +26,16 @@ from dataclasses import dataclass, field
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.errors import ParseError, TokenError
-from sqlglot.parser import binary_range_parser
-from sqlglot.tokens import TokenType
 
+from bt_flywheel.backends.btsql import functions, paging, shapes
+from bt_flywheel.backends.btsql.dialect import BraintrustSQL, BtIncludes, BtMatch
+from bt_flywheel.backends.btsql.messages import parse_refusal
+from bt_flywheel.backends.btsql.shapes import EXTRA_COLUMN, SourceRef
 from bt_flywheel.core.errors import InputError
+
+__all__ = ["BraintrustSQL", "EXTRA_COLUMN", "LINT_ERROR", "LINT_HINT", "LINT_MESSAGE", "SourceRef", "Translation",
+           "parse_one_select", "translate"]
 
 LINT_MESSAGE = ("No filters available for segment elimination. Add a range filter on created, _xact_id, "
                 "or _pagination_key, or scope to a specific root_span_id or id.")
@@ -42,7 +48,7 @@ JSON_COLUMNS = frozenset({"input", "output", "expected", "metadata", "scores", "
 SCALAR_COLUMNS = frozenset({"id", "span_id", "root_span_id", "is_root", "created", "_xact_id",
                             "_pagination_key", "project_id", "experiment_id", "dataset_id", "log_id"})
 BASE_COLUMNS = JSON_COLUMNS | SCALAR_COLUMNS
-EXTRA_COLUMN = "__bt_extra"
+VIRTUAL_COLUMNS = {"duration": functions.duration_sql}
 _RANGE_BOUNDS = frozenset({"created", "_xact_id", "_pagination_key"})
 _ID_BOUNDS = frozenset({"root_span_id", "id"})
 _NUMERIC_ROOTS = frozenset({"scores", "metrics"})
@@ -52,46 +58,21 @@ _DENIED_PREFIXES = ("read_", "glob", "getenv", "query", "pragma", "duckdb_", "sn
                     "checkpoint", "copy", "ducklake", "arrow_scan", "json_execute", "test_", "enable_", "disable_")
 _NUMERIC_AGGS = (exp.Avg, exp.Sum, exp.Min, exp.Max, exp.Stddev, exp.StddevPop, exp.StddevSamp, exp.Variance,
                  exp.VariancePop, exp.Quantile, exp.ApproxQuantile, exp.Median)
+_NUMERIC_SCALARS = (exp.Round, exp.Abs, exp.Ceil, exp.Floor, exp.Sqrt, exp.Ln, exp.Log, exp.Exp, exp.Pow,
+                    exp.Greatest, exp.Least)
+_NUMERIC_NAMED = frozenset({"quantile_cont", "quantile_disc", "round", "abs", "ceil", "floor", "sqrt", "ln", "log",
+                            "exp", "pow", "power"})
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ)
 _ARITH = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg, exp.IntDiv)
-
-
-class BtMatch(exp.Expression, exp.Binary, exp.Predicate):
-    """`<expr> MATCH 'term'` (Braintrust full-text match)."""
-
-
-def _search(args: list[exp.Expression]) -> exp.Expression:
-    return exp.Anonymous(this="search", expressions=args)
-
-
-class BraintrustSQL(DuckDB):
-    """DuckDB's grammar plus Braintrust's `MATCH` operator and one-argument `search()`.
-    Array subscripts are 0-based as in Braintrust (`classifications.Task[0].label`)."""
-
-    INDEX_OFFSET = 0
-
-    class Tokenizer(DuckDB.Tokenizer):
-        KEYWORDS = {**DuckDB.Tokenizer.KEYWORDS, "MATCH": TokenType.MATCH}
-
-    class Parser(DuckDB.Parser):
-        FUNCTIONS = {**DuckDB.Parser.FUNCTIONS, "SEARCH": _search}
-        RANGE_PARSERS = {**DuckDB.Parser.RANGE_PARSERS, TokenType.MATCH: binary_range_parser(BtMatch)}
-
-
-@dataclass
-class SourceRef:
-    """One table function call in the query."""
-
-    kind: str                    # project_logs | experiment | dataset
-    refs: list[str]
-    shape: str = "spans"
-    alias: str | None = None
+_UNSUPPORTED = ((exp.Join, "JOIN"), (exp.Union, "UNION"), (exp.Intersect, "INTERSECT"), (exp.Except, "EXCEPT"),
+                (exp.Window, "window functions (OVER ...)"))
 
 
 @dataclass
 class Translation:
     sql: str
     sources: list[SourceRef] = field(default_factory=list)
+    paging: paging.Paging | None = None
 
 
 # A resolver maps (kind, [id or name, ...]) to the object ids (project ids for project_logs).
@@ -104,16 +85,30 @@ def parse_one_select(query: str) -> exp.Select:
         raise InputError("sql: empty query")
     try:
         statements = [s for s in sqlglot.parse(query, dialect=BraintrustSQL) if s is not None]
-    except (ParseError, TokenError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"sql: cannot parse the query: {first}") from None
+    except ParseError as exc:
+        raise InputError(parse_refusal(exc.errors), hint=_PARSE_HINT) from None
+    except TokenError:
+        raise InputError("sql: cannot parse the query (an unterminated string or quote?)", hint=_PARSE_HINT) from None
     if len(statements) != 1:
         raise InputError(f"sql: expected exactly one SELECT statement, got {len(statements)} statements")
     tree = statements[0]
+    for kind, what in _UNSUPPORTED:
+        if isinstance(tree, kind):
+            raise InputError(f"sql: {what} is not supported by Braintrust SQL",
+                             hint="run one SELECT per source and combine the answers yourself")
     if not isinstance(tree, exp.Select):
         kind = tree.key.upper() if isinstance(tree, exp.Expression) else type(tree).__name__
         raise InputError(f"sql: only a single SELECT is allowed, got {kind}")
     for node in tree.walk():
+        for kind, what in _UNSUPPORTED:
+            if isinstance(node, kind):
+                raise InputError(f"sql: {what} is not supported by Braintrust SQL",
+                                 hint="query one source per statement; use GROUP BY root_span_id with any_value(), "
+                                      "shape => 'traces' or ANY_SPAN() to combine spans of a trace")
+        if isinstance(node, exp.Subquery) and node.alias in BASE_COLUMNS:
+            raise InputError(f"sql: the subquery alias `{node.alias}` is also a field name, so fields inside it "
+                             "cannot be resolved (Braintrust answers `Field not found`)",
+                             hint="rename the alias to something that is no field name, e.g. AS unpivoted")
         if isinstance(node, exp.With):
             raise InputError("sql: WITH (common table expressions) is not supported; use a subquery in FROM")
         if isinstance(node, exp.Into):
@@ -126,6 +121,10 @@ def parse_one_select(query: str) -> exp.Select:
             if name and name.lower().startswith(_DENIED_PREFIXES) and name.lower() not in SOURCE_FUNCTIONS:
                 raise InputError(f"sql: function {name}() is not allowed in flywheel sql")
     return tree
+
+
+_PARSE_HINT = ("Braintrust SQL: SELECT ... FROM project_logs('<project>') WHERE ... GROUP BY ... ORDER BY ... LIMIT n; "
+               "see docs/sql-differences.md")
 
 
 def _func_name(node: exp.Func) -> str:
@@ -146,9 +145,11 @@ def translate(query: str, resolve: Resolver, *, project: str | None = None,
     sources = _collect_sources(tree, project)
     if not force_ignore_linter:
         lint(tree)
+    spans_source = any(t.meta.get("bt_source") and t.meta["bt_source"].shape != "summary" for t in _own_tables(tree))
+    pages = paging.prepare(tree, spans_source)
     for select in list(tree.find_all(exp.Select)):
         _rewrite_select(select, resolve, absent_columns)
-    return Translation(sql=tree.sql(dialect="duckdb"), sources=sources)
+    return Translation(sql=tree.sql(dialect="duckdb"), sources=sources, paging=pages)
 
 
 # sources ------------------------------------------------------------------------------------
@@ -176,8 +177,8 @@ def _source_of(table: exp.Table, project: str | None) -> SourceRef:
                 raise InputError(f"sql: {name}(): arguments must be quoted ids or names, got {arg.sql()}")
         if not refs:
             raise InputError(f"sql: {name}(): give the id or name of the {name.replace('_', ' ')}")
-        if shape not in ("spans", "traces"):
-            raise InputError(f"sql: {name}(): shape => '{shape}' is not supported locally (use 'spans' or 'traces')")
+        if shape not in shapes.SHAPES:
+            raise InputError(f"sql: {name}(): unknown shape => '{shape}' (use 'spans', 'traces' or 'summary')")
         if name != "experiment" and len(refs) > 1:
             raise InputError(f"sql: {name}() takes one id or name, got {len(refs)}")
         return SourceRef(name, refs, shape, alias)
@@ -256,20 +257,61 @@ def _has_bound(node: exp.Expression, aliases: set[str]) -> bool:
 def _rewrite_select(select: exp.Select, resolve: Resolver, absent: frozenset[str]) -> None:
     tables = [t for t in _own_tables(select) if t.meta.get("bt_source")]
     aliases = {t.alias for t in tables if t.alias}
+
+    def owns(node: exp.Expression) -> bool:
+        return _owner(node) is select
+
+    if tables:
+        _quoted_strings(select)
+        _inline_aliases(select)
+    def is_json(node: exp.Expression) -> bool:
+        path = _path_parts(node, aliases) if tables and isinstance(node, _PATH_NODES) else None
+        return bool(path) and (len(path) > 1 or path[0] in JSON_COLUMNS)
+
+    functions.before_paths(select, owns, is_json)
     group_keys = _group_keys(select, aliases)
     # search()/MATCH first: they wrap whole JSON columns
     for node in list(select.find_all(exp.Anonymous)):
-        if _owner(node) is select and str(node.this).lower() == "search":
+        if owns(node) and str(node.this).lower() == "search":
             node.replace(_search_expr(node))
     for node in list(select.find_all(BtMatch)):
-        if _owner(node) is select:
+        if owns(node):
             node.replace(_match_expr(node, aliases, group_keys))
     _rewrite_order(select, aliases, group_keys)
+    if tables:
+        _rewrite_paths(select, aliases, group_keys)
+    functions.after_paths(select, owns, lambda node: _context(node, ()))
+    where = select.args.get("where")
+    for table in tables:
+        ref: SourceRef = table.meta["bt_source"]
+        subquery, remaining = shapes.source_subquery(ref, resolve(ref.kind, ref.refs),
+                                                     where.this if where is not None else None,
+                                                     table.alias or "t", absent)
+        for pivot in table.args.get("pivots") or []:
+            if pivot.args.get("unpivot"):
+                subquery = shapes.unpivot(subquery, pivot, table.alias or "t")
+            else:
+                subquery.append("pivots", pivot.copy())
+        if table.args.get("sample") is not None:
+            raise InputError("sql: TABLESAMPLE is not supported by the local backend",
+                             hint="use ORDER BY RANDOM() LIMIT n for a random sample, or run it with --remote")
+        table.replace(subquery)
+        select.set("where", exp.Where(this=remaining) if remaining is not None else None)
+
+
+def _rewrite_paths(select: exp.Select, aliases: set[str], group_keys: set[tuple[str, ...]]) -> None:
+    selected = {e.alias for e in select.expressions if isinstance(e, exp.Alias)}
     for node in list(select.find_all(*_PATH_NODES)):
         if _owner(node) is not select or node.parent is None or _inside_path(node):
             continue
         path = _path_parts(node, aliases)
         if path is None:
+            if isinstance(node, exp.Column) and not node.table and node.name in VIRTUAL_COLUMNS \
+                    and node.name not in selected:
+                virtual = exp.Paren(this=sqlglot.parse_one(VIRTUAL_COLUMNS[node.name](), read="duckdb"))
+                if node.parent is select and node in select.expressions:
+                    virtual = exp.Alias(this=virtual, alias=exp.to_identifier(node.name))
+                node.replace(virtual)
             continue
         if len(path) == 1:
             if path[0] in BASE_COLUMNS:
@@ -279,14 +321,34 @@ def _rewrite_select(select: exp.Select, resolve: Resolver, absent: frozenset[str
         if node.parent is select and node in select.expressions:
             replacement = exp.Alias(this=replacement, alias=exp.to_identifier(path[-1], quoted=True))
         node.replace(replacement)
-    traces = [t for t in tables if t.meta["bt_source"].shape == "traces"]
+
+
+def _quoted_strings(select: exp.Select) -> None:
+    """Braintrust filters accept double-quoted string literals (`metadata.model = "gpt-4"`): in WHERE
+    and HAVING, a double-quoted name that is no field and no SELECT alias is a string."""
+    names = BASE_COLUMNS | set(VIRTUAL_COLUMNS) | {e.alias for e in select.expressions if isinstance(e, exp.Alias)}
+    for clause in (select.args.get("where"), select.args.get("having")):
+        if clause is None:
+            continue
+        for node in list(clause.find_all(exp.Column)):
+            ident = node.this
+            if (isinstance(ident, exp.Identifier) and ident.quoted and not node.table and node.name not in names
+                    and not isinstance(node.parent, exp.Dot)):
+                node.replace(exp.Literal.string(node.name))
+
+
+def _inline_aliases(select: exp.Select) -> None:
+    """A SELECT alias used in WHERE (`... AS category ... WHERE category = 'support'`) stands for its
+    expression, so a JSON path behind it is typed by the comparison like a path written there."""
     where = select.args.get("where")
-    for table in tables:
-        ref: SourceRef = table.meta["bt_source"]
-        condition = where.this.copy() if (where is not None and ref.shape == "traces") else None
-        table.replace(_source_subquery(ref, resolve(ref.kind, ref.refs), condition, table.alias or "t", absent))
-    if traces and where is not None:
-        select.set("where", None)
+    if where is None:
+        return
+    by_alias = {e.alias: e.this for e in select.expressions
+                if isinstance(e, exp.Alias) and not any(isinstance(n, exp.AggFunc) for n in e.this.find_all(exp.AggFunc))}
+    for node in list(where.find_all(exp.Column)):
+        if not node.table and node.name in by_alias and node.name not in BASE_COLUMNS \
+                and not isinstance(node.parent, exp.Dot):
+            node.replace(by_alias[node.name].copy())
 
 
 def _owner(node: exp.Expression) -> exp.Select | None:
@@ -395,7 +457,15 @@ def _is_numeric(node: exp.Expression) -> bool:
         return not node.is_string
     if isinstance(node, _ARITH):
         return True
-    if isinstance(node, (*_NUMERIC_AGGS, exp.Count)):
+    if isinstance(node, (*_NUMERIC_AGGS, *_NUMERIC_SCALARS, exp.Count)):
+        return True
+    if isinstance(node, exp.If):
+        return _is_numeric(node.args["true"]) and (node.args.get("false") is None or _is_numeric(node.args["false"]))
+    if isinstance(node, exp.Case):
+        branches = [i.args["true"] for i in node.args.get("ifs") or []] + ([node.args["default"]]
+                                                                         if node.args.get("default") else [])
+        return bool(branches) and all(_is_numeric(b) for b in branches)
+    if isinstance(node, exp.Anonymous) and str(node.this).lower() in _NUMERIC_NAMED:
         return True
     if isinstance(node, _PATH_NODES):
         parts = _path_parts(node, set())
@@ -410,7 +480,26 @@ def _is_string(node: exp.Expression) -> bool:
 
 
 def _context(node: exp.Expression, path: tuple[str, ...]) -> str:
-    """json | text | number | bool: how the value of a JSON path is used where it appears."""
+    """json | text | number | bool: how the value of a JSON path is used where it appears.
+    Scores and metrics are numbers wherever the context does not say otherwise."""
+    mode = _context_of(node)
+    if mode == "text" and path and path[0] in _NUMERIC_ROOTS and not _compared_with_string(node):
+        return "number"
+    return mode
+
+
+def _compared_with_string(node: exp.Expression) -> bool:
+    child, parent = node, node.parent
+    while isinstance(parent, exp.Paren):
+        child, parent = parent, parent.parent
+    if isinstance(parent, _COMPARISONS):
+        return _is_string(parent.right if child is parent.left else parent.left)
+    if isinstance(parent, exp.In | exp.Between | exp.Like | exp.ILike | BtMatch):
+        return True
+    return False
+
+
+def _context_of(node: exp.Expression) -> str:
     child, parent = node, node.parent
     while isinstance(parent, exp.Paren):
         child, parent = parent, parent.parent
@@ -422,8 +511,14 @@ def _context(node: exp.Expression, path: tuple[str, ...]) -> str:
         return "json"
     if isinstance(parent, exp.Group):
         return "json"
-    if isinstance(parent, (*_NUMERIC_AGGS, *_ARITH)):
+    if isinstance(parent, (*_NUMERIC_AGGS, *_ARITH, *_NUMERIC_SCALARS)):
         return "number"
+    if isinstance(parent, exp.Anonymous) and str(parent.this).lower() in _NUMERIC_NAMED:
+        return "number"
+    if isinstance(parent, functions.BtIn | BtIncludes) and child is parent.this:
+        return "json"
+    if isinstance(parent, functions.BtJsonExtract):
+        return "text"
     if isinstance(parent, _COMPARISONS):
         other = parent.right if child is parent.left else parent.left
         if isinstance(other, exp.Boolean):
@@ -431,6 +526,8 @@ def _context(node: exp.Expression, path: tuple[str, ...]) -> str:
         if _is_numeric(other):
             return "number"
         return "text"
+    if isinstance(parent, exp.If | exp.Case) and child is not parent.this:
+        return _context_of(parent) if _context_of(parent) != "bool" else "text"
     if isinstance(parent, exp.Between):
         if child is parent.this and (_is_numeric(parent.args["low"]) or _is_numeric(parent.args["high"])):
             return "number"
@@ -520,41 +617,3 @@ def _match_expr(node: BtMatch, aliases: set[str], group_keys: set[tuple[str, ...
         elif path:
             left = exp.column(path[0], quoted=True)
     return _token_filter(_text_of(left.sql(dialect="duckdb")), node.right, "MATCH")
-
-
-# sources as subqueries -----------------------------------------------------------------
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-_ID_COLUMNS = ("experiment_id", "dataset_id", "log_id")
-_TOPICS_COLUMNS = ("facets", "classifications")
-
-
-def _source_subquery(ref: SourceRef, object_ids: list[str], traces_filter: exp.Expression | None,
-                     alias: str, absent: frozenset[str] = frozenset()) -> exp.Expression:
-    object_type = ref.kind
-    ids = ", ".join(_quote(i) for i in object_ids)
-    if object_type == "project_logs":
-        project = "object_id"
-        own = {"log_id": "'g'"}
-    else:
-        project = (f"(SELECT o.project_id FROM objects o WHERE o.object_type = {_quote(object_type)} "
-                   "AND o.id = spans.object_id)")
-        own = {f"{object_type}_id": "object_id"}
-    ids_sql = ", ".join(f"{own.get(c, 'NULL::VARCHAR')} AS {c}" for c in _ID_COLUMNS)
-    topics = ", ".join(f"NULL::JSON AS {c}" if c in absent else c for c in _TOPICS_COLUMNS)
-    base = (f"SELECT id, span_id, root_span_id, span_parents, is_root, created, _xact_id, "
-            f"lpad(CAST(_xact_id AS VARCHAR), 20, '0') AS _pagination_key, input, output, expected, metadata, "
-            f"scores, metrics, span_attributes, tags, error, origin, {topics}, "
-            f"json_extract(extra, '/context') AS context, "
-            f"{project} AS project_id, {ids_sql}, extra AS {EXTRA_COLUMN} "
-            f"FROM spans WHERE object_type = {_quote(object_type)} AND object_id IN ({ids})")
-    if traces_filter is not None:
-        inner = traces_filter.sql(dialect="duckdb")
-        base = (f"SELECT * FROM ({base}) AS _all WHERE root_span_id IN "
-                f"(SELECT root_span_id FROM ({base}) AS _m WHERE {inner})")
-    subquery = sqlglot.parse_one(f"SELECT * FROM ({base}) AS x", read="duckdb").args["from_"].this
-    subquery.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
-    return subquery
