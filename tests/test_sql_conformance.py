@@ -31,9 +31,13 @@ ENGINE_WORDS = ("Binder Error", "Catalog Error", "Parser Error", "Conversion Err
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, World]:
+    return build_world(tmp_path_factory.mktemp("conformance"))
+
+
+def build_world(root: Path) -> tuple[Path, World]:
+    """The generated rows ingested (with `flywheel ingest`'s library call) into a store under root."""
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     rows = generate(now)
-    root = tmp_path_factory.mktemp("conformance")
     store = root / "store.duckdb"
     with Store(store) as st:
         for name, object_rows in rows.items():
@@ -97,6 +101,11 @@ def check_paging(store: Path, w: World, entry: dict[str, Any]) -> None:
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["id"] for e in ENTRIES])
 def test_documented_query_conforms(world: tuple[Path, World], entry: dict[str, Any]) -> None:
     store, w = world
+    check_entry(store, w, entry)
+
+
+def check_entry(store: Path, w: World, entry: dict[str, Any]) -> None:
+    """Raises AssertionError (wrong answer or wrong refusal) or InputError (refused, not expected)."""
     if entry.get("refused"):
         with pytest.raises(InputError) as refused:
             run_entry(store, entry)

@@ -145,7 +145,8 @@ def translate(query: str, resolve: Resolver, *, project: str | None = None,
     sources = _collect_sources(tree, project)
     if not force_ignore_linter:
         lint(tree)
-    spans_source = any(t.meta.get("bt_source") and t.meta["bt_source"].shape != "summary" for t in _own_tables(tree))
+    spans_source = any(t.meta.get("bt_source") and t.meta["bt_source"].shape != "summary" and not t.args.get("pivots")
+                       for t in _own_tables(tree))
     pages = paging.prepare(tree, spans_source)
     for select in list(tree.find_all(exp.Select)):
         _rewrite_select(select, resolve, absent_columns)

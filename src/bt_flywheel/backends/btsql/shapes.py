@@ -96,11 +96,12 @@ def _summary_sql(base: str) -> str:
 def _conjuncts(node: exp.Expression | None) -> list[exp.Expression]:
     if node is None:
         return []
-    while isinstance(node, exp.Paren):
-        node = node.this
-    if isinstance(node, exp.And):
-        return _conjuncts(node.left) + _conjuncts(node.right)
-    return [node]
+    inner = node
+    while isinstance(inner, exp.Paren):
+        inner = inner.this
+    if isinstance(inner, exp.And):
+        return _conjuncts(inner.left) + _conjuncts(inner.right)
+    return [inner if _is_call(inner, "filter_spans") else node]
 
 
 def _is_call(node: exp.Expression, name: str) -> bool:
@@ -126,7 +127,10 @@ def expand_any_span(where: exp.Expression, base: str) -> exp.Expression:
 def _and(parts: list[exp.Expression]) -> exp.Expression | None:
     result = None
     for part in parts:
-        result = part.copy() if result is None else exp.And(this=result, expression=part.copy())
+        term = part.copy()
+        if not isinstance(term, exp.Paren | exp.Predicate | exp.Not | exp.Anonymous | exp.Func | exp.Column):
+            term = exp.Paren(this=term)   # an OR (or anything looser than AND) keeps its own parentheses
+        result = term if result is None else exp.And(this=result, expression=term)
     return result
 
 
