@@ -149,3 +149,22 @@ def test_the_suite_covers_the_documented_pages() -> None:
         assert page in sources
     assert sum(1 for e in ENTRIES if e.get("refused")) >= 5
     assert len({e["id"] for e in ENTRIES}) == len(ENTRIES)
+
+
+def test_cli_json_returns_a_cursor_that_offset_accepts(world: tuple[Path, World], run_cli) -> None:
+    """`flywheel sql --json` prints {data, schema, cursor} like `bt sql --json`; the cursor, sent back
+    as OFFSET '<cursor>', continues with the next page and the hidden paging column never shows."""
+    store, w = world
+    query = (f"SELECT id, created FROM project_logs('{PROJECT}') WHERE created > now() - interval 7 day "
+             "ORDER BY _pagination_key DESC LIMIT 5")
+    code, out, err = run_cli("sql", "--store", str(store), "--json", query)
+    assert code == 0, err
+    first = json.loads(out)
+    assert first["cursor"] and len(first["data"]) == 5 and set(first["data"][0]) == {"id", "created"}
+    code, out, err = run_cli("sql", "--store", str(store), "--json", f"{query} OFFSET '{first['cursor']}'")
+    assert code == 0, err
+    second = json.loads(out)
+    newest = [r["id"] for r in reversed(w.logs) if created(r).timestamp() > w.now.timestamp() - 7 * 86400]
+    assert [r["id"] for r in first["data"] + second["data"]] == newest[:10]
+    code, _, err = run_cli("sql", "--store", str(store), "--json", f"{query} OFFSET 'not-a-cursor'")
+    assert code == 2 and "not a cursor" in err
