@@ -168,3 +168,15 @@ def test_cli_json_returns_a_cursor_that_offset_accepts(world: tuple[Path, World]
     assert [r["id"] for r in first["data"] + second["data"]] == newest[:10]
     code, _, err = run_cli("sql", "--store", str(store), "--json", f"{query} OFFSET 'not-a-cursor'")
     assert code == 2 and "not a cursor" in err
+
+
+def test_a_select_alias_may_be_any_name(world: tuple[Path, World]) -> None:
+    """Aliases such as `t` or `x` are the user's: the source subquery's own alias never shadows them."""
+    store, w = world
+    for alias in ("t", "x", "_all"):
+        rows = run_query(store, f"SELECT span_attributes.type AS {alias}, count(*) AS n FROM project_logs('{PROJECT}') "
+                                f"WHERE created > now() - interval 30 day GROUP BY {alias}").rows
+        expected: dict[str, int] = {}
+        for r in w.within(30):
+            expected[r["span_attributes"]["type"]] = expected.get(r["span_attributes"]["type"], 0) + 1
+        assert {r[alias]: r["n"] for r in rows} == expected

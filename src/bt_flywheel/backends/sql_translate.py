@@ -287,10 +287,10 @@ def _rewrite_select(select: exp.Select, resolve: Resolver, absent: frozenset[str
         ref: SourceRef = table.meta["bt_source"]
         subquery, remaining = shapes.source_subquery(ref, resolve(ref.kind, ref.refs),
                                                      where.this if where is not None else None,
-                                                     table.alias or "t", absent)
+                                                     table.alias or "_bt_source", absent)
         for pivot in table.args.get("pivots") or []:
             if pivot.args.get("unpivot"):
-                subquery = shapes.unpivot(subquery, pivot, table.alias or "t")
+                subquery = shapes.unpivot(subquery, pivot, table.alias or "_bt_source")
             else:
                 subquery.append("pivots", pivot.copy())
         if table.args.get("sample") is not None:
