@@ -15,9 +15,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from test_curate import STORE, load, make_spans
 
+from bt_flywheel.backends.braintrust import BraintrustBackend
 from bt_flywheel.backends.http import HttpClient
 from bt_flywheel.backends.remote import RemoteClient
-from bt_flywheel.backends.remote_datasets import BraintrustClient
 from bt_flywheel.backends.sql import run_query
 from bt_flywheel.curate.pipeline import CurateOptions, curate, make_labeler
 
@@ -105,8 +105,8 @@ def braintrust() -> Iterator[FakeBraintrust]:
 
 def test_remote_upsert_by_stable_id_is_idempotent_and_keeps_stored_splits(braintrust: FakeBraintrust) -> None:
     load(make_spans(40))
-    client = BraintrustClient(RemoteClient("bt-test-key-0000000000", app_url=braintrust.url,
-                                           http=HttpClient(retries=0)))
+    backend = BraintrustBackend(RemoteClient("bt-test-key-0000000000", app_url=braintrust.url,
+                                             http=HttpClient(retries=0)))
 
     def runner(query: str) -> list[dict[str, Any]]:
         return run_query(STORE, query, project="support").rows
@@ -114,10 +114,10 @@ def test_remote_upsert_by_stable_id_is_idempotent_and_keeps_stored_splits(braint
     def options(per_bucket: int) -> CurateOptions:
         return CurateOptions(project="support", out_dir=Path("cur"), strategy="score-balanced", store_path=STORE,
                              score="resolution", lo=0.0, hi=1.0, per_bucket=per_bucket, window_days=30,
-                             dataset="ds", backend="remote")
+                             dataset="ds")
 
     labeler = make_labeler("score", score="resolution")
-    first = curate(options(5), labeler=labeler, runner=runner, remote=client)
+    first = curate(options(5), labeler=labeler, runner=runner, backend=backend)
     assert first["dataset"]["plan"]["insert"] == 10 and first["dataset"]["written"]
     (dataset_id,) = braintrust.rows
     stored = braintrust.rows[dataset_id]
@@ -126,13 +126,13 @@ def test_remote_upsert_by_stable_id_is_idempotent_and_keeps_stored_splits(braint
     splits = {i: r["metadata"]["split"] for i, r in stored.items()}
 
     sent = braintrust.logs3_rows
-    again = curate(options(5), labeler=labeler, runner=runner, remote=client)
+    again = curate(options(5), labeler=labeler, runner=runner, backend=backend)
     assert again["dataset"]["plan"] == {"insert": 0, "update": 0, "unchanged": 10, "not_uploaded_pending": 0,
             "label_changes": {}, "kept_stronger_labels": {}}
     assert braintrust.logs3_rows == sent  # a rerun sends nothing
 
     # the remote dataset is authoritative: a split stored there never moves, even with no local file
     Path("cur/dataset_rows.jsonl").unlink()
-    more = curate(options(12), labeler=labeler, runner=runner, remote=client)
+    more = curate(options(12), labeler=labeler, runner=runner, backend=backend)
     assert more["dataset"]["plan"]["insert"] > 0 and more["dataset"]["plan"]["update"] == 0
     assert {i: braintrust.rows[dataset_id][i]["metadata"]["split"] for i in splits} == splits

@@ -147,7 +147,7 @@ def test_cli_leaderboard_needs_a_score_when_several(run_cli, lazy_judge_store):
 
 def test_cli_leaderboard_unknown_experiment(run_cli, lazy_judge_store):
     code, _, err = run_cli("leaderboard", "nope", "--score", "helpfulness")
-    assert code == 2 and err.startswith("error: experiment 'nope': not found in .flywheel/store.duckdb")
+    assert code == 2 and err.startswith("error: experiment 'nope': not found in the local store .flywheel/store.duckdb")
 
 
 def test_leaderboard_section_html_escapes_cell_labels():

@@ -7,13 +7,15 @@ Speaks the protocol `bt` itself uses (BRAINTRUST.md §1):
   "query_source"}` (`lint_mode: "default"`, `strict_lint_mode: false` with --force-ignore-linter);
   a lint 400 becomes the same InputError as the local linter.
 - `GET /v1/project?org_name=O&project_name=P`, `GET /v1/dataset?org_name=O&project_id=P`,
-  `POST /v1/dataset`, and `POST /logs3 {"rows": [...], "api_version": 2}` in batches of 1000 with
+  `GET /v1/experiment?org_name=O&project_id=P` (newest first, paged with `limit`/`starting_after`),
+  `GET /v1/experiment/<id>`, `POST /v1/dataset`, and `POST /logs3 {"rows": [...], "api_version": 2}` in batches of 1000 with
   `"_is_merge": true` when updating an existing dataset (like `bt datasets update`).
 All requests go through `http.HttpClient` (retries, backoff, Retry-After, timeouts).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -79,7 +81,8 @@ class RemoteClient:
         self.api_url = api_url.rstrip("/")
         return self.api_url
 
-    def _call(self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None) -> Any:
+    def call(self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None) -> Any:
+        """One request to the org's API (`api_url` + path), with retries; returns the parsed JSON."""
         url = self.login() + path + (("?" + urlencode(params)) if params else "")
         return self.http.request_json(method, url, body=body, headers=self._headers())
 
@@ -98,7 +101,7 @@ class RemoteClient:
                 "lint_mode": "default" if force_ignore_linter else "strict",
                 "strict_lint_mode": not force_ignore_linter, "query_source": QUERY_SOURCE}
         try:
-            response = self._call("POST", "/btql", body=body)
+            response = self.call("POST", "/btql", body=body)
         except HttpError as exc:
             text = str(exc.body)
             if exc.status == 400 and "lint" in text.lower():
@@ -142,10 +145,48 @@ class RemoteClient:
             query = query[:tok.start] + replacement + query[tok.end + 1:]
         return query
 
-    # projects and datasets -------------------------------------------------------------------
+    def btql_pages(self, query: str, *, page_size: int = 1000, query_source: str = "bt_flywheel_read") -> list[Any]:
+        """Every row of a BTQL pipe query, following the response `cursor` like `bt sync pull`
+        (`| limit: N` and then `| cursor: "<tok>"`; no lint_mode)."""
+        rows: list[Any] = []
+        cursor: str | None = None
+        for _ in range(1_000_000):
+            text = f"{query} | limit: {page_size}" + (f" | cursor: {json.dumps(cursor)}" if cursor else "")
+            response = self.call("POST", "/btql", body={"query": text, "fmt": "json", "query_source": query_source})
+            if not isinstance(response, dict) or not isinstance(response.get("data"), list):
+                raise BackendError("POST /btql: unexpected response: missing field `data`")
+            rows.extend(response["data"])
+            cursor = response.get("cursor")
+            if not cursor or not response["data"]:
+                break
+        return rows
+
+    # projects, experiments and datasets ------------------------------------------------------
+
+    def list_experiments(self, project_id: str, *, page_size: int = 100) -> list[dict[str, Any]]:
+        """The project's experiments, newest first (the order `GET /v1/experiment` documents)."""
+        out: list[dict[str, Any]] = []
+        params = {"org_name": self.org_param, "project_id": project_id, "limit": str(page_size)}
+        for _ in range(100_000):
+            body = self.call("GET", "/v1/experiment", params=params)
+            objects = [o for o in (body.get("objects", []) if isinstance(body, dict) else []) if isinstance(o, dict)]
+            out.extend(objects)
+            if len(objects) < page_size or not objects[-1].get("id"):
+                break
+            params = {**params, "starting_after": str(objects[-1]["id"])}
+        return out
+
+    def get_experiment(self, experiment_id: str) -> dict[str, Any] | None:
+        try:
+            body = self.call("GET", f"/v1/experiment/{quote(experiment_id, safe='')}")
+        except HttpError as exc:
+            if exc.status in (400, 404):
+                return None
+            raise
+        return body if isinstance(body, dict) and body.get("id") else None
 
     def find_project(self, name_or_id: str) -> dict[str, Any] | None:
-        body = self._call("GET", "/v1/project", params={"org_name": self.org_param, "project_name": name_or_id})
+        body = self.call("GET", "/v1/project", params={"org_name": self.org_param, "project_name": name_or_id})
         objects = body.get("objects", []) if isinstance(body, dict) else []
         for obj in objects:
             if obj.get("name") == name_or_id or obj.get("id") == name_or_id:
@@ -155,14 +196,14 @@ class RemoteClient:
         return None
 
     def find_dataset(self, project_id: str, name_or_id: str) -> dict[str, Any] | None:
-        body = self._call("GET", "/v1/dataset", params={"org_name": self.org_param, "project_id": project_id})
+        body = self.call("GET", "/v1/dataset", params={"org_name": self.org_param, "project_id": project_id})
         for obj in body.get("objects", []) if isinstance(body, dict) else []:
             if obj.get("name") == name_or_id or obj.get("id") == name_or_id:
                 return obj
         return None
 
     def create_dataset(self, project_id: str, name: str) -> dict[str, Any]:
-        return self._call("POST", "/v1/dataset", body={"name": name, "org_name": self.org_param,
+        return self.call("POST", "/v1/dataset", body={"name": name, "org_name": self.org_param,
                                                        "project_id": project_id})
 
     def insert_dataset_rows(self, dataset_id: str, rows: Iterable[dict[str, Any]], *, merge: bool) -> int:
@@ -174,11 +215,11 @@ class RemoteClient:
         for index, row in enumerate(rows):
             batch.append(_dataset_event(redact_obj(row), index, dataset_id, created, merge))
             if len(batch) >= BATCH:
-                self._call("POST", "/logs3", body={"rows": batch, "api_version": 2})
+                self.call("POST", "/logs3", body={"rows": batch, "api_version": 2})
                 sent += len(batch)
                 batch = []
         if batch:
-            self._call("POST", "/logs3", body={"rows": batch, "api_version": 2})
+            self.call("POST", "/logs3", body={"rows": batch, "api_version": 2})
             sent += len(batch)
         return sent
 
@@ -223,6 +264,3 @@ def _dataset_event(row: dict[str, Any], index: int, dataset_id: str, created: st
         event["_is_merge"] = True
     return event
 
-
-def project_url(app_url: str, org: str, project: str) -> str:
-    return f"{app_url.rstrip('/')}/app/{quote(org)}/p/{quote(project)}"

@@ -16,7 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Pair two experiments by dataset row id, average trials per row, and report the "
         "effect, CI, p, verdict per score (DESIGN.md §8): paired t (cluster-robust with --cluster), exact "
         "McNemar for binary scores, a paired bootstrap cross-check, TOST, non-inferiority for guards, Holm "
-        "across scores, Benjamini-Hochberg across slices, and the rows needed when inconclusive.")
+        "across scores, Benjamini-Hochberg across slices, and the rows needed when inconclusive. Reads the "
+        "local store, or Braintrust experiments through btql with --remote (automatic when "
+        "BRAINTRUST_API_KEY is set).")
     parser.add_argument("baseline", help="baseline experiment name or id")
     parser.add_argument("candidate", help="candidate experiment name or id")
     parser.add_argument("--target", required=True, help="the score to improve")
@@ -38,17 +40,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--out", metavar="FILE", help="also write the JSON result to FILE (atomically)")
     add_output_args(parser, json_help="print JSON instead of tables")
-    add_settings_args(parser, backend=False)
+    add_settings_args(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from bt_flywheel.backends.base import backend_from_settings
     from bt_flywheel.core.fileio import atomic_write_json
     from bt_flywheel.verify.compare import compare_experiments
 
     settings = settings_from_args(args)
     comparison = compare_experiments(
-        settings.store, args.baseline, args.candidate, target=args.target, guards=args.guard,
+        backend_from_settings(settings), args.baseline, args.candidate, target=args.target, guards=args.guard,
         min_effect=args.min_effect, margin=args.margin, alpha=args.alpha, threshold=args.threshold,
         slice_key=args.slice_key, cluster_key=args.cluster_key, n_resamples=args.resamples, seed=args.seed,
         project=settings.project)

@@ -65,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bt_flywheel.backends.base import backend_from_settings
     from bt_flywheel.core.errors import UsageError
     from bt_flywheel.core.mode import resolve_mode
     from bt_flywheel.core.output import Progress
@@ -81,7 +82,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("say what to select: --score NAME (score-balanced), --facets FILE (facet), or --from-rows FILE")
     if strategy != "rows" and not args.labeler:
         raise UsageError("--labeler is required: llm | agent | file | score")
-    backend = settings.backend_resolved
     rubric = load_rubric(args.rubric) if args.rubric else None
     facet_context: dict[str, str] = {}
     if args.facets:
@@ -100,17 +100,12 @@ def run(args: argparse.Namespace) -> int:
         score=args.score, lo=args.lo, hi=args.hi, facets_path=args.facets, per_bucket=args.per_bucket,
         window_days=settings.window_days, where=args.where, trace_ids=args.trace_id, seed=args.seed,
         validation_fraction=args.validation_fraction, from_rows=args.from_rows, dataset=args.dataset,
-        dataset_project=args.dataset_project, backend=backend, dry_run=args.dry_run, relabel=args.relabel)
+        dataset_project=args.dataset_project, dry_run=args.dry_run, relabel=args.relabel)
     mode = resolve_mode(flag=args.mode, goal=settings.goal, session=settings.session)
-    remote = None
-    if backend == "remote":
-        from bt_flywheel.backends.remote_datasets import BraintrustClient
-
-        remote = BraintrustClient.from_settings(settings)
-    runner = remote.runner(settings.project) if remote is not None else None
     confirm = None if (args.yes or mode.autonomous) else _ask
     progress = Progress("labeling") if args.labeler == "llm" else None
-    summary = curate(options, labeler=labeler, runner=runner, confirm=confirm, remote=remote, progress=progress)
+    summary = curate(options, labeler=labeler, backend=backend_from_settings(settings), confirm=confirm,
+                     progress=progress)
     if wants_json(args):
         print_json(summary)
     else:

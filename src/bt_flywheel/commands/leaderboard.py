@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "leaderboard", help="rank (model, prompt) cells: mean ± CI, ties where Holm-corrected tests cannot separate",
         description="Group the experiments' root rows into cells by metadata keys, average trials per "
                     "dataset row, and rank cells; cells that no Holm-corrected paired comparison separates "
-                    "share a rank.")
+                    "share a rank. Reads the local store, or Braintrust with --remote (automatic when "
+                    "BRAINTRUST_API_KEY is set).")
     parser.add_argument("experiments", nargs="+", metavar="EXPERIMENT", help="experiment names or ids")
     parser.add_argument("--by", default="experiment",
                         help="comma-separated keys that define a cell, e.g. metadata.model,metadata.prompt_version "
@@ -21,11 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--score", help="the score to rank by (required when the experiments carry several)")
     parser.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate for the Holm step (0.05)")
     add_output_args(parser, json_help="print the leaderboard as JSON")
-    add_settings_args(parser, backend=False)
+    add_settings_args(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from bt_flywheel.backends.base import backend_from_settings
     from bt_flywheel.core.errors import UsageError
     from bt_flywheel.core.output import print_json, print_table
     from bt_flywheel.report.leaderboard import leaderboard_from_store
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if not by:
         raise UsageError("--by: give at least one key, e.g. metadata.model")
     settings = settings_from_args(args)
-    board = leaderboard_from_store(settings.store, args.experiments, score=args.score, by=by,
+    board = leaderboard_from_store(backend_from_settings(settings), args.experiments, score=args.score, by=by,
                                    alpha=args.alpha, project=settings.project)
     if wants_json(args):
         print_json(board.to_dict())

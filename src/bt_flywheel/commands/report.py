@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "no scripts and no network: the verdict, a forest plot of each score's paired effect, "
                     "per-slice effects (BH-corrected), score distributions, per-row regressions and "
                     "improvements, the dataset's split/label balance and the loop ledger. Give more "
-                    "experiments after CANDIDATE to add a leaderboard section over all of them.")
+                    "experiments after CANDIDATE to add a leaderboard section over all of them. Reads the local "
+                    "store, or Braintrust with --remote (automatic when BRAINTRUST_API_KEY is set); there, "
+                    "each row links to its trace on the experiment's page.")
     parser.add_argument("baseline", metavar="BASELINE", help="baseline experiment name or id")
     parser.add_argument("candidate", metavar="CANDIDATE", help="candidate experiment name or id")
     parser.add_argument("more", nargs="*", metavar="EXPERIMENT",
@@ -31,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="a row regressed/improved if its score moved by more than this (default 0.25)")
     parser.add_argument("--ledger", metavar="FILE", help="the loop ledger JSON file to include")
     parser.add_argument("--dataset-rows", metavar="FILE",
-                        help="dataset rows (JSONL) for the split/label balance (default: the experiments' dataset "
-                             "in the local store, when recorded)")
+                        help="dataset rows (JSONL) for the split/label balance (default: the dataset the baseline "
+                             "experiment recorded, read from the backend)")
     parser.add_argument("--by", default="experiment",
                         help="leaderboard cell keys when several experiments are given (default: experiment)")
     parser.add_argument("--out", required=True, metavar="FILE.html", help="where to write the report")
@@ -42,13 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bt_flywheel.backends.base import backend_from_settings
     from bt_flywheel.core.output import print_json, status
     from bt_flywheel.report.data import build_report_inputs
     from bt_flywheel.report.html import write_report
 
     settings = settings_from_args(args)
     inputs = build_report_inputs(
-        settings.store, args.baseline, args.candidate, project=settings.project, settings=settings,
+        backend_from_settings(settings), args.baseline, args.candidate, project=settings.project,
         more=args.more, target=args.target, guards=args.guard, slice_key=args.slice_key,
         min_effect=args.min_effect, margin=args.margin, alpha=args.alpha, threshold=args.threshold,
         ledger_path=args.ledger, dataset_rows_path=args.dataset_rows,

@@ -26,19 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bt_flywheel.backends.sql import run_query
+    from bt_flywheel.backends.base import backend_from_settings
     from bt_flywheel.core.output import print_csv, print_jsonl, print_table
     from bt_flywheel.core.redact import redact
 
     settings = settings_from_args(args)
-    if settings.backend_resolved == "remote":
-        from bt_flywheel.backends.remote import RemoteClient
-
-        result = RemoteClient.from_settings(settings).btql(
-            args.query, force_ignore_linter=args.force_ignore_linter, project=settings.project)
-    else:
-        result = run_query(settings.store, args.query, project=settings.project,
-                           force_ignore_linter=args.force_ignore_linter)
+    result = backend_from_settings(settings).query(args.query, project=settings.project,
+                                                   force_ignore_linter=args.force_ignore_linter)
     if args.output == "json":
         import json
         import sys

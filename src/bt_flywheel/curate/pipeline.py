@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bt_flywheel.backends.base import Backend, runner_for
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.core.fileio import atomic_write_json, atomic_write_jsonl
 from bt_flywheel.core.redact import redact_obj
@@ -86,7 +87,6 @@ class CurateOptions:
     from_rows: str | Path | None = None
     dataset: str | None = None
     dataset_project: str | None = None
-    backend: str = "local"
     dry_run: bool = False
     relabel: bool = False  # allow a weaker labeler to replace stored labels (label.base.PROVENANCE_STRENGTH)
 
@@ -153,29 +153,6 @@ class AgentLabeler:
 
 
 # -- existing rows ---------------------------------------------------------------------------
-
-
-def load_local_dataset(store_path: str | Path, project: str, dataset: str) -> list[dict[str, Any]]:
-    from bt_flywheel.backends.store import Store
-
-    if not Path(store_path).exists():
-        return []
-    with Store(store_path, read_only=True) as store:
-        project_id = store.find_project(project)
-        dataset_id = store.find_object("dataset", dataset, project_id=project_id) if project_id else None
-        if not dataset_id:
-            return []
-        return list(store.iter_rows("dataset", dataset_id))
-
-
-def upsert_local(store_path: str | Path, project: str, dataset: str, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-    from bt_flywheel.backends.store import Store
-
-    with Store(store_path) as store:
-        project_id = store.ensure_project(project)
-        dataset_id = store.create_object("dataset", dataset, project_id, metadata={"created_by": "flywheel curate"})
-        # a model's rationale may quote a key it saw: the store is an artifact too
-        return store.upsert_rows("dataset", dataset_id, [redact_obj(dataset_record(r)) for r in rows]).as_dict()
 
 
 def dataset_record(row: dict[str, Any]) -> dict[str, Any]:
@@ -274,15 +251,20 @@ def label_rows(rows: list[dict[str, Any]], labeler: Any, previous: dict[str, dic
     return run
 
 
-def curate(options: CurateOptions, *, labeler: Any, runner: Runner | None = None,
+def curate(options: CurateOptions, *, labeler: Any, backend: Backend | None = None, runner: Runner | None = None,
            confirm: Callable[[list[dict[str, Any]], UpsertPlan], bool] | None = None,
-           remote: Any = None, progress: Any = None) -> dict[str, Any]:
-    """Run curation; returns the summary (also written to <out_dir>/summary.json)."""
+           progress: Any = None) -> dict[str, Any]:
+    """Run curation; returns the summary (also written to <out_dir>/summary.json).
+
+    `backend` holds the candidates and the dataset (default: the local store at
+    `options.store_path`); `runner` overrides where candidate queries run."""
     check_fraction(options.validation_fraction)
     out_dir = Path(options.out_dir)
     dataset_project = options.dataset_project or options.project
-    if remote is None and options.backend == "remote" and options.dataset:
-        raise InputError("remote upsert needs a Braintrust client", hint="use --local, or configure BRAINTRUST_API_KEY")
+    if backend is None:
+        from bt_flywheel.backends.local import LocalBackend
+
+        backend = LocalBackend(options.store_path)
 
     selection: Selection | None = None
     if options.strategy == "rows":
@@ -293,9 +275,8 @@ def curate(options: CurateOptions, *, labeler: Any, runner: Runner | None = None
             if row.get("metadata", {}).get("split") and not is_labeled(row):
                 row["metadata"]["split"] = None
     else:
-        run = runner or _local_runner(options)
-        project_id = remote.project_id(options.project) if remote is not None and options.backend == "remote" \
-            else _local_project_id(options)
+        run = runner or runner_for(backend, options.project)
+        project_id = backend.project_id(options.project)
         common = dict(project=options.project, project_id=project_id, per_bucket=options.per_bucket,
                       window_days=options.window_days, where=options.where, trace_ids=options.trace_ids,
                       seed=options.seed)
@@ -317,7 +298,7 @@ def curate(options: CurateOptions, *, labeler: Any, runner: Runner | None = None
         rows = build_rows(selection, seed=options.seed, validation_fraction=options.validation_fraction)
 
     # what is already stored: the dataset (authoritative), then a previous run's rows file
-    stored = _existing_dataset(options, dataset_project, remote)
+    stored = backend.dataset_rows(dataset_project, options.dataset) if options.dataset else []
     previous_file = read_rows(out_dir / ROWS_FILE) if (out_dir / ROWS_FILE).exists() else []
     previous = {r["id"]: r for r in previous_file}
     previous.update({r["id"]: r for r in stored})
@@ -358,7 +339,7 @@ def curate(options: CurateOptions, *, labeler: Any, runner: Runner | None = None
     plan = plan_upsert(rows, stored, label_run.kept_stronger)
     summary = _summary(options, selection, rows, label_run, plan, export)
     if options.dataset:
-        summary["dataset"] = {"name": options.dataset, "project": dataset_project, "backend": options.backend,
+        summary["dataset"] = {"name": options.dataset, "project": dataset_project, "backend": backend.name,
                               "plan": plan.as_dict(), "written": False, "dry_run": options.dry_run}
         labeled = [r for r in rows if is_labeled(r)]
         changes = plan.insert or plan.update
@@ -368,11 +349,9 @@ def curate(options: CurateOptions, *, labeler: Any, runner: Runner | None = None
             else:
                 changed_ids = set(plan.insert) | set(plan.update)
                 to_write = [r for r in labeled if r["id"] in changed_ids]
-                if options.backend == "remote":
-                    sent = remote.upsert_dataset(dataset_project, options.dataset, [dataset_record(r) for r in to_write])
-                    result = {**sent, "inserted": len(plan.insert), "updated": len(plan.update)}
-                else:
-                    result = upsert_local(options.store_path, dataset_project, options.dataset, to_write)
+                result = {"inserted": len(plan.insert), "updated": len(plan.update),
+                          **backend.upsert_dataset(dataset_project, options.dataset,
+                                                   [dataset_record(r) for r in to_write])}
                 result["unchanged"] = result.get("unchanged", 0) + len(plan.unchanged)
                 summary["dataset"].update(written=True, result=result)
         elif not options.dry_run:
@@ -411,33 +390,3 @@ def _summary(options: CurateOptions, selection: Selection | None, rows: list[dic
         summary["next"] = (f"fill {export['out']} (the lazy judge), then run: flywheel label apply {export['out']} "
                            f"--dataset-rows {summary['files']['dataset_rows']}")
     return summary
-
-
-def _local_project_id(options: CurateOptions) -> str:
-    from bt_flywheel.backends.store import Store
-
-    with Store(options.store_path, read_only=True) as store:  # a missing file is an InputError
-        project_id = store.find_project(options.project)
-    if not project_id:
-        raise InputError(f"project {options.project!r} not found in {options.store_path}",
-                         hint="check --project, or ingest its traces first")
-    return project_id
-
-
-def _local_runner(options: CurateOptions) -> Runner:
-    if options.backend == "remote":
-        raise InputError("remote candidate selection needs a Braintrust client")
-    from bt_flywheel.backends.sql import run_query
-
-    def run(query: str) -> list[dict[str, Any]]:
-        return run_query(options.store_path, query, project=options.project).rows
-
-    return run
-
-
-def _existing_dataset(options: CurateOptions, dataset_project: str, remote: Any) -> list[dict[str, Any]]:
-    if not options.dataset:
-        return []
-    if options.backend == "remote":
-        return remote.fetch_dataset(dataset_project, options.dataset)
-    return load_local_dataset(options.store_path, dataset_project, options.dataset)

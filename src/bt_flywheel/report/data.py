@@ -1,6 +1,6 @@
-"""What the report reads besides the comparison: per-row outputs and scores from the local
-store, the dataset's split/label balance, the ledger file, and (with several experiments) the
-leaderboard. `build_report_inputs` gathers all of it for `flywheel report`.
+"""What the report reads besides the comparison: per-row outputs and scores from a backend (the
+local store or Braintrust), the dataset's split/label balance, the ledger file, and (with several
+experiments) the leaderboard. `build_report_inputs` gathers all of it for `flywheel report`.
 """
 
 from __future__ import annotations
@@ -11,30 +11,24 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bt_flywheel.backends.base import Backend, as_backend
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.report.html import _as_text, _num, _short
 
 
-def load_report_rows(store_path: str | os.PathLike[str], baseline: str, candidate: str, *,
+def load_report_rows(source: str | os.PathLike[str] | Backend, baseline: str, candidate: str, *,
                      project: str | None = None,
                      trace_url: Callable[[str, Mapping[str, Any]], str | None] | None = None) -> list[dict[str, Any]]:
     """Per dataset row: input, both outputs (first trial), per-score trial means on each side.
 
-    `trace_url(side, root_row)` may return a link to the trace (remote backend); side is
-    'baseline' or 'candidate'.
+    `source` is a Backend or a local store path. `trace_url(side, root_row)` may return a link to
+    the trace (Braintrust); side is 'baseline' or 'candidate'.
     """
-    from bt_flywheel.backends.store import Store
-    from bt_flywheel.verify.compare import ROOT_WHERE
-
-    with Store(store_path, read_only=True) as store:
-        project_id = store.find_project(project) if project else None
-        sides: dict[str, dict[str, dict[str, Any]]] = {}
-        for side, name in (("baseline", baseline), ("candidate", candidate)):
-            object_id = store.find_object("experiment", name, project_id=project_id)
-            if not object_id:
-                raise InputError(f"experiment {name!r}: not found in {store_path}")
-            sides[side] = _collect_side(store.iter_rows("experiment", object_id, where=ROOT_WHERE),
-                                        side, trace_url)
+    backend = as_backend(source)
+    sides: dict[str, dict[str, dict[str, Any]]] = {}
+    for side, name in (("baseline", baseline), ("candidate", candidate)):
+        found = backend.experiment(name, project=project)
+        sides[side] = _collect_side(backend.experiment_roots(found), side, trace_url)
     out = []
     for row_id in sorted(set(sides["baseline"]) | set(sides["candidate"])):
         b, c = sides["baseline"].get(row_id, {}), sides["candidate"].get(row_id, {})
@@ -117,64 +111,58 @@ def read_dataset_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return read_jsonl_objects(path, what="dataset rows", allow_array=True)
 
 
-def remote_trace_url(settings: Any, experiment_name: str) -> Callable[[str, Mapping[str, Any]], str | None] | None:
-    """A link per root row to the experiment's trace in the Braintrust UI, when the backend is remote
-    (`{app_url}/app/{org}/p/{project}/experiments/{name}?r={root_span_id}`); None locally."""
-    if getattr(settings, "backend_resolved", "local") != "remote":
+def experiment_trace_urls(backend: Backend, project: str | None, baseline: str,
+                          candidate: str) -> Callable[[str, Mapping[str, Any]], str | None] | None:
+    """A link per root row to its trace on the experiment's Braintrust page
+    (`.../experiments/<name>?r=<root_span_id>`); None when the backend has no pages (local)."""
+    links = backend.links(project)
+    if links is None:
         return None
-    app_url, org, project = settings.get("app_url"), settings.get("org_name"), settings.get("project")
-    if not (app_url and org and project):
-        return None
-    from urllib.parse import quote
-
-    base = f"{str(app_url).rstrip('/')}/app/{quote(str(org))}/p/{quote(str(project))}/experiments/"
+    names = {side: backend.experiment(name, project=project).name
+             for side, name in (("baseline", baseline), ("candidate", candidate))}
 
     def url(side: str, row: Mapping[str, Any]) -> str | None:
-        name = row.get("_experiment_name") or experiment_name
         rid = row.get("root_span_id") or row.get("id")
-        return f"{base}{quote(str(name))}?r={quote(str(rid))}" if rid else None
+        return links.experiment_url(names[side], root_span_id=str(rid)) if rid else None
 
     return url
 
 
-def dataset_summary_from_store(store_path: str | os.PathLike[str], experiment: str, *,
-                               project: str | None = None) -> dict[str, Any] | None:
-    """The split/label balance of the dataset the experiment recorded (objects.metadata.dataset_id)."""
-    from bt_flywheel.backends.store import Store
-
-    with Store(store_path, read_only=True) as store:
-        project_id = store.find_project(project) if project else None
-        object_id = store.find_object("experiment", experiment, project_id=project_id)
-        info = store.object_info("experiment", object_id) if object_id else None
-        dataset_id = ((info or {}).get("metadata") or {}).get("dataset_id")
-        if not dataset_id:
-            return None
-        ds = store.find_object("dataset", str(dataset_id))
-        if not ds:
-            return None
-        name = (store.object_info("dataset", ds) or {}).get("name")
-        return summarize_dataset(store.iter_rows("dataset", ds), name=name)
+def dataset_summary(source: str | os.PathLike[str] | Backend, experiment: str, *,
+                    project: str | None = None) -> dict[str, Any] | None:
+    """The split/label balance of the dataset the experiment recorded (its metadata.dataset_id)."""
+    backend = as_backend(source)
+    found = backend.experiment(experiment, project=project)
+    dataset_id = found.metadata.get("dataset_id")
+    if not dataset_id:
+        return None
+    dataset = backend.dataset(str(dataset_id), project=project)
+    if dataset is None:
+        return None
+    return summarize_dataset(backend.dataset_rows(project or str(dataset.project_id or ""), dataset.id),
+                             name=dataset.name)
 
 
-def build_report_inputs(store_path: str | os.PathLike[str], baseline: str, candidate: str, *,
+def build_report_inputs(source: str | os.PathLike[str] | Backend, baseline: str, candidate: str, *,
                         comparison: Mapping[str, Any] | None = None, project: str | None = None,
-                        settings: Any = None, more: Sequence[str] = (), target: str | None = None,
+                        more: Sequence[str] = (), target: str | None = None,
                         guards: Sequence[str] = (), slice_key: str | None = None, min_effect: float | None = None,
                         margin: float | None = None, alpha: float | None = None, threshold: float | None = None,
                         ledger: Any = None,
                         ledger_path: str | os.PathLike[str] | None = None,
                         dataset_rows_path: str | os.PathLike[str] | None = None,
                         leaderboard_by: Sequence[str] = ("experiment",)) -> dict[str, Any]:
-    """Everything `render_report` takes, from the local store and the files given.
+    """Everything `render_report` takes, from a backend (a store path: the local store) and the files given.
 
     Pass `comparison` (a `Comparison.to_dict()` already computed, as the demo has) to skip
-    recomputing it; otherwise it is computed with compare.compare_experiments. `settings` (a
-    config.Settings) only adds trace links when the backend is remote. Returns
+    recomputing it; otherwise it is computed with compare.compare_experiments. Rows link to their
+    traces when the backend has pages (Braintrust). Returns
     {"comparison", "rows", "ledger", "dataset_summary", "leaderboard"}:
     `write_report(inputs.pop("comparison"), out, **inputs)`.
     """
     from bt_flywheel.core.fileio import read_json_file
 
+    backend = as_backend(source)
     # the files first: a bad path fails before any statistics are computed
     if ledger is None and ledger_path:
         ledger = read_json_file(ledger_path)
@@ -188,25 +176,19 @@ def build_report_inputs(store_path: str | os.PathLike[str], baseline: str, candi
         options = {k: v for k, v in (("min_effect", min_effect), ("margin", margin), ("alpha", alpha),
                                      ("threshold", threshold)) if v is not None}
         comparison = compare_mod.compare_experiments(
-            store_path, baseline, candidate, target=target, guards=list(guards), slice_key=slice_key,
+            backend, baseline, candidate, target=target, guards=list(guards), slice_key=slice_key,
             project=project, **options).to_dict()
-    urls = _side_urls(settings, baseline, candidate) if settings is not None else None
-    rows = load_report_rows(store_path, baseline, candidate, project=project, trace_url=urls)
+    urls = experiment_trace_urls(backend, project, baseline, candidate)
+    rows = load_report_rows(backend, baseline, candidate, project=project, trace_url=urls)
     if not dataset_rows_path:
-        summary = dataset_summary_from_store(store_path, baseline, project=project)
+        summary = dataset_summary(backend, baseline, project=project)
     board = None
     if more:
         from bt_flywheel.report.leaderboard import leaderboard_from_store
 
-        board = leaderboard_from_store(store_path, [baseline, candidate, *more],
+        board = leaderboard_from_store(backend, [baseline, candidate, *more],
                                        score=comparison.get("target") or target, by=list(leaderboard_by),
                                        alpha=alpha or 0.05, project=project).to_dict()
     return {"comparison": comparison, "rows": rows, "ledger": ledger, "dataset_summary": summary,
             "leaderboard": board}
 
-
-def _side_urls(settings: Any, baseline: str, candidate: str) -> Callable[[str, Mapping[str, Any]], str | None] | None:
-    b, c = remote_trace_url(settings, baseline), remote_trace_url(settings, candidate)
-    if not (b and c):
-        return None
-    return lambda side, row: (b if side == "baseline" else c)(side, row)

@@ -14,9 +14,9 @@ Public API (used by the CLI, the demo and the handoff step):
     write_report(comparison, out_path, **same keywords) -> Path          (atomic, redacted)
     forest_svg_for(comparison) -> str
     write_forest_svg(comparison, path) -> Path                            (atomic, redacted)
-    report_data.load_report_rows(store_path, baseline, candidate, *, project=None, trace_url=None)
+    report_data.load_report_rows(backend_or_store_path, baseline, candidate, *, project=None, trace_url=None)
     report_data.summarize_dataset(rows, *, name=None) -> dict
-    report_data.build_report_inputs(settings, baseline, candidate, ...) -> dict   (what the CLI uses)
+    report_data.build_report_inputs(backend_or_store_path, baseline, candidate, ...) -> dict   (what the CLI uses)
 """
 
 from __future__ import annotations
@@ -567,7 +567,7 @@ def render_report(comparison: Mapping[str, Any], *, rows: Any = None, ledger: An
     comparison: `compare.Comparison.to_dict()` (see `comparison_view` for the keys read).
     rows: per-row records, a list of {row_id, input, expected, baseline_output, candidate_output,
           baseline_scores: {score: trial mean}, candidate_scores: {...}, baseline_url, candidate_url}
-          or a dict row_id -> record (`load_report_rows` builds it from the local store).
+          or a dict row_id -> record (`load_report_rows` builds it from a backend).
     ledger: the loop ledger document (route/ledger), rendered as a table of its entries.
     dataset_summary: `summarize_dataset(...)`. leaderboard: `leaderboard.Leaderboard.to_dict()`.
     """

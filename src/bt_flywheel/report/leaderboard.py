@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
+from bt_flywheel.backends.base import Backend, as_backend
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.report.svg import COLORS, Forest, ForestItem, esc, fmt, forest_svg
 
@@ -195,37 +196,31 @@ def _cell_label(values: Sequence[Any]) -> str:
     return " · ".join("(none)" if v is None else str(v) for v in values)
 
 
-def load_cells(store_path: str | os.PathLike[str], experiments: Iterable[str], *, score: str | None,
+def load_cells(source: str | os.PathLike[str] | Backend, experiments: Iterable[str], *, score: str | None,
                by: Sequence[str] = (EXPERIMENT_KEY,), project: str | None = None
                ) -> tuple[str, dict[str, dict[str, list[float]]], dict[str, dict[str, Any]], dict[str, set[str]]]:
-    """Read root rows of the experiments from the local store and group them into cells.
+    """Read root rows of the experiments from a backend (a store path: the local store) and group
+    them into cells.
 
     Returns (score, cells[label][row_id] -> trial scores, keys[label] -> {by key: value},
     experiments[label] -> experiment names). When `score` is None the experiments must carry
     exactly one score.
     """
-    from bt_flywheel.backends.store import Store
-    from bt_flywheel.verify.compare import ROOT_WHERE, row_key
+    from bt_flywheel.verify.compare import row_key
+
+    backend = as_backend(source)
 
     cells: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     keys: dict[str, dict[str, Any]] = {}
     exps: dict[str, set[str]] = defaultdict(set)
     seen_scores: set[str] = set()
     loaded: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
-    with Store(store_path, read_only=True) as store:
-        project_id = store.find_project(project) if project else None
-        if project and not project_id:
-            raise InputError(f"project {project!r}: not found in {store_path}")
-        for name in experiments:
-            object_id = store.find_object("experiment", name, project_id=project_id)
-            if not object_id:
-                raise InputError(f"experiment {name!r}: not found in {store_path}",
-                                 hint="list them with `flywheel experiments` or check --project")
-            info = store.object_info("experiment", object_id) or {"name": name}
-            roots = list(store.iter_rows("experiment", object_id, where=ROOT_WHERE))
-            loaded.append((info, roots))
-            for r in roots:
-                seen_scores.update(k for k, v in (r.get("scores") or {}).items() if v is not None)
+    for name in experiments:
+        found = backend.experiment(name, project=project)
+        roots = list(backend.experiment_roots(found))
+        loaded.append((found.as_dict(), roots))
+        for r in roots:
+            seen_scores.update(k for k, v in (r.get("scores") or {}).items() if v is not None)
     if score is None:
         if len(seen_scores) != 1:
             raise InputError(f"--score: the experiments carry {len(seen_scores)} scores "
@@ -247,13 +242,13 @@ def load_cells(store_path: str | os.PathLike[str], experiments: Iterable[str], *
     return score, {k: dict(v) for k, v in cells.items()}, keys, exps
 
 
-def leaderboard_from_store(store_path: str | os.PathLike[str], experiments: Sequence[str], *,
+def leaderboard_from_store(source: str | os.PathLike[str] | Backend, experiments: Sequence[str], *,
                            score: str | None = None, by: Sequence[str] = (EXPERIMENT_KEY,),
                            alpha: float = 0.05, project: str | None = None) -> Leaderboard:
     """`flywheel leaderboard`: load the experiments, build cells, rank them."""
     if not experiments:
         raise InputError("experiments: give at least one experiment name or id")
-    score, cells, keys, exps = load_cells(store_path, experiments, score=score, by=by, project=project)
+    score, cells, keys, exps = load_cells(source, experiments, score=score, by=by, project=project)
     return build_leaderboard(cells, score=score, by=by, alpha=alpha, keys=keys, experiments=exps)
 
 

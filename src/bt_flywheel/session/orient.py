@@ -18,8 +18,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bt_flywheel.backends.base import Backend, backend_from_settings
 from bt_flywheel.backends.store import Store, now_utc
 from bt_flywheel.core.config import DEFAULT_GOAL, DEFAULT_WINDOW_DAYS, Settings
+from bt_flywheel.core.errors import BackendError, InputError
 from bt_flywheel.core.mode import Mode, resolve_mode, split_goal
 from bt_flywheel.core.session_file import write_session
 
@@ -146,12 +148,14 @@ def _hints(backend: str, project: str | None, state: dict[str, Any]) -> list[str
 
 
 def orient(settings: Settings, *, goal: str | None = None, mode_flag: str | None = None,
-           environ: Mapping[str, str] | None = None, cwd: str | None = None) -> dict[str, Any]:
+           environ: Mapping[str, str] | None = None, cwd: str | None = None,
+           backend: Backend | None = None) -> dict[str, Any]:
     """Everything a session needs to know before its first query.
 
     With `settings.session` (an earlier orient's session, loaded as a settings layer) this
     continues that session: its start time, and its goal and mode unless the argument, a flag or
-    the environment give new ones."""
+    the environment give new ones. The baseline is, unless set, the project's newest experiment
+    on the backend (the local store, or Braintrust with a key)."""
     env = os.environ if environ is None else environ
     saved = settings.session or {}
     # FLYWHEEL_GOAL may also come from .env (settings precedence); the environment still wins.
@@ -161,16 +165,26 @@ def orient(settings: Settings, *, goal: str | None = None, mode_flag: str | None
     mode = resolve_mode(flag=mode_flag, goal=goal_text, environ=env, session=saved if goal_text is None else None)
     if mode.reason.startswith("session: ") and saved.get("mode_reason"):
         mode = Mode(mode.name, saved["mode_reason"])  # the same session goes on: keep its reason
-    backend = settings.backend_resolved
+    source = backend or backend_from_settings(settings)
+    backend_name = source.name
     end = now_utc().replace(microsecond=0)
-    state = _store_state(settings, settings.project or settings.project_id) if backend == "local" else {}
+    state = _store_state(settings, settings.project or settings.project_id) if backend_name == "local" else {}
     project, project_source = _resolve_project(settings, state, cwd)
-    if backend == "local" and project and state.get("exists") and not state.get("project_id"):
+    if backend_name == "local" and project and state.get("exists") and not state.get("project_id"):
         state = _store_state(settings, project)
     baseline = settings.baseline
     baseline_source = settings.sources.get("baseline") if baseline else None
+    remote_hints: list[str] = []
     if not baseline and state.get("latest_experiment"):
         baseline, baseline_source = state["latest_experiment"], "latest local experiment"
+    elif not baseline and project and backend_name != "local":
+        try:
+            newest = source.experiments(project)
+        except (InputError, BackendError) as exc:  # orient reports; it does not stop the session
+            newest = []
+            remote_hints.append(f"baseline_experiment: {exc.one_line()}")
+        if newest:
+            baseline, baseline_source = newest[0].id, "newest experiment in Braintrust"
     resolved_goal = resolve_goal(goal, {"FLYWHEEL_GOAL": env_goal} if env_goal else {})
     if goal_text is None and saved.get("goal"):
         resolved_goal = saved["goal"]
@@ -181,14 +195,14 @@ def orient(settings: Settings, *, goal: str | None = None, mode_flag: str | None
         "goal": resolved_goal,
         "project": project,
         "project_source": project_source,
-        "backend": backend,
+        "backend": backend_name,
         "baseline_experiment": baseline,
         "baseline_source": baseline_source,
         "data_window": _window(settings, state, end),
         "data_range": state.get("data_range"),
         "store": {k: v for k, v in state.items() if k not in {"first_created", "only_project",
-                                                              "latest_experiment"}} if backend == "local" else None,
-        "hints": _hints(backend, project, {**state, "path": settings.store}),
+                                                              "latest_experiment"}} if backend_name == "local" else None,
+        "hints": [*_hints(backend_name, project, {**state, "path": settings.store}), *remote_hints],
         "settings": settings.public(),
     }
 

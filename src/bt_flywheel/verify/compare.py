@@ -1,12 +1,13 @@
-"""Compare two experiments in the local store: the Verify step's numbers (DESIGN.md §8).
+"""Compare two experiments, local or in Braintrust: the Verify step's numbers (DESIGN.md §8).
 
-``compare_experiments(store_path, baseline, candidate, target=..., guards=[...])`` reads both
-experiments' root rows (``is_root`` / ``span_attributes.type = 'eval'``), keys each row by
+``compare_experiments(backend_or_store_path, baseline, candidate, target=..., guards=[...])`` reads
+both experiments' root rows through the backend (``Backend.experiment_roots``: scorer spans'
+scores rolled up onto the roots, so SDK-shaped experiments read alike), keys each row by
 ``metadata.dataset_row_id`` (falling back to ``origin.id``), takes the trial index from
 ``metadata.trial`` and the score from ``scores[<name>]``, runs
 :func:`bt_flywheel.verify.verdict.compare_paired` for the target and every guard, applies Holm across
 the scores (regression claims) and, with ``slice_key``, Benjamini-Hochberg across the slice
-tests. The store is opened read-only.
+tests. A local store is opened read-only.
 
 ``Comparison.to_dict()`` (what ``flywheel compare --json`` prints; strict JSON, NaN -> null)::
 
@@ -55,11 +56,11 @@ from typing import Any
 
 import numpy as np
 
+from bt_flywheel.backends.base import Backend, as_backend
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.verify import stats, verdict
 
 CONTRACT = "bt-flywheel-comparison/v1"
-ROOT_WHERE = "(is_root OR json_extract_string(span_attributes, '$.type') = 'eval')"  # an experiment's (case, trial) roots
 _MISSING_VALUE = "(none)"
 
 
@@ -225,27 +226,22 @@ def _label(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-def load_experiment(store: Any, name_or_id: str, score_names: list[str], *, project_id: str | None = None,
+def load_experiment(backend: Backend, name_or_id: str, score_names: list[str], *, project: str | None = None,
                     cluster_key: str | None = None, slice_key: str | None = None) -> ExperimentScores:
-    """Read one experiment's root rows into per-row trial scores for ``score_names``."""
-    object_id = store.find_object("experiment", name_or_id, project_id=project_id)
-    if object_id is None:
-        known = [o["name"] for o in store.list_objects("experiment", project_id)][:10]
-        raise InputError(f"experiment {name_or_id!r}: not found in the local store {store.path}",
-                         hint=f"known experiments: {', '.join(known) or '(none)'}")
-    info = store.object_info("experiment", object_id) or {}
+    """Read one experiment's root rows (from either backend) into per-row trial scores for ``score_names``."""
+    found = backend.experiment(name_or_id, project=project)
     scores: dict[str, dict[str, dict[int, float | None]]] = {n: defaultdict(dict) for n in score_names}
     available: set[str] = set()
     clusters: dict[str, str] = {}
     slices: dict[str, str] = {}
     root_rows = duplicates = 0
     next_trial: dict[str, int] = defaultdict(int)
-    for row in store.iter_rows("experiment", object_id, where=ROOT_WHERE):
+    for row in backend.experiment_roots(found):
         root_rows += 1
         meta = row.get("metadata") or {}
         row_id = row_key(row)
         if row_id is None:
-            raise InputError(f"experiment {info.get('name', name_or_id)!r}: root row {row.get('id')!r} has no "
+            raise InputError(f"experiment {found.name!r}: root row {row.get('id')!r} has no "
                              "metadata.dataset_row_id", hint="run it with `flywheel eval` so rows can be paired")
         trial = meta.get("trial")
         if not isinstance(trial, int) or isinstance(trial, bool):
@@ -265,37 +261,27 @@ def load_experiment(store: Any, name_or_id: str, score_names: list[str], *, proj
         if slice_key:
             slices.setdefault(row_id, _label(resolve_path(row, slice_key)))
     return ExperimentScores(
-        id=object_id, name=info.get("name", name_or_id), created=info.get("created"),
-        metadata=info.get("metadata") or {}, root_rows=root_rows,
+        id=found.id, name=found.name, created=found.created, metadata=dict(found.metadata), root_rows=root_rows,
         scores={n: {r: [v[t] for t in sorted(v)] for r, v in per.items()} for n, per in scores.items()},
         available=available, clusters=clusters, slices=slices, duplicates=duplicates)
 
 
 # ------------------------------------------------------------------------------------ comparing
 
-def compare_experiments(store_path: str | Path, baseline: str, candidate: str, *, target: str,
+def compare_experiments(source: str | Path | Backend, baseline: str, candidate: str, *, target: str,
                         guards: list[str] | tuple[str, ...] = (), min_effect: float = 0.0,
                         margin: float = stats.DEFAULT_MARGIN, alpha: float = stats.DEFAULT_ALPHA,
                         threshold: float = stats.DEFAULT_THRESHOLD, slice_key: str | None = None,
                         cluster_key: str | None = None, n_resamples: int = stats.DEFAULT_RESAMPLES,
                         seed: int | None = 0, project: str | None = None) -> Comparison:
-    """Load both experiments from the local store (read-only) and compare them."""
-    from bt_flywheel.backends.store import Store
-
+    """Load both experiments from a backend (a store path means the local store) and compare them."""
+    backend = as_backend(source)
     names = [target, *[g for g in guards if g != target]]
     if len(set(names)) != len(names):
         raise InputError(f"--guard: a score is listed twice ({', '.join(names)})")
     stats._iv(min_effect=min_effect, margin=margin, alpha=alpha, threshold=threshold, n_resamples=n_resamples)
-    with Store(store_path, read_only=True) as store:
-        project_id = None
-        if project:
-            project_id = store.find_project(project)
-            if project_id is None:
-                raise InputError(f"project {project!r}: not found in the local store {store_path}")
-        base = load_experiment(store, baseline, names, project_id=project_id, cluster_key=cluster_key,
-                               slice_key=slice_key)
-        cand = load_experiment(store, candidate, names, project_id=project_id, cluster_key=cluster_key,
-                               slice_key=slice_key)
+    base = load_experiment(backend, baseline, names, project=project, cluster_key=cluster_key, slice_key=slice_key)
+    cand = load_experiment(backend, candidate, names, project=project, cluster_key=cluster_key, slice_key=slice_key)
     return compare_loaded(base, cand, target=target, guards=names[1:], min_effect=min_effect, margin=margin,
                           alpha=alpha, threshold=threshold, slice_key=slice_key, cluster_key=cluster_key,
                           n_resamples=n_resamples, seed=seed)
