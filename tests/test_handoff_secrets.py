@@ -11,9 +11,11 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakes import FakeBraintrust
 
 from bt_flywheel.core.config import load_settings
 from bt_flywheel.core.mode import Mode
@@ -25,10 +27,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def planted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def planted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Both keys planted; Braintrust is the loopback fake (tests/fakes), so a command that calls
+    it with the key (orient looks up the newest experiment) never reaches the network."""
     monkeypatch.setenv("BRAINTRUST_API_KEY", ENV_KEY)
     (tmp_path / ".env").write_text(f"OPENAI_API_KEY={DOTENV_KEY}\nFLYWHEEL_PROJECT=support-bot\n")
-    return tmp_path
+    with FakeBraintrust() as server:
+        monkeypatch.setenv("BRAINTRUST_APP_URL", server.url)
+        yield tmp_path
 
 
 def _leaky_builder() -> HandoffBuilder:

@@ -97,8 +97,8 @@ def test_planted_keys_reach_no_output_file_or_error(planted: Path, run_cli, monk
             assert code != 0, f"{what} should fail"
         return code, out, err
 
-    run("orient", "orient", "--json")
-    run("orient --env-file", "orient", "--json", "--env-file", "flag.env")
+    run("orient", "orient", "--json", "--local")
+    run("orient --env-file", "orient", "--json", "--env-file", "flag.env", "--local")
     run("synth", "synth", "--spans", "400", "--seed", "2", "--out", "traces.jsonl")
     run("ingest", "ingest", "traces.jsonl", "--project", "acme", "--quiet")
     run("sql local", "sql", "SELECT count(*) AS n FROM project_logs('acme') WHERE created > '2000-01-01'",
@@ -130,8 +130,10 @@ def test_planted_keys_reach_no_output_file_or_error(planted: Path, run_cli, monk
         assert {r.headers.get("authorization") for r in model.requests_to("chat")} == {f"Bearer {DOTENV_KEY}"}
         assert any(r.headers.get("authorization") == f"Bearer {FLAG_KEY}" for r in braintrust.requests)
 
-    run("compare", "compare", "base", "cand", "--target", "ExactMatch", "--json", "--project", "Say Hi Bot")
-    run("report", "report", "base", "cand", "--target", "ExactMatch", "--out", "report.html", "--project", "Say Hi Bot")
+    run("compare", "compare", "base", "cand", "--target", "ExactMatch", "--json", "--project", "Say Hi Bot",
+        "--local")
+    run("report", "report", "base", "cand", "--target", "ExactMatch", "--out", "report.html", "--project", "Say Hi Bot",
+        "--local")
     run("demo", "demo", "--out", "demo", "--silent")
     handoff = tmp_path / "demo" / "bt-flywheel-summary.json"
     assert handoff.exists()

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 
 @dataclass(frozen=True)
@@ -277,16 +279,61 @@ class FakeModelServer(LoopbackServer):
 
 
 class FakeBraintrust(LoopbackServer):
-    """Loopback Braintrust API (BRAINTRUST.md §1-§2): login, btql, and what the SDK calls for an Eval.
+    """Loopback stand-in for Braintrust's HTTP API (BRAINTRUST.md §1-§2); nothing leaves 127.0.0.1.
 
-    Routes: "login" (POST /api/apikey/login -> org_info with api_url = this server), "btql"
-    (POST /btql -> {"data": btql_rows, "schema": ...}), "project", "experiment", "logs" and "other".
+    Serves what `bt`, the SDK and flywheel call:
+    - "login": POST /api/apikey/login -> org_info (api_url = this server, name = `org_name`);
+    - "project": GET /v1/project?project_name=N (the projects added with `add_project`), POST /v1/project;
+    - "experiment": GET /v1/experiment?project_id=P[&limit&starting_after] (newest first, paged like the
+      REST API's list endpoints), GET /v1/experiment/<id>, POST /v1/experiment (the SDK's create);
+    - "dataset": GET /v1/dataset?project_id=P, POST /v1/dataset/<id>/fetch ({events, cursor});
+    - "btql": POST /btql. A BTQL pipe query over an experiment added with `add_experiment`
+      (`select: * | from: experiment('<id>') spans [| filter: ...] | sort: _pagination_key ASC |
+      limit: N [| cursor: "<tok>"]`) answers that experiment's rows a page at a time, in the order
+      they were added, with the next page's `cursor`; the only filter understood is the one flywheel
+      sends (roots and scorer spans) and any other is a 400, so a changed query cannot pass unnoticed.
+      Any other query answers `btql_rows`;
+    - "logs": POST /logs3, GET /version, .../summarize (accepted, not stored).
     Use `url` as BRAINTRUST_APP_URL (and BRAINTRUST_API_URL).
     """
 
-    def __init__(self, btql_rows: list[dict[str, Any]] | None = None) -> None:
+    ROOTS_AND_SCORES = "is_root = true OR span_attributes.type = 'score'"
+
+    def __init__(self, btql_rows: list[dict[str, Any]] | None = None, *, org_name: str = "loopback-org") -> None:
         self.btql_rows = btql_rows if btql_rows is not None else [{"id": "r1", "n": 1}]
+        self.org_name = org_name
+        self.projects: list[dict[str, Any]] = []
+        self.experiments: list[dict[str, Any]] = []
+        self.experiment_rows: dict[str, list[dict[str, Any]]] = {}
+        self.datasets: list[dict[str, Any]] = []
+        self.dataset_rows: dict[str, list[dict[str, Any]]] = {}
         super().__init__()
+
+    # what the fake holds --------------------------------------------------------------------------
+
+    def add_project(self, name: str, project_id: str | None = None) -> str:
+        project_id = project_id or f"proj-{len(self.projects) + 1:04d}-{name}"
+        self.projects.append({"id": project_id, "name": name, "org_id": "org-loopback",
+                              "created": "2026-01-01T00:00:00.000Z"})
+        return project_id
+
+    def add_experiment(self, project_id: str, name: str, rows: list[dict[str, Any]], *, created: str,
+                       metadata: dict[str, Any] | None = None, dataset_id: str | None = None) -> str:
+        experiment_id = f"exp-{len(self.experiments) + 1:04d}-{name}"
+        self.experiments.append({"id": experiment_id, "name": name, "project_id": project_id, "created": created,
+                                 "metadata": metadata, "dataset_id": dataset_id, "dataset_version": None,
+                                 "repo_info": None, "deleted_at": None, "public": False})
+        self.experiment_rows[experiment_id] = [{**r, "experiment_id": experiment_id} for r in rows]
+        return experiment_id
+
+    def add_dataset(self, project_id: str, name: str, rows: list[dict[str, Any]]) -> str:
+        dataset_id = f"ds-{len(self.datasets) + 1:04d}-{name}"
+        self.datasets.append({"id": dataset_id, "name": name, "project_id": project_id,
+                              "created": "2026-01-01T00:00:00.000Z"})
+        self.dataset_rows[dataset_id] = [{**r, "dataset_id": dataset_id} for r in rows]
+        return dataset_id
+
+    # routes ---------------------------------------------------------------------------------------
 
     def route_of(self, method: str, path: str) -> str:
         if path == "/api/apikey/login":
@@ -295,35 +342,93 @@ class FakeBraintrust(LoopbackServer):
             return "btql"
         if path == "/v1/project":
             return "project"
-        if path == "/v1/experiment":
+        if path.startswith("/v1/experiment"):
             return "experiment"
+        if path.startswith("/v1/dataset"):
+            return "dataset"
         if path.startswith("/logs"):
             return "logs"
         return "other"
 
     def answer(self, route: str, method: str, path: str, body: Any, headers: dict[str, str]) -> tuple[int, Any]:
+        query = {k: v[0] for k, v in parse_qs(urlsplit(path).query).items()}
+        bare = urlsplit(path).path
         if route == "login":
-            return 200, {"org_info": [{"id": "org-loopback", "name": "loopback-org", "api_url": self.url,
+            return 200, {"org_info": [{"id": "org-loopback", "name": self.org_name, "api_url": self.url,
                                        "proxy_url": self.url, "git_metadata": None}]}
         if route == "btql":
-            columns = sorted({k for row in self.btql_rows for k in row})
-            return 200, {"data": self.btql_rows,
-                         "schema": {"type": "array", "items": {"type": "object",
-                                                               "properties": {c: {} for c in columns}}},
-                         "cursor": None}
+            return self._btql(body)
+        if route == "project" and method == "GET":
+            wanted = query.get("project_name")
+            return 200, {"objects": [p for p in self.projects if not wanted or wanted in (p["name"], p["id"])]}
         if route == "project":
             name = (body or {}).get("name", "loopback-project") if isinstance(body, dict) else "loopback-project"
             return 200, {"id": "proj-loopback", "name": name, "org_id": "org-loopback"}
-        if route == "experiment":
+        if route == "experiment" and method == "GET":
+            return self._experiments(bare, query)
+        if route == "experiment" and bare == "/v1/experiment":
             body = body if isinstance(body, dict) else {}
             return 200, {"id": "exp-loopback", "name": body.get("name") or "loopback-exp",
                          "project_id": body.get("project_id", "proj-loopback"), "created": "2026-01-01T00:00:00Z"}
+        if route == "dataset":
+            return self._datasets(method, bare, query, body)
         if path.startswith("/version"):
             return 200, {"version": "loopback", "logs3_payload_max_bytes": None}
         if "/summarize" in path:
             return 200, {"project_name": "loopback", "experiment_name": "loopback-exp", "project_url": "x",
                          "experiment_url": "x", "scores": {}, "metrics": {}}
         return 200, {} if method == "POST" else {"objects": []}
+
+    def _experiments(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
+        if path != "/v1/experiment":
+            wanted = path.rsplit("/", 1)[-1]
+            found = [e for e in self.experiments if e["id"] == wanted]
+            return (200, found[0]) if found else (404, {"Code": "NotFound", "Message": f"no experiment {wanted}"})
+        listed = sorted((e for e in self.experiments if e["project_id"] == query.get("project_id")),
+                        key=lambda e: e["created"], reverse=True)
+        if query.get("experiment_name"):
+            listed = [e for e in listed if e["name"] == query["experiment_name"]]
+        if query.get("starting_after"):
+            ids = [e["id"] for e in listed]
+            listed = listed[ids.index(query["starting_after"]) + 1:] if query["starting_after"] in ids else []
+        return 200, {"objects": listed[:int(query.get("limit") or 1000)]}
+
+    def _datasets(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        if method == "GET" and path == "/v1/dataset":
+            return 200, {"objects": [d for d in self.datasets if d["project_id"] == query.get("project_id")]}
+        if method == "POST" and path.endswith("/fetch"):
+            rows = self.dataset_rows.get(path.split("/")[3], [])
+            start = int((body or {}).get("cursor") or 0)
+            page = rows[start:start + int((body or {}).get("limit") or 1000)]
+            more = start + len(page) < len(rows)
+            return 200, {"events": page, "cursor": str(start + len(page)) if more else None}
+        return 200, {}
+
+    def _btql(self, body: Any) -> tuple[int, Any]:
+        text = str((body or {}).get("query") or "") if isinstance(body, dict) else ""
+        source = re.search(r"from:\s*experiment\('([^']+)'\)\s+spans", text)
+        if source is None:
+            return 200, self._document(self.btql_rows, None)
+        clauses = {part.split(":", 1)[0].strip(): part.split(":", 1)[1].strip()
+                   for part in text.split(" | ") if ":" in part}
+        if clauses.get("filter", self.ROOTS_AND_SCORES) != self.ROOTS_AND_SCORES:
+            return 400, {"Code": "BadRequest", "Message": f"loopback: unsupported filter {clauses['filter']!r}"}
+        if clauses.get("sort") != "_pagination_key ASC":
+            return 400, {"Code": "BadRequest", "Message": "loopback: pages need sort: _pagination_key ASC"}
+        rows = self.experiment_rows.get(source.group(1), [])
+        if "filter" in clauses:
+            rows = [r for r in rows if r.get("is_root") or (r.get("span_attributes") or {}).get("type") == "score"]
+        start = int(json.loads(clauses["cursor"])) if "cursor" in clauses else 0
+        page = rows[start:start + int(clauses.get("limit") or 1000)]
+        more = start + len(page) < len(rows)
+        return 200, self._document(page, str(start + len(page)) if more else None)
+
+    @staticmethod
+    def _document(rows: list[dict[str, Any]], cursor: str | None) -> dict[str, Any]:
+        columns = sorted({k for row in rows for k in row})
+        return {"data": rows, "schema": {"type": "array", "items": {"type": "object",
+                                                                    "properties": {c: {} for c in columns}}},
+                "cursor": cursor}
 
 
 class FakeAnthropic(LoopbackServer):
