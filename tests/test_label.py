@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
+from bt_flywheel.backends.http import parse_retry_after
 from bt_flywheel.core.errors import BackendError, InputError
 from bt_flywheel.label.base import FileLabeler, Rubric, ScoreLabeler, load_rubric, resolve_label
-from bt_flywheel.label.llm import ChatClient, LabelCache, LLMLabeler, parse_retry_after
+from bt_flywheel.label.llm import ChatClient, LabelCache, LLMLabeler
 
 
 class FakeOpenAI:

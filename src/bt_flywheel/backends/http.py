@@ -1,11 +1,13 @@
 """A small JSON-over-HTTP client with retries (stdlib only).
 
-Retries connection errors, timeouts, HTTP 429 and 5xx with exponential backoff and full jitter,
-honouring `Retry-After` (seconds or an HTTP date, capped). Other 4xx responses are not retried:
+Retries connection errors, timeouts, a 200 whose body is not JSON, HTTP 408/425/429 and 5xx
+(plus any statuses a caller adds, e.g. 409 for OpenAI-compatible servers) with exponential
+backoff and jitter, honouring `Retry-After` (seconds or an HTTP date, capped at `max_retry_after`). Other 4xx responses are not retried:
 they raise `HttpError` (a BackendError carrying `.status` and the parsed `.body`) so callers can
 map them (e.g. a btql lint 400 becomes a usage error). The final failure after retries is a
-`BackendError` (exit 3) whose one-line message names the method, URL and cause. Used for
-Braintrust (login, btql, datasets) and OpenAI-compatible LLM calls.
+`BackendError` (exit 3) whose one-line message names the method, URL and cause. The one HTTP
+client of the project: Braintrust (`remote.RemoteClient`) and the LLM labeler (`label.llm.ChatClient`)
+both go through it, so both follow one retry and Retry-After policy.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class HttpClient:
     max_backoff: float = 20.0
     max_retry_after: float = 60.0
     headers: dict[str, str] = field(default_factory=dict)
+    retry_statuses: frozenset[int] = RETRY_STATUSES
     sleep: Callable[[float], None] = time.sleep
     rng: Callable[[], float] = random.random
     delays: list[float] = field(default_factory=list)   # what we slept, for tests and logs
@@ -72,8 +75,8 @@ class HttpClient:
             except urllib.error.HTTPError as exc:
                 raw = exc.read() if exc.fp else b""
                 parsed = _parse_lenient(raw)
-                detail = _detail(parsed)
-                if exc.code not in RETRY_STATUSES:
+                detail = error_detail(parsed)
+                if exc.code not in self.retry_statuses:
                     raise HttpError(f"{where}: HTTP {exc.code}{': ' + detail if detail else ''}",
                                     status=exc.code, body=parsed) from None
                 last_problem = f"HTTP {exc.code}{': ' + detail if detail else ''}"
@@ -117,7 +120,8 @@ def _parse_lenient(raw: bytes) -> Any:
         return raw.decode("utf-8", "replace")
 
 
-def _detail(body: Any) -> str:
+def error_detail(body: Any) -> str:
+    """The human part of an error body (`Message`, `message`, `error.message`, `detail`, or the text)."""
     if isinstance(body, dict):
         for key in ("Message", "message", "error", "detail"):
             value = body.get(key)

@@ -1,7 +1,8 @@
 """The `llm` labeler: an OpenAI-compatible chat-completions model with a versioned rubric.
 
 - Bounded concurrency (a thread pool of `concurrency` workers).
-- Retries with exponential backoff and jitter on 408/409/429/5xx and connection errors,
+- Retries through the project's one HTTP client (`backends.http.HttpClient`): exponential
+  backoff with jitter on 408/409/429/5xx, timeouts, dropped connections and garbage bodies,
   honouring `Retry-After` (seconds or an HTTP date); 401/403 stop the whole run.
 - A resumable label cache (JSONL in the out dir, one fsynced line per label) keyed by
   (row id, rubric version, model): a killed run resumes and calls the model only for rows
@@ -9,36 +10,32 @@
 - An optional fallback model; provenance records the model that actually answered (the
   `model` field of the response when the server returns one).
 
-The HTTP client is the standard library's (the `openai` package is not a dependency); it
-speaks POST {base_url}/chat/completions with a Bearer key, which every OpenAI-compatible
-server accepts.
+It speaks POST {base_url}/chat/completions with a Bearer key, which every OpenAI-compatible
+server accepts (the `openai` package is not a dependency).
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import random
 import re
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bt_flywheel.backends.http import parse_retry_after
+from bt_flywheel.backends.http import RETRY_STATUSES as HTTP_RETRY_STATUSES
+from bt_flywheel.backends.http import HttpClient, HttpError, error_detail
 from bt_flywheel.core.errors import BackendError, InputError
 from bt_flywheel.core.redact import redact
 from bt_flywheel.label.base import Label, LabelRun, Rubric, now_iso, resolve_label
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
-RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+RETRY_STATUSES = HTTP_RETRY_STATUSES | {409}
 
 
 class LLMError(Exception):
@@ -53,7 +50,10 @@ class ChatResponse:
 
 @dataclass
 class ChatClient:
-    """Minimal OpenAI-compatible chat-completions client with retries and backoff."""
+    """OpenAI-compatible chat completions over the project's one HTTP client (`backends.http`):
+    its backoff with jitter, Retry-After, timeouts and retries of dropped connections and garbage
+    bodies. 409 is retried too (as OpenAI's own SDK does). 401/403 stop the whole run
+    (BackendError); any other failure after retries fails only this call (LLMError)."""
 
     base_url: str = DEFAULT_BASE_URL
     api_key: str | None = None
@@ -62,42 +62,27 @@ class ChatClient:
     backoff_base: float = 0.5
     max_backoff: float = 30.0
     sleep: Callable[[float], None] = time.sleep
+    http: HttpClient | None = None
+
+    def __post_init__(self) -> None:
+        self._http = self.http or HttpClient(timeout=self.timeout, retries=self.max_retries, backoff=self.backoff_base,
+                                   max_backoff=self.max_backoff, retry_statuses=RETRY_STATUSES, sleep=self.sleep)
 
     def complete(self, model: str, messages: list[dict[str, str]], **params: Any) -> ChatResponse:
-        body = json.dumps({"model": model, "messages": messages, **params}).encode("utf-8")
         url = self.base_url.rstrip("/") + "/chat/completions"
-        headers = {"Content-Type": "application/json", "User-Agent": "bt-flywheel"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        attempt = 0
-        while True:
-            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-            retry_after: float | None = None
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    payload = json.loads(response.read().decode("utf-8"))
-                return _parse_response(payload, model)
-            except urllib.error.HTTPError as exc:
-                status = exc.code
-                detail = _error_detail(exc)
-                if status in (401, 403):
-                    raise BackendError(f"{url}: HTTP {status} from the model provider ({detail})",
-                                       hint="check OPENAI_API_KEY / OPENAI_BASE_URL") from None
-                if status not in RETRY_STATUSES or attempt >= self.max_retries:
-                    raise LLMError(f"HTTP {status} ({detail})") from None
-                retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError, http.client.HTTPException) as exc:
-                if attempt >= self.max_retries:
-                    reason = getattr(exc, "reason", exc)
-                    raise LLMError(f"cannot reach {url} ({reason})") from None
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                if attempt >= self.max_retries:
-                    raise LLMError(f"unreadable response ({exc})") from None
-            delay = self.backoff_base * (2 ** attempt) * (0.5 + random.random() / 2)
-            if retry_after is not None:
-                delay = max(delay, retry_after)
-            self.sleep(min(delay, self.max_backoff))
-            attempt += 1
+        headers = {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        try:
+            payload = self._http.request_json("POST", url, body={"model": model, "messages": messages, **params},
+                                             headers=headers)
+        except HttpError as exc:
+            detail = redact(error_detail(exc.body)) or "no detail"
+            if exc.status in (401, 403):
+                raise BackendError(f"{url}: HTTP {exc.status} from the model provider ({detail})",
+                                   hint="check OPENAI_API_KEY / OPENAI_BASE_URL") from None
+            raise LLMError(f"HTTP {exc.status} ({detail})") from None
+        except BackendError as exc:  # unreachable, timed out or unreadable after every retry
+            raise LLMError(redact(exc.message)) from None
+        return _parse_response(payload, model)
 
 
 def _parse_response(payload: Any, model: str) -> ChatResponse:
@@ -106,14 +91,6 @@ def _parse_response(payload: Any, model: str) -> ChatResponse:
     except (KeyError, IndexError, TypeError):
         raise LLMError("response has no choices[0].message.content") from None
     return ChatResponse(content=str(content or ""), model=str(payload.get("model") or model))
-
-
-def _error_detail(exc: urllib.error.HTTPError) -> str:
-    try:
-        text = exc.read().decode("utf-8", "replace")
-    except Exception:  # noqa: BLE001 - best effort only
-        text = ""
-    return redact(" ".join(text.split())[:200]) or exc.reason or "no detail"
 
 
 # -- the cache ---------------------------------------------------------------------------------
