@@ -71,8 +71,12 @@ class LocalBackend:
 
     def experiment_roots(self, experiment: ObjectInfo) -> Iterator[dict[str, Any]]:
         with self._open() as store:
-            spans = list(store.iter_rows("experiment", experiment.id, where=ROOTS_AND_SCORES_WHERE))
-        yield from rollup_scores(spans)
+            roots = list(store.iter_rows("experiment", experiment.id, where=ROOT_WHERE))
+            # SDK-shaped rows carry no scores on the root: read the scorer spans too and roll them up
+            # (rows stored by `flywheel eval` are rolled up already and need no second read)
+            spans = None if all(r.get("scores") for r in roots) else list(
+                store.iter_rows("experiment", experiment.id, where=ROOTS_AND_SCORES_WHERE))
+        yield from roots if spans is None else rollup_scores(spans)
 
     def dataset(self, name_or_id: str, *, project: str | None = None) -> ObjectInfo | None:
         if not self.store_path.exists():
