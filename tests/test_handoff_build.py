@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+from fakes import FakeBraintrust
 
 from bt_flywheel.backends.store import Store
 from bt_flywheel.handoff.build import build_from_draft, validate_draft
@@ -251,14 +252,54 @@ def test_a_secret_in_the_draft_is_rejected(workspace: Path, run_cli, monkeypatch
     assert code == 2 and "$.next_steps[0].body: looks like a secret" in err
     assert key not in out + err
     _nothing_written(workspace)
-    # a value known from the environment is caught too, even without a key shape
+    # a value known from the environment is caught too, even without a key shape (a key means
+    # Braintrust is asked for links: the loopback one from tests/fakes, never the network)
     monkeypatch.setenv("BRAINTRUST_API_KEY", "plainvalue-0123456789abcdef")
     (workspace / "draft" / "handoff.yaml").write_text(
         DRAFT.replace("Merge agent_config.yaml", "Merge plainvalue-0123456789abcdef"), encoding="utf-8")
-    code, out, err = _build(run_cli)
+    with FakeBraintrust() as server:
+        monkeypatch.setenv("BRAINTRUST_APP_URL", server.url)
+        code, out, err = _build(run_cli)
     assert code == 2 and "$.next_steps[0].body: looks like a secret" in err
     assert "plainvalue-0123456789abcdef" not in out + err
     _nothing_written(workspace)
+
+
+def test_without_a_key_there_are_no_links_and_no_made_up_ones(workspace: Path, run_cli) -> None:
+    code, _, err = _build(run_cli)
+    assert code == 0, err
+    handoff = json.loads((workspace / "out" / "bt-flywheel-summary.json").read_text(encoding="utf-8"))
+    assert handoff["links"] == [] and handoff["findings"][0]["evidence"]["links"] == []
+    bad = dict(handoff, links=[{"title": "baseline", "url": "flywheel:experiment/baseline"}])
+    assert any(v.path == "$.links[0].url" for v in validate_handoff(bad))
+
+
+def test_with_a_key_links_go_to_the_orgs_braintrust_pages(workspace: Path, run_cli, monkeypatch) -> None:
+    """The org comes from the login response (as `bt status --json` resolves it); findings' trace ids
+    link to the project's logs, the compared experiments and their dataset to their pages."""
+    with FakeBraintrust(org_name="Acme Org") as server:
+        project_id = server.add_project(PROJECT)
+        dataset_id = server.add_dataset(project_id, "refusal rows", [])
+        comparison = json.loads((workspace / "compare.json").read_text(encoding="utf-8"))
+        comparison["experiments"]["baseline"]["dataset_id"] = dataset_id
+        comparison["experiments"]["candidate"]["dataset_id"] = dataset_id
+        (workspace / "compare.json").write_text(json.dumps(comparison), encoding="utf-8")
+        monkeypatch.setenv("BRAINTRUST_API_KEY", "bt-loopback-key-0123456789")
+        monkeypatch.setenv("BRAINTRUST_APP_URL", server.url)
+        code, _, err = _build(run_cli, "--store", STORE)
+        logins = server.requests_to("login")
+    assert code == 0, err
+    handoff = json.loads((workspace / "out" / "bt-flywheel-summary.json").read_text(encoding="utf-8"))
+    pages = f"{server.url}/app/Acme%20Org/p/{PROJECT}"
+    assert handoff["findings"][0]["evidence"]["links"] == [
+        {"title": "trace tr_01", "url": f"{pages}/logs?r=tr_01", "kind": "trace"},
+        {"title": "trace tr_02", "url": f"{pages}/logs?r=tr_02", "kind": "trace"}]
+    assert handoff["links"] == [
+        {"title": "baseline experiment baseline", "url": f"{pages}/experiments/baseline", "kind": "experiment"},
+        {"title": "candidate experiment candidate", "url": f"{pages}/experiments/candidate", "kind": "experiment"},
+        {"title": "dataset refusal rows", "url": f"{pages}/datasets/refusal%20rows", "kind": "dataset"}]
+    assert logins and logins[0].headers["authorization"] == "Bearer bt-loopback-key-0123456789"
+    assert validate_handoff(handoff) == []
 
 
 def test_a_missing_artifact_is_one_line_naming_it(workspace: Path, run_cli) -> None:

@@ -84,7 +84,7 @@ def improved(files: dict[str, Path], root: Path) -> HandoffBuilder:
                   route="agent", evidence="38 of 212 traces in the quoted_instruction category obeyed the "
                   "quoted text instead of refusing (Refusal 0.18 vs 0.86 elsewhere).",
                   queries=[DISCOVER_SQL, DIAGNOSE_SQL], trace_ids=["tr_0a1b2c", "tr_3d4e5f"],
-                  links=[{"title": "Diagnose query", "url": "flywheel:query/diagnose-quoted", "kind": "query"}])
+                  links=[{"title": "trace tr_0a1b2c", "url": "https://www.braintrust.dev/app/acme/p/support-bot/logs?r=tr_0a1b2c", "kind": "trace"}])
     b.add_change("dataset", [".flywheel/runs/example/dataset_rows.jsonl"],
                  description="Curated 240 rows (120 failing, 120 passing) labeled by the score labeler, "
                  "split 80/20 by stable id.", why_safe="New dataset rows only; upserted by stable id, "
@@ -96,8 +96,8 @@ def improved(files: dict[str, Path], root: Path) -> HandoffBuilder:
     b.set_verification(_improvement_comparison(0.112, 0.061, 0.163, 0.00002, "improved"))
     b.set_loops(1, ledger=[{"loop": 1, "route": "agent", "candidate": "support-bot-candidate-refusal-1",
                             "verdict": "improved", "kept": True, "note": "validation look 1"}])
-    b.add_link("Baseline experiment", "flywheel:experiment/support-bot-baseline-v3", kind="experiment")
-    b.add_link("Candidate experiment", "flywheel:experiment/support-bot-candidate-refusal-1", kind="experiment")
+    b.add_link("Baseline experiment", "https://www.braintrust.dev/app/acme/p/support-bot/experiments/support-bot-baseline-v3", kind="experiment")
+    b.add_link("Candidate experiment", "https://www.braintrust.dev/app/acme/p/support-bot/experiments/support-bot-candidate-refusal-1", kind="experiment")
     b.add_artifact(files["dataset_rows"], "dataset_rows", base_dir=root)
     b.add_artifact(files["comparison"], "comparison", base_dir=root)
     b.set_outcome("improved", severity="low", confidence="high",

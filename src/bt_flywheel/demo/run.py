@@ -401,10 +401,6 @@ class _Demo:
                                         f"{', '.join(GUARDS)} non-inferior")
             builder.set_verification(comparison, baseline=baseline_valid.experiment_id,
                                      candidate=cand_valid.experiment_id, target=TARGET, split="validation")
-            builder.add_link(f"candidate experiment {cand_valid.experiment_name}",
-                             f"flywheel:experiment/{cand_valid.experiment_id}", kind="experiment")
-            builder.add_link(f"baseline experiment {baseline_valid.experiment_name}",
-                             f"flywheel:experiment/{baseline_valid.experiment_id}", kind="experiment")
             rest = patterns[1:]
             summary = (f"{top.title}: {top.failing_30d} production traces in 30 days ({top.failing_7d} in the last "
                        f"7). One config edit ({edit.knob}) raised {TARGET} on validation by {target['effect']:+.3f} "

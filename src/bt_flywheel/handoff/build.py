@@ -17,7 +17,9 @@ artifacts (path + kind, no hashes), links, `x-` extensions, and optionally goal 
   listed there;
 - warnings (handoff.checks): a figure in the draft's summary or confidence text that no score
   in the comparison has, and a candidate with repeated validation looks;
-- idempotency keys (the builder computes them).
+- idempotency keys (the builder computes them);
+- with a Braintrust key, links to the findings' traces, the compared experiments and their
+  dataset on the org's Braintrust pages (`handoff.links`); without one, no links are added.
 
 With a comparison it also writes `forest.svg` next to the narrative (kind `forest_plot`, which
 the narrative embeds) and, when both experiments are in the local store, the HTML report
@@ -329,6 +331,16 @@ def _add_numbers(builder: HandoffBuilder, inputs: _Inputs, out: Path) -> list[tu
     return [(src, dst) for src, dst in copies.items()]
 
 
+def _add_links(builder: HandoffBuilder, inputs: _Inputs, settings: Any) -> list[str]:
+    """With a key: links to the findings' traces, the experiments and their dataset in Braintrust."""
+    if settings is None:
+        return []
+    from bt_flywheel.backends.base import backend_from_settings
+    from bt_flywheel.handoff.links import add_braintrust_links
+
+    return add_braintrust_links(builder, backend_from_settings(settings), builder.project["name"], inputs.comparison)
+
+
 def _write_plots(builder: HandoffBuilder, inputs: _Inputs, out: Path, store: Any) -> tuple[list[Path], list[str]]:
     """forest.svg and, when both experiments are in the local store, the HTML report."""
     comp = inputs.comparison
@@ -387,6 +399,7 @@ def build_from_draft(draft: str | os.PathLike[str] | Mapping[str, Any], *,
     builder = _start_builder(inputs, settings, os.environ if environ is None else environ, finished)
     _add_judgement(builder, inputs.doc)
     copies = _add_numbers(builder, inputs, out)
+    link_notes = _add_links(builder, inputs, settings)
     warnings = number_warnings(inputs.doc, inputs.comparison) + look_warnings(
         {"loops": {"ledger": inputs.ledger.handoff_entries()}} if inputs.ledger is not None else {},
         inputs.ledger.to_dict() if inputs.ledger is not None else None)
@@ -402,7 +415,8 @@ def build_from_draft(draft: str | os.PathLike[str] | Mapping[str, Any], *,
     plots, notes = _write_plots(builder, inputs, out, store if store is not None else getattr(settings, "store", None))
     handoff = builder.build(finished_at=finished)
     paths = write_handoff(handoff, out)
-    return BuildResult(handoff=handoff, paths=paths, written=written + plots, notes=notes, warnings=warnings)
+    return BuildResult(handoff=handoff, paths=paths, written=written + plots, notes=link_notes + notes,
+                       warnings=warnings)
 
 
 # ---------------------------------------------------------------------------- artifacts under ignored paths
