@@ -151,3 +151,30 @@ def test_orient_with_a_key_takes_the_newest_experiment(both: FakeBraintrust, run
     assert info["baseline_experiment"] is None
     assert info["warnings"] == ["baseline_experiment: --project 'no-such-project': no such project in Braintrust "
                                 "(hint: check the name (or id) and BRAINTRUST_ORG_NAME)"]
+
+
+def test_both_backends_satisfy_the_protocol(tmp_path: Path) -> None:
+    from bt_flywheel.backends.base import Backend
+    from bt_flywheel.backends.braintrust import BraintrustBackend
+    from bt_flywheel.backends.local import LocalBackend
+    from bt_flywheel.backends.remote import RemoteClient
+
+    assert isinstance(LocalBackend(tmp_path / "s.duckdb"), Backend)
+    assert isinstance(BraintrustBackend(RemoteClient(KEY, app_url="http://127.0.0.1:9")), Backend)
+
+
+def test_a_page_that_fails_midway_is_retried_and_the_result_is_unchanged(both: FakeBraintrust, run_cli,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The remote read goes through the one HTTP client: a 503 with Retry-After and a dropped
+    connection between pages are retried, and the comparison is the same as without faults."""
+    from fakes import Fault
+
+    monkeypatch.setenv("BRAINTRUST_API_KEY", KEY)
+    code, out, err = run_cli(*COMPARE)
+    assert code == 0, err
+    clean = json.loads(out)
+    both.schedule("btql", [Fault.status(503, retry_after=0), Fault.drop()])
+    code, out, err = run_cli(*COMPARE)
+    assert code == 0, err
+    assert json.loads(out) == clean
+    assert [r.fault for r in both.requests_to("btql")][-6:-4] == ["status", "drop"]
