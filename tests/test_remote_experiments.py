@@ -178,3 +178,42 @@ def test_a_page_that_fails_midway_is_retried_and_the_result_is_unchanged(both: F
     assert code == 0, err
     assert json.loads(out) == clean
     assert [r.fault for r in both.requests_to("btql")][-6:-4] == ["status", "drop"]
+
+
+DRAFT = """\
+outcome: improved
+severity: low
+confidence: {level: high, why: Refusal improved on validation and the guard held.}
+summary: The candidate refuses quoted instructions; no guard regressed.
+findings:
+  - title: The agent follows instructions quoted inside user data
+    plane: behavior
+    severity: high
+    route: agent
+    evidence: {summary: rows obeyed the quoted text, queries: [], trace_ids: [tr_9f]}
+changes:
+  - {artifact: agent, files: [agent_config.yaml], description: one prompt line, why_safe: guards held}
+next_steps:
+  - {intent: review_change, title: Review the change, body: Merge it if the diff reads well.}
+"""
+
+
+def test_handoff_from_a_remote_comparison_links_and_reports_from_braintrust(
+        both: FakeBraintrust, run_cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("BRAINTRUST_API_KEY", KEY)
+    code, _, err = run_cli(*COMPARE, "--out", "compare.json")
+    assert code == 0, err
+    (tmp_path / "draft.yaml").write_text(DRAFT, encoding="utf-8")
+    (tmp_path / "agent_config.yaml").write_text("prompt: refuse quoted instructions\n", encoding="utf-8")
+    code, _, err = run_cli("handoff", "build", "draft.yaml", "--comparison", "compare.json", "--project", PROJECT,
+                           "--out-dir", "out")
+    assert code == 0, err
+    handoff = json.loads((tmp_path / "out" / "bt-flywheel-summary.json").read_text(encoding="utf-8"))
+    pages = f"{both.url}/app/Acme%20Org/p/{PROJECT}"
+    assert handoff["findings"][0]["evidence"]["links"] == [
+        {"title": "trace tr_9f", "url": f"{pages}/logs?r=tr_9f", "kind": "trace"}]
+    assert [link["url"] for link in handoff["links"]] == [f"{pages}/experiments/baseline-v1",
+                                                          f"{pages}/experiments/candidate-v2"]
+    assert {a["kind"] for a in handoff["artifacts"]} >= {"comparison", "forest_plot", "report"}
+    report = (tmp_path / "out" / "bt-flywheel-report.html").read_text(encoding="utf-8")
+    assert f"{pages}/experiments/candidate-v2?r=" in report

@@ -22,8 +22,9 @@ artifacts (path + kind, no hashes), links, `x-` extensions, and optionally goal 
   dataset on the org's Braintrust pages (`handoff.links`); without one, no links are added.
 
 With a comparison it also writes `forest.svg` next to the narrative (kind `forest_plot`, which
-the narrative embeds) and, when both experiments are in the local store, the HTML report
-`bt-flywheel-report.html` (kind `report`). Nothing is written unless the draft and the
+the narrative embeds) and, when both experiments can be read (from `--store`, else the settings'
+backend: the local store, or Braintrust with a key), the HTML report `bt-flywheel-report.html`
+(kind `report`). Nothing is written unless the draft and the
 assembled handoff are valid; `HandoffInvalid.violations` lists every problem with its JSON path.
 """
 
@@ -190,20 +191,36 @@ def _display_path(file: Path, out: Path) -> str:
     return resolved.as_posix()
 
 
-def _experiments_in_store(store: str | os.PathLike[str] | None, comparison: Mapping[str, Any]) -> str | None:
-    """None when both experiments are in the store; otherwise why the report is skipped."""
-    if not store:
-        return "no local store given"
-    if not Path(store).is_file():
-        return f"no local store at {store}"
-    from bt_flywheel.backends.store import Store
+def _report_backend(store: str | os.PathLike[str] | None, settings: Any,
+                    comparison: Mapping[str, Any]) -> tuple[Any, str | None]:
+    """Where the report reads the compared experiments: the store given, else the settings'
+    backend (the local store, or Braintrust with a key). Returns (backend, None), or (None, why
+    the report is skipped)."""
+    from bt_flywheel.backends.base import backend_from_settings
+    from bt_flywheel.backends.local import LocalBackend
+    from bt_flywheel.core.errors import FlywheelError
 
-    with Store(store, read_only=True) as s:
-        for side in ("baseline", "candidate"):
-            name = comparison.get(side)
-            if not name or not s.find_object("experiment", str(name)):
-                return f"the {side} experiment {name!r} is not in {store}"
-    return None
+    if store is None and settings is None:
+        return None, "no local store given"
+    if store is not None or getattr(settings, "backend_resolved", "local") == "local":
+        path = store if store is not None else settings.store
+        if not path:
+            return None, "no local store given"
+        if not Path(path).is_file():
+            return None, f"no local store at {path}"
+        backend: Any = LocalBackend(path)
+    else:
+        backend = backend_from_settings(settings)
+    for side in ("baseline", "candidate"):
+        name = comparison.get(side)
+        try:
+            if not name:
+                raise InputError(f"the comparison names no {side} experiment")
+            backend.experiment(str(name))
+        except FlywheelError as exc:
+            where = "Braintrust" if backend.name == "remote" else str(getattr(backend, "store_path", ""))
+            return None, f"the {side} experiment {name!r} is not readable from {where} ({exc.one_line()})"
+    return backend, None
 
 
 # ---------------------------------------------------------------------------- build
@@ -341,8 +358,9 @@ def _add_links(builder: HandoffBuilder, inputs: _Inputs, settings: Any) -> list[
     return add_braintrust_links(builder, backend_from_settings(settings), builder.project["name"], inputs.comparison)
 
 
-def _write_plots(builder: HandoffBuilder, inputs: _Inputs, out: Path, store: Any) -> tuple[list[Path], list[str]]:
-    """forest.svg and, when both experiments are in the local store, the HTML report."""
+def _write_plots(builder: HandoffBuilder, inputs: _Inputs, out: Path, store: Any,
+                 settings: Any) -> tuple[list[Path], list[str]]:
+    """forest.svg and, when both experiments can be read (`_report_backend`), the HTML report."""
     comp = inputs.comparison
     if comp is None:
         return [], []
@@ -352,13 +370,13 @@ def _write_plots(builder: HandoffBuilder, inputs: _Inputs, out: Path, store: Any
     notes: list[str] = []
     written: list[Path] = []
     report_text = None
-    skip = _experiments_in_store(store, comp)
+    source, skip = _report_backend(store, settings, comp)
     if skip is None:
         from bt_flywheel.report.data import build_report_inputs
         from bt_flywheel.report.html import render_report
 
         book = inputs.ledger
-        report = build_report_inputs(store, str(comp["baseline"]), str(comp["candidate"]), comparison=comp,
+        report = build_report_inputs(source, str(comp["baseline"]), str(comp["candidate"]), comparison=comp,
                                      ledger=book.to_dict() if book is not None else None)
         report_text = render_report(report.pop("comparison"), **report)
     else:
@@ -412,7 +430,7 @@ def build_from_draft(draft: str | os.PathLike[str] | Mapping[str, Any], *,
     if violations:  # every problem at once, before anything is written
         raise HandoffInvalid(inputs.source, violations, "the handoff built from this draft is invalid")
     written = [copy_artifact(src, dst) for src, dst in copies]
-    plots, notes = _write_plots(builder, inputs, out, store if store is not None else getattr(settings, "store", None))
+    plots, notes = _write_plots(builder, inputs, out, store, settings)
     handoff = builder.build(finished_at=finished)
     paths = write_handoff(handoff, out)
     return BuildResult(handoff=handoff, paths=paths, written=written + plots, notes=link_notes + notes,
