@@ -286,6 +286,7 @@ def test_with_a_key_links_go_to_the_orgs_braintrust_pages(workspace: Path, run_c
         (workspace / "compare.json").write_text(json.dumps(comparison), encoding="utf-8")
         monkeypatch.setenv("BRAINTRUST_API_KEY", "bt-loopback-key-0123456789")
         monkeypatch.setenv("BRAINTRUST_APP_URL", server.url)
+        monkeypatch.setenv("FLYWHEEL_BACKEND", "remote")  # the workspace's orient saved a keyless (local) session
         code, _, err = _build(run_cli, "--store", STORE)
         logins = server.requests_to("login")
     assert code == 0, err

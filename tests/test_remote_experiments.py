@@ -144,12 +144,12 @@ def test_orient_with_a_key_takes_the_newest_experiment(both: FakeBraintrust, run
     assert code == 0, err
     info = json.loads(out)
     assert info["backend"] == "remote" and info["baseline_experiment"] == newest
-    assert info["baseline_source"] == "newest experiment in Braintrust" and info["warnings"] == []
+    assert info["baseline_source"] == "newest experiment in Braintrust" and info["hints"] == []
     code, out, err = run_cli("orient", "--json", "--project", "no-such-project")
     assert code == 0, err
     info = json.loads(out)
     assert info["baseline_experiment"] is None
-    assert info["warnings"] == ["baseline_experiment: --project 'no-such-project': no such project in Braintrust "
+    assert info["hints"] == ["baseline_experiment: --project 'no-such-project': no such project in Braintrust "
                                 "(hint: check the name (or id) and BRAINTRUST_ORG_NAME)"]
 
 
