@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--min-summaries", type=int, default=100, help="summaries needed before topics (default 100)")
     run.add_argument("--max-topics", type=int, default=12, help="largest k tried (default 12)")
     run.add_argument("--min-topic-size", type=int, default=5, help="smaller clusters are dissolved (default 5)")
-    run.add_argument("--out-dir", help="llm cache and agent export files (default .flywheel/topics/<project id>)")
+    run.add_argument("--out-dir", metavar="DIR",
+                     help="llm cache and agent export files (default .flywheel/topics/<project id>)")
     run.add_argument("--json", action="store_true", help="print the report as JSON")
     run.add_argument("--quiet", action="store_true", help="no progress on stderr")
     add_settings_args(run)
