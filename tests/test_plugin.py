@@ -119,21 +119,24 @@ def test_helper_uses_the_venv_in_claude_plugin_data(tmp_path: Path) -> None:
 
 
 def test_helper_prefers_uv_and_falls_back_to_pip(tmp_path: Path) -> None:
-    """A stand-in `uv` (a script that logs its arguments and fails) is tried first; pip is next.
-    Offline (PIP_NO_INDEX) pip cannot install either, so the helper fails, saying so, and exits
-    non-zero instead of running a half-built environment."""
+    """A stand-in `uv` (a script that logs its arguments and fails) is tried first, pip next. The
+    venv is one built for another copy of the plugin (it cannot import this one), so only the
+    package is reinstalled. Offline (PIP_NO_INDEX) pip cannot install either, so the helper fails,
+    saying so, and exits non-zero instead of running a half-built environment."""
+    from tests.fakes.claude_cli import ready_venv
+
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "uv.log"
     (bin_dir / "uv").write_text(f'#!/bin/sh\necho "$@" >> {log}\nexit 1\n', encoding="utf-8")
     (bin_dir / "uv").chmod(0o755)
-    venv = tmp_path / "data" / "venv"
+    venv = ready_venv(tmp_path / "data" / "venv", None)
     proc = _helper({"CLAUDE_PLUGIN_DATA": str(tmp_path / "data"), "PATH": f"{bin_dir}{os.pathsep}/usr/bin:/bin"},
                    tmp_path, "--help")
     assert proc.returncode != 0
-    assert f"creating a private environment in {venv} (uv; one time)" in proc.stderr
+    assert f"installing this copy of bt-flywheel into {venv} (uv)" in proc.stderr
     assert "uv failed (above); trying pip" in proc.stderr
-    assert log.read_text(encoding="utf-8").startswith(f"venv --quiet --python {sys._base_executable} {venv}")
+    assert log.read_text(encoding="utf-8").startswith(f"pip install --quiet --python {venv}/bin/python -e {REPO}")
     assert "environment ready" not in proc.stderr
 
 

@@ -80,13 +80,14 @@ def data_dir(home: Path) -> Path:
     return home / ".claude" / "plugins" / "data" / PLUGIN_ID.replace("@", "-")
 
 
-def ready_venv(venv: Path, plugin_root: Path) -> Path:
-    """A venv of the base interpreter that imports bt_flywheel from `plugin_root`/src and its
-    dependencies from this test run's site-packages (no download, a second or two)."""
+def ready_venv(venv: Path, plugin_root: Path | None) -> Path:
+    """A venv of the base interpreter that imports bt_flywheel from `plugin_root`/src (none when
+    None) and its dependencies, pip included, from this test run's site-packages (no download, a
+    second or two)."""
     subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     site = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
-    deps = sysconfig.get_path("purelib")
-    (site / "flywheel-test.pth").write_text(f"{plugin_root / 'src'}\n{deps}\n", encoding="utf-8")
+    lines = ([str(plugin_root / "src")] if plugin_root else []) + [sysconfig.get_path("purelib")]
+    (site / "flywheel-test.pth").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return venv
 
 
