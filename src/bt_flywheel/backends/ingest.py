@@ -12,14 +12,13 @@ reported and skipped and the good ones are kept. Re-ingesting the same rows is a
 
 from __future__ import annotations
 
-import gzip
 import json
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bt_flywheel.backends.native_ingest import NativeLoader, iter_lines, parse_line
 from bt_flywheel.backends.store import Store
 from bt_flywheel.core.errors import InputError
 
@@ -95,40 +94,79 @@ def _sync_sources(spec_path: Path) -> list[Source]:
     return [Source(p, object_type, object_ref) for p in parts]
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw bytes) for each non-blank line; gzip by magic number or .gz suffix."""
-    with open(path, "rb") as probe:
-        gz = probe.read(2) == b"\x1f\x8b"
-    opener: Callable[..., Any] = gzip.open if gz else open
-    try:
-        with opener(path, "rb") as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    yield number, line
-    except (OSError, EOFError, zlib.error) as exc:
-        raise InputError(f"{path}: cannot read ({exc})") from None
-
-
 def ingest(store: Store, path: str | Path, *, project: str, skip_bad: bool = False,
            experiment: str | None = None, dataset: str | None = None,
            on_bad: Callable[[str], None] | None = None,
            on_progress: Callable[[int], None] | None = None) -> IngestResult:
-    """Load every row under `path` into `store` for `project` (see module docstring)."""
+    """Load every row under `path` into `store` for `project` (see module docstring): DuckDB
+    parses and checks the files (`native_ingest`); Python reads only rows it cannot vouch for."""
+    sources = _sources(path, experiment, dataset)
+    result = IngestResult(files=len(sources))
+
+    def bad(message: str) -> None:
+        _report_bad(result, message, skip_bad=skip_bad, on_bad=on_bad)
+
+    loaders: dict[tuple[str, str], NativeLoader] = {}
+    with store.memory_limit(INGEST_MEMORY_LIMIT), store.transaction():
+        try:
+            project_id = _resolve_project(store, project, sources)
+            for source in sources:
+                key = _target(store, source, project_id, experiment or dataset)
+                if key not in loaders:
+                    loaders[key] = NativeLoader(store, *key, on_bad=bad)
+                    result.objects.append({"object_type": key[0], "id": key[1]})
+                staged = loaders[key].add_file(source.path)
+                if on_progress:
+                    on_progress(staged)
+            for loader in loaders.values():
+                _add_counts(result, loader.finish())
+        finally:
+            for loader in loaders.values():
+                loader.close()
+    return result
+
+
+def _sources(path: str | Path, experiment: str | None, dataset: str | None) -> list[Source]:
     if experiment and dataset:
         raise InputError("--experiment and --dataset: give at most one")
     default_type = "experiment" if experiment else "dataset" if dataset else "project_logs"
-    sources = discover_sources(path, object_type=default_type)
+    return discover_sources(path, object_type=default_type)
+
+
+def _report_bad(result: IngestResult, message: str, *, skip_bad: bool,
+                on_bad: Callable[[str], None] | None) -> None:
+    if not skip_bad:
+        raise InputError(message, hint="fix the row, or rerun with --skip-bad to skip bad rows")
+    result.skipped += 1
+    if len(result.bad_rows) < 1000:
+        result.bad_rows.append(message)
+    if on_bad:
+        on_bad(message)
+
+
+def _add_counts(result: IngestResult, counts: Any) -> None:
+    result.inserted += counts.inserted
+    result.updated += counts.updated
+    result.unchanged += counts.unchanged
+
+
+def ingest_rowwise(store: Store, path: str | Path, *, project: str, skip_bad: bool = False,
+                   experiment: str | None = None, dataset: str | None = None,
+                   on_bad: Callable[[str], None] | None = None,
+                   on_progress: Callable[[int], None] | None = None) -> IngestResult:
+    """The row-by-row path (every row through `json.loads` and `validate_row`): what `ingest`
+    did before it let DuckDB parse; kept as the naive baseline of benchmarks/sql_bench.py."""
+    sources = _sources(path, experiment, dataset)
     result = IngestResult(files=len(sources))
     loaders: dict[tuple[str, str], Any] = {}
     with store.memory_limit(INGEST_MEMORY_LIMIT), store.transaction():
         try:
             project_id = _resolve_project(store, project, sources)
             for source in sources:
-                object_type, object_id = _target(store, source, project_id, experiment or dataset)
-                key = (object_type, object_id)
+                key = _target(store, source, project_id, experiment or dataset)
                 if key not in loaders:
-                    loaders[key] = store.bulk_loader(object_type, object_id, batch_size=25_000)
-                    result.objects.append({"object_type": object_type, "id": object_id})
+                    loaders[key] = store.bulk_loader(*key, batch_size=25_000)
+                    result.objects.append({"object_type": key[0], "id": key[1]})
                 loader = loaders[key]
                 for number, line in iter_lines(source.path):
                     problem = _add_line(loader, line)
@@ -136,19 +174,9 @@ def ingest(store: Store, path: str | Path, *, project: str, skip_bad: bool = Fal
                         if on_progress:
                             on_progress(1)
                         continue
-                    message = f"{source.path}:{number}: {problem}"
-                    if not skip_bad:
-                        raise InputError(message, hint="fix the row, or rerun with --skip-bad to skip bad rows")
-                    result.skipped += 1
-                    if len(result.bad_rows) < 1000:
-                        result.bad_rows.append(message)
-                    if on_bad:
-                        on_bad(message)
+                    _report_bad(result, f"{source.path}:{number}: {problem}", skip_bad=skip_bad, on_bad=on_bad)
             for loader in loaders.values():
-                counts = loader.finish()
-                result.inserted += counts.inserted
-                result.updated += counts.updated
-                result.unchanged += counts.unchanged
+                _add_counts(result, loader.finish())
         finally:
             for loader in loaders.values():
                 loader.close()
@@ -156,27 +184,14 @@ def ingest(store: Store, path: str | Path, *, project: str, skip_bad: bool = Fal
 
 
 def _add_line(loader: Any, line: bytes) -> str | None:
-    try:
-        row = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-        column = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        return f"row: invalid JSON ({detail}{column})"
-    if (b"\\ud" in line or b"\\uD" in line) and _has_lone_surrogate(row):
-        return "row: text contains an unpaired UTF-16 surrogate escape (\\ud800-\\udfff), not valid Unicode"
+    row, problem = parse_line(line)
+    if problem is not None:
+        return problem
     try:
         loader.add(row)
     except ValueError as exc:
         return str(exc)
     return None
-
-
-def _has_lone_surrogate(row: Any) -> bool:
-    try:
-        json.dumps(row, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def _resolve_project(store: Store, project: str, sources: list[Source]) -> str:

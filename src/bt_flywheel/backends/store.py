@@ -454,45 +454,14 @@ class BulkLoader:
         self.pending = {}
         columns = "{" + ", ".join(f"'{c}': '{t}'" for c, t in _STAGE_TYPES.items()) + "}"
         path_literal = str(stage).replace("'", "''")
-        con = self.con
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _flywheel_stage AS SELECT * FROM read_json('{path_literal}', "
-                    f"format='newline_delimited', columns={columns}, maximum_object_size=67108864)")
-        key = [self.object_type, self.object_id]
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _flywheel_write AS SELECT s.id, t.id IS NOT NULL AS present "
-            "FROM _flywheel_stage s LEFT JOIN spans t ON t.object_type = ? AND t.object_id = ? AND t.id = s.id "
-            f"WHERE t.id IS NULL OR NOT ({_TEXT_SAME})", key)
-        changed = [r[0] for r in con.execute("SELECT id FROM _flywheel_write WHERE present").fetchall()]
-        same_after_all = self._semantically_same(changed)
-        if same_after_all:
-            con.execute("DELETE FROM _flywheel_write WHERE id IN (SELECT unnest(?::VARCHAR[]))", [same_after_all])
-        new = con.execute("SELECT count(*) FROM _flywheel_write WHERE NOT present").fetchone()[0]
-        updated = len(changed) - len(same_after_all)
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _flywheel_stage AS SELECT * FROM read_json('{path_literal}', "
+                         f"format='newline_delimited', columns={columns}, maximum_object_size=67108864)")
+        new, updated = merge_staged(self.con, "_flywheel_stage", self.object_type, self.object_id, self.next_xact)
         self.result.inserted += new
         self.result.updated += updated
         self.result.unchanged += batch - new - updated
-        cols = ", ".join(_RECORD_COLUMNS)
-        select = ", ".join(
-            f"coalesce(s._xact_id, {self.next_xact} + row_number() OVER () - 1)" if c == "_xact_id" else f"s.{c}"
-            for c in _RECORD_COLUMNS)
-        con.execute(f"INSERT OR REPLACE INTO spans (object_type, object_id, {cols}) SELECT ?, ?, {select} "
-                    "FROM _flywheel_stage s SEMI JOIN _flywheel_write w ON w.id = s.id", key)
         self.next_xact += new + updated
-        con.execute("DROP TABLE _flywheel_stage")
-        con.execute("DROP TABLE _flywheel_write")
-
-    def _semantically_same(self, ids: list[str]) -> list[str]:
-        """Of rows whose stored text differs, those whose JSON content is nonetheless equal."""
-        if not ids:
-            return []
-        cols = [c for c in _RECORD_COLUMNS if c != "_xact_id"]
-        select = ", ".join([*(f"s.{c}" for c in cols), *(f"t.{c}" for c in cols)])
-        rows = self.con.execute(
-            f"SELECT {select} FROM _flywheel_stage s JOIN spans t ON t.object_type = ? AND t.object_id = ? "
-            "AND t.id = s.id WHERE s.id IN (SELECT unnest(?::VARCHAR[]))",
-            [self.object_type, self.object_id, ids]).fetchall()
-        n = len(cols)
-        return [r[0] for r in rows if _same(r[n:], dict(zip(cols, r[:n], strict=True)))]
+        self.con.execute("DROP TABLE _flywheel_stage")
 
     def finish(self) -> UpsertResult:
         self.flush()
@@ -501,6 +470,52 @@ class BulkLoader:
     def close(self) -> None:
         shutil.rmtree(self.tmpdir, ignore_errors=True)
         _LIVE_STAGES.discard(self.tmpdir)
+
+
+def merge_staged(con: duckdb.DuckDBPyConnection, table: str, object_type: str, object_id: str,
+                 next_xact: int) -> tuple[int, int]:
+    """Write the rows of `table` (the record columns, one row per id) into `spans` for one object,
+    set-wise: a row whose stored text is the same, or whose JSON content is the same after all,
+    is left alone (keeping its `_xact_id`); new and changed rows are written, those without an
+    `_xact_id` numbered from `next_xact`. Returns (inserted, updated)."""
+    key = [object_type, object_id]
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _flywheel_write AS SELECT s.id, t.id IS NOT NULL AS present "
+        f"FROM {table} s LEFT JOIN spans t ON t.object_type = ? AND t.object_id = ? AND t.id = s.id "
+        f"WHERE t.id IS NULL OR NOT ({_TEXT_SAME})", key)
+    changed = [r[0] for r in con.execute("SELECT id FROM _flywheel_write WHERE present").fetchall()]
+    same_after_all = _semantically_same(con, table, key, changed)
+    if same_after_all:
+        con.execute("DELETE FROM _flywheel_write WHERE id IN (SELECT unnest(?::VARCHAR[]))", [same_after_all])
+    new = con.execute("SELECT count(*) FROM _flywheel_write WHERE NOT present").fetchone()[0]
+    cols = ", ".join(_RECORD_COLUMNS)
+    # new rows go in with a plain INSERT (half the work of INSERT OR REPLACE); changed ones replace
+    for present, first_xact in ((False, next_xact), (True, next_xact + new)):
+        select = ", ".join(
+            f"coalesce(s._xact_id, {first_xact} + row_number() OVER () - 1)" if c == "_xact_id" else f"s.{c}"
+            for c in _RECORD_COLUMNS)
+        verb = "INSERT OR REPLACE" if present else "INSERT"
+        con.execute(f"{verb} INTO spans (object_type, object_id, {cols}) SELECT ?, ?, {select} FROM {table} s "
+                    f"SEMI JOIN (SELECT id FROM _flywheel_write WHERE present = {present}) w ON w.id = s.id", key)
+    con.execute("DROP TABLE _flywheel_write")
+    return new, len(changed) - len(same_after_all)
+
+
+def _semantically_same(con: duckdb.DuckDBPyConnection, table: str, key: list[str], ids: list[str]) -> list[str]:
+    """Of rows whose stored text differs, those whose JSON content is nonetheless equal."""
+    if not ids:
+        return []
+    cols = [c for c in _RECORD_COLUMNS if c != "_xact_id"]
+    select = ", ".join([*(f"s.{c}" for c in cols), *(f"t.{c}" for c in cols)])
+    same = []
+    for start in range(0, len(ids), 10_000):
+        rows = con.execute(
+            f"SELECT {select} FROM {table} s JOIN spans t ON t.object_type = ? AND t.object_id = ? "
+            "AND t.id = s.id WHERE s.id IN (SELECT unnest(?::VARCHAR[]))", [*key, ids[start:start + 10_000]]
+        ).fetchall()
+        n = len(cols)
+        same.extend(r[0] for r in rows if _same(r[n:], dict(zip(cols, r[:n], strict=True))))
+    return same
 
 
 def _stage_line(record: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,388 @@
+"""Ingest at DuckDB speed (issue 12): DuckDB reads and checks the JSONL itself, and Python sees
+only the rows DuckDB cannot vouch for.
+
+Per file, one `INSERT ... SELECT` reads it with `read_ndjson_objects` (plain or gzip), pulls the
+row's fields out with one `json_extract` per row, derives `is_root`, casts `created`, gathers
+unknown keys into `extra`, and flags a row for Python when a check of `store.validate_row` (the
+one definition of a valid row) might fail or might decide differently: not an object, a field of
+an unexpected type, a `created` that is not a plain ISO 8601 string, duplicate keys, JSON that
+DuckDB's parser accepts and Python's does not (trailing commas, `nan`/`inf` spellings), and every
+`_is_merge` row. Flagged rows are checked by `validate_row` one by one; if one is bad, or DuckDB
+could not parse a line, the file is read again line by line in Python (`_scan_file`), so the
+error names FILE:LINE: field and --skip-bad skips exactly the rows the row-by-row path skips.
+
+All rows of one object from all files of a run go to one temp table. Ids that occur more than
+once or have `_is_merge` rows are folded in Python in file order (Braintrust's merge semantics,
+as `store.BulkLoader` does), then `store.merge_staged` writes new and changed rows set-wise.
+Everything runs inside the caller's transaction. A failed DuckDB statement would abort that
+transaction, so DuckDB reads with `ignore_errors` (a malformed line becomes a NULL row) and a
+gzip file is first read through once on a separate connection.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from bt_flywheel.backends.store import (
+    _LIVE_STAGES,
+    _RECORD_COLUMNS,
+    _STAGE_TYPES,
+    JSON_COLUMNS,
+    Store,
+    UpsertResult,
+    _deep_merge,
+    _record_as_row,
+    _same_record,
+    _stage_line,
+    merge_staged,
+    validate_row,
+)
+from bt_flywheel.core.errors import InputError
+
+_FIELDS = tuple(c for c in _RECORD_COLUMNS if c != "extra")   # the row keys with their own column
+_PULLED = (*_FIELDS, "_is_merge")
+_ISO_NAIVE = r"[1-9][0-9]{3}-[0-1][0-9]-[0-3][0-9]([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?)?"
+_ISO_TZ = r"[1-9][0-9]{3}-[0-1][0-9]-[0-3][0-9][T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?" \
+          r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+# Python's json rejects these, DuckDB's parser accepts them: a trailing comma, and nan/inf literals
+# other than Python's NaN/Infinity (the cheap `contains` guards keep the regex off most rows)
+_LENIENT_JSON = (r"regexp_matches(j, ',\s*[\]}]') OR ((" + " OR ".join(
+    f"contains(j, '{w}')" for w in ("nan", "NaN", "NAN", "inf", "Inf", "INF", "nAN", "iNF"))
+    + r") AND regexp_matches(j, '[:,\[]\s*[-+]?(?i:nan|inf)'))")
+_META_COLUMNS = {"src": "INTEGER", "ord": "BIGINT", "line": "BIGINT", "py": "BOOLEAN", "is_merge": "BOOLEAN",
+                 "raw": "JSON"}
+_STAGE_COLUMNS = {**_META_COLUMNS, **_STAGE_TYPES}
+_COUNTER = itertools.count()
+
+
+def _f(name: str) -> str:
+    """A pulled field as JSON text (NULL when missing or null)."""
+    return f's."{name}"'
+
+
+def _kind(name: str) -> str:
+    """The JSON kind of a pulled field by its first character ('"' string, '{' object, '[' array,
+    't'/'f' boolean, else a number); NULL when missing or null. Cheaper than json_type."""
+    return f"left({_f(name)}::VARCHAR, 1)"
+
+
+def _flag_terms() -> list[str]:
+    """Each true when a row must go through Python (see the module docstring)."""
+    scores_ok = (f"list_bool_and(list_transform(json_extract({_f('scores')}, '$.*'), "
+                 "lambda v: json_type(v) IN ('NULL', 'BIGINT', 'UBIGINT', 'DOUBLE'))) IS NOT FALSE")
+    return [
+        f"{_kind('id')} IS DISTINCT FROM '\"'", f"{_f('id')}::VARCHAR = '\"\"'",    # also: not an object
+        *(f"{_kind(k)} <> '\"'" for k in ("span_id", "root_span_id")),
+        f"{_kind('is_root')} NOT IN ('t', 'f')",
+        f"({_kind('is_root')} IS NULL AND {_kind('span_parents')} <> '[')",
+        f"{_kind('created')} <> '\"'",
+        "(cs <> '' AND cts IS NULL)",
+        # _xact_id: digits (number or string) that fit, a negative integer or a plain ASCII string
+        # (Python ignores those), or an object/array/boolean; anything else is Python's call
+        "NOT (xt IN ('true', 'false') OR left(xt, 1) IN ('{', '[') OR regexp_full_match(xt, "
+        r"""'"?[0-9]+"?|-[0-9]+|"[ !#-\[\]-~]*"'))""",
+        """(regexp_full_match(xt, '"?[0-9]+"?') AND try_cast(trim(xt, '"') AS BIGINT) IS NULL)""",
+        f"({_kind('scores')} <> '{{' OR NOT ({scores_ok}))",
+        "len(k) <> len(list_distinct(k))",
+        _LENIENT_JSON,
+    ]
+
+
+def _columns_sql() -> dict[str, str]:
+    """Each stored column as SQL over the pulled fields (meaningful for rows not flagged)."""
+    known = "[" + ", ".join(f"'{k}'" for k in _PULLED) + "]"
+    drop_known = "{" + ", ".join(f'"{k}": null' for k in _PULLED) + "}"
+    cols = {
+        "id": f"{_f('id')} ->> '$'", "span_id": f"{_f('span_id')} ->> '$'",
+        "root_span_id": f"{_f('root_span_id')} ->> '$'",
+        "is_root": (f"CASE WHEN {_kind('is_root')} IN ('t', 'f') THEN {_kind('is_root')} = 't' "
+                    f"WHEN NOT list_contains(k, 'span_parents') THEN NULL WHEN {_f('span_parents')} IS NULL "
+                    f"THEN true ELSE json_array_length({_f('span_parents')}) = 0 END"),
+        "created": "CASE WHEN cs <> '' THEN cts END",
+        "_xact_id": """CASE WHEN regexp_full_match(xt, '"?[0-9]+"?') THEN try_cast(trim(xt, '"') AS BIGINT) END""",
+        "extra": (f"CASE WHEN len(list_filter(k, lambda key: NOT list_contains({known}, key))) > 0 "
+                  f"THEN json_merge_patch(j, '{drop_known}') END"),
+    }
+    for name in JSON_COLUMNS:
+        cols[name] = _f(name)
+    return {c: cols[c] for c in _STAGE_TYPES}
+
+
+def _insert_file_sql(stage: str, src: int, path: Path, compression: str) -> str:
+    spec = json.dumps({k: "JSON" for k in _PULLED}).replace("'", "''")
+    literal = str(path).replace("'", "''")
+    created = "cs"
+    cts = (f"CASE WHEN regexp_full_match({created}, '{_ISO_TZ}') THEN try_cast({created} AS TIMESTAMPTZ) "
+           f"WHEN regexp_full_match({created}, '{_ISO_NAIVE}') "
+           f"THEN timezone('UTC', try_cast({created} AS TIMESTAMP)) END")
+    # a missing field makes a term NULL, which must read as "no problem"
+    flagged = " OR ".join(["j IS NULL", *(f"coalesce({t}, false)" for t in _flag_terms())])
+    is_merge = f"(coalesce({_f('_is_merge')}::VARCHAR = 'true', false) AND NOT flagged)"
+    columns = _columns_sql()
+    return (
+        f"INSERT INTO {stage} ({', '.join(_STAGE_COLUMNS)}) "
+        f"WITH raw AS (SELECT ordinality AS ord, json AS j, json_transform(json, '{spec}') AS s, "
+        f"json_keys(json) AS k FROM read_ndjson_objects('{literal}', compression='{compression}', "
+        f"ignore_errors=true) WITH ORDINALITY), "
+        f"pulled AS (SELECT *, CASE WHEN {_kind('created')} = '\"' THEN {_f('created')} ->> '$' END AS cs, "
+        f"{_f('_xact_id')}::VARCHAR AS xt FROM raw), "
+        f"timed AS (SELECT *, {cts} AS cts FROM pulled), "
+        f"flags AS (SELECT *, {flagged} AS flagged FROM timed), "
+        f"merges AS (SELECT *, {is_merge} AS merge_row FROM flags) "
+        f"SELECT {src}, ord, NULL, flagged OR merge_row, merge_row, CASE WHEN flagged OR merge_row THEN j END, "
+        + ", ".join(columns[c] for c in _STAGE_TYPES) + " FROM merges")
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw bytes) for each non-blank line; gzip by magic number or .gz suffix."""
+    import zlib
+
+    opener: Callable[..., Any] = gzip.open if _is_gzip(path) else open
+    try:
+        with opener(path, "rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield number, line
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+
+
+def parse_line(line: bytes | str) -> tuple[Any, str | None]:
+    """(row, None) or (None, "row: problem") for one JSONL line, as the row-by-row path judges it."""
+    try:
+        row = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        column = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        return None, f"row: invalid JSON ({detail}{column})"
+    probe = line if isinstance(line, bytes) else line.encode("utf-8", "surrogatepass")
+    if (b"\\ud" in probe or b"\\uD" in probe) and _has_lone_surrogate(row):
+        return None, "row: text contains an unpaired UTF-16 surrogate escape (\\ud800-\\udfff), not valid Unicode"
+    return row, None
+
+
+def _has_lone_surrogate(row: Any) -> bool:
+    try:
+        json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as probe:
+        return probe.read(2) == b"\x1f\x8b"
+
+
+def _gzip_reads_cleanly(path: Path) -> bool:
+    """DuckDB can read the whole gzip stream (checked on a throwaway connection, because a read
+    error inside the ingest transaction would abort it)."""
+    probe = duckdb.connect()
+    try:
+        literal = str(path).replace("'", "''")
+        probe.execute(f"SELECT count(*) FROM read_ndjson_objects('{literal}', compression='gzip', "
+                      "ignore_errors=true)").fetchone()
+        return True
+    except duckdb.Error:
+        return False
+    finally:
+        probe.close()
+
+
+class NativeLoader:
+    """Stage files for one object (`add_file`), then fold and write them (`finish`); see the
+    module docstring. `on_bad(message)` gets "FILE:LINE: field: problem" and may raise."""
+
+    def __init__(self, store: Store, object_type: str, object_id: str, *,
+                 on_bad: Callable[[str], None]) -> None:
+        self.store = store
+        self.con = store.con
+        self.object_type = object_type
+        self.object_id = object_id
+        self.on_bad = on_bad
+        self.paths: list[Path] = []
+        self.stage = f"_fw_native_{next(_COUNTER)}"
+        self.tmpdir = Path(tempfile.mkdtemp(prefix=store.stage_prefix, dir=store.path.parent))
+        _LIVE_STAGES.add(self.tmpdir)
+        self.result = UpsertResult()
+        cols = ", ".join(f"{c} {t}" for c, t in _STAGE_COLUMNS.items())
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {self.stage} ({cols})")
+
+    # -- staging ---------------------------------------------------------------------------
+
+    def add_file(self, path: Path) -> int:
+        """Stage every good row of `path`; returns how many rows it staged."""
+        src = len(self.paths)
+        self.paths.append(path)
+        gz = _is_gzip(path)
+        if _starts_with_bom(path, gz) or (gz and not _gzip_reads_cleanly(path)):
+            return self._scan_file(src)
+        try:
+            self.con.execute(_insert_file_sql(self.stage, src, path, "gzip" if gz else "none"))
+        except duckdb.Error as exc:
+            raise InputError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
+        flagged = self.con.execute(f"SELECT ord, raw FROM {self.stage} WHERE src = ? AND py AND NOT is_merge "
+                                   "ORDER BY ord", [src]).fetchall()
+        if flagged and not self._check_flagged(src, flagged):
+            return self._scan_file(src)
+        return self.con.execute(f"SELECT count(*) FROM {self.stage} WHERE src = ?", [src]).fetchone()[0]
+
+    def _check_flagged(self, src: int, flagged: list[tuple[int, Any]]) -> bool:
+        """Validate the flagged rows in Python; False (and nothing changed) if any is bad."""
+        staged = []
+        for ord_, raw in flagged:
+            if raw is None:
+                return False
+            row, problem = parse_line(raw)
+            if problem is not None:
+                return False
+            entry = _stage_entry(row)
+            if isinstance(entry, str):
+                return False
+            staged.append({**entry, "src": src, "ord": ord_, "line": None})
+        self.con.execute(f"DELETE FROM {self.stage} WHERE src = ? AND ord IN (SELECT unnest(?::BIGINT[]))",
+                         [src, [o for o, _ in flagged]])
+        self._stage_python(staged)
+        return True
+
+    def _scan_file(self, src: int) -> int:
+        """The row-by-row reading of one file: every bad row is reported by FILE:LINE."""
+        path = self.paths[src]
+        self.con.execute(f"DELETE FROM {self.stage} WHERE src = ?", [src])
+        batch: list[dict[str, Any]] = []
+        staged = 0
+        for number, line in iter_lines(path):
+            row, problem = parse_line(line)
+            entry = _stage_entry(row) if problem is None else problem
+            if isinstance(entry, str):
+                self.on_bad(f"{path}:{number}: {entry}")
+                continue
+            batch.append({**entry, "src": src, "ord": number, "line": number})
+            if len(batch) >= 25_000:
+                staged += self._stage_python(batch)
+                batch = []
+        return staged + self._stage_python(batch)
+
+    def _stage_python(self, entries: list[dict[str, Any]]) -> int:
+        if not entries:
+            return 0
+        stage_file = self.tmpdir / "python-rows.jsonl"
+        with open(stage_file, "w", encoding="utf-8") as handle:
+            for entry in entries:
+                handle.write(_ENCODE(entry) + "\n")
+        columns = "{" + ", ".join(f"'{c}': '{t}'" for c, t in _STAGE_COLUMNS.items()) + "}"
+        literal = str(stage_file).replace("'", "''")
+        self.con.execute(f"INSERT INTO {self.stage} ({', '.join(_STAGE_COLUMNS)}) SELECT * FROM read_json("
+                         f"'{literal}', format='newline_delimited', columns={columns}, "
+                         "maximum_object_size=67108864)")
+        return len(entries)
+
+    # -- folding and writing ---------------------------------------------------------------
+
+    def finish(self) -> UpsertResult:
+        """Fold repeated and `_is_merge` ids, then write the object's rows into `spans`."""
+        ids = [r[0] for r in self.con.execute(
+            f"SELECT id FROM {self.stage} GROUP BY id HAVING count(*) > 1 OR bool_or(is_merge) ORDER BY id"
+        ).fetchall()]
+        for start in range(0, len(ids), 5_000):
+            self._fold(ids[start:start + 5_000])
+        total = self.con.execute(f"SELECT count(*) FROM {self.stage}").fetchone()[0]
+        next_xact = int(self.con.execute("SELECT coalesce(max(_xact_id), 0) FROM spans").fetchone()[0]) + 1
+        new, updated = merge_staged(self.con, self.stage, self.object_type, self.object_id, next_xact)
+        self.result.inserted += new
+        self.result.updated += updated
+        self.result.unchanged += total - new - updated
+        return self.result
+
+    def _fold(self, ids: list[str]) -> None:
+        """One final record per id, applying its rows in file order like `BulkLoader.add`."""
+        names = ["src", "ord", "line", "is_merge", "raw", *_STAGE_TYPES]
+        cursor = self.con.execute(f"SELECT {', '.join(names)} FROM {self.stage} WHERE id IN "
+                                  "(SELECT unnest(?::VARCHAR[])) ORDER BY id, src, ord", [ids])
+        rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+        stored = {r["id"]: r for r in self.store.iter_rows(
+            self.object_type, self.object_id, where="id IN (SELECT unnest(?::VARCHAR[]))", params=[ids])}
+        final = []
+        for row_id, group in itertools.groupby(rows, key=lambda r: r["id"]):
+            pending = None
+            for staged in group:
+                record = self._record_of(staged, pending, stored.get(row_id))
+                if record is None:
+                    continue
+                if pending is not None:
+                    if _same_record(pending, record):
+                        self.result.unchanged += 1
+                        continue
+                    self.result.updated += 1
+                pending = record
+            if pending is not None:
+                final.append({**_stage_line(pending), "src": -1, "ord": 0, "line": None, "is_merge": False,
+                              "py": False, "raw": None})
+        self.con.execute(f"DELETE FROM {self.stage} WHERE id IN (SELECT unnest(?::VARCHAR[]))", [ids])
+        self._stage_python(final)
+
+    def _record_of(self, staged: dict[str, Any], pending: dict[str, Any] | None,
+                   stored: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not staged["is_merge"]:
+            record = {c: staged[c] for c in _STAGE_TYPES}
+            for name in (*JSON_COLUMNS, "extra"):
+                if isinstance(record[name], str):
+                    record[name] = json.loads(record[name])
+            return record
+        update = {k: v for k, v in json.loads(staged["raw"]).items() if k != "_is_merge"}
+        base = _record_as_row(pending) if pending is not None else stored
+        try:
+            return validate_row(update if base is None else _deep_merge(base, update))
+        except ValueError as exc:
+            self.on_bad(f"{self._where(staged)}: {exc}")
+            return None
+
+    def _where(self, staged: dict[str, Any]) -> str:
+        path = self.paths[staged["src"]]
+        if staged["line"] is not None:
+            return f"{path}:{staged['line']}"
+        lines = (number for number, _ in iter_lines(path))
+        return f"{path}:{next(itertools.islice(lines, staged['ord'] - 1, None), '?')}"
+
+    def close(self) -> None:
+        try:
+            self.con.execute(f"DROP TABLE IF EXISTS {self.stage}")
+        except duckdb.Error:
+            pass  # an aborted transaction drops its temp tables with it
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        _LIVE_STAGES.discard(self.tmpdir)
+
+
+def _stage_entry(row: Any) -> dict[str, Any] | str:
+    """A parsed row as stage columns, or the problem ("field: problem") that makes it bad."""
+    if isinstance(row, dict) and row.get("_is_merge") is True:
+        row_id = row.get("id")
+        if not isinstance(row_id, str) or not row_id:
+            return "id: missing or not a non-empty string"
+        return {"id": row_id, "py": True, "is_merge": True, "raw": row}
+    try:
+        record = validate_row(row)
+    except ValueError as exc:
+        return str(exc)
+    return {**_stage_line(record), "py": False, "is_merge": False, "raw": None}
+
+
+def _starts_with_bom(path: Path, gz: bool) -> bool:
+    opener: Callable[..., Any] = gzip.open if gz else open
+    try:
+        with opener(path, "rb") as handle:
+            return handle.read(3) == b"\xef\xbb\xbf"
+    except (OSError, EOFError):
+        return True   # let the row-by-row reader name the problem
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
