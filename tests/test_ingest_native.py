@@ -146,3 +146,21 @@ def test_a_store_loaded_row_by_row_reingests_natively_as_unchanged(tmp_path: Pat
         assert ingest_rowwise(store, src, project="p").inserted == 200
         again = ingest(store, src, project="p")
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, 200)
+
+
+def test_topics_columns_are_carried_by_the_native_path(tmp_path: Path) -> None:
+    """`facets` and `classifications` (Braintrust Topics' columns) land in their own columns."""
+    rows = list(generate_spans(4, seed=5))
+    rows[0]["facets"] = {"issues": "refusal"}
+    rows[0]["classifications"] = {"topic": [{"id": "t1", "label": "billing", "score": 0.9}]}
+    src = tmp_path / "a.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with Store(tmp_path / "s.duckdb") as store:
+        ingest(store, src, project="p")
+        got = store.con.execute("SELECT facets, classifications, extra FROM spans WHERE id = ?",
+                                [rows[0]["id"]]).fetchone()
+        stored = {r["id"]: r for r in store.iter_rows("project_logs", store.find_project("p"))}
+    assert json.loads(got[0]) == rows[0]["facets"] and json.loads(got[1]) == rows[0]["classifications"]
+    assert got[2] is None
+    assert stored[rows[0]["id"]]["facets"] == rows[0]["facets"]
+    assert "facets" not in stored[rows[1]["id"]]

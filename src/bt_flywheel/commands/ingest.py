@@ -48,9 +48,9 @@ def run_ingest(args: argparse.Namespace) -> int:
                          hint="pass --project NAME or set FLYWHEEL_PROJECT")
     seen = [0]
 
-    def progress(n: int) -> None:
+    def progress(n: int) -> None:  # called once per file with its row count
         seen[0] += n
-        if not args.quiet and seen[0] % 100_000 == 0:
+        if not args.quiet and n:
             status(f"ingest: {seen[0]} rows read")
 
     with Store(settings.store) as store:
