@@ -32,6 +32,7 @@ from typing import Any
 
 import duckdb
 
+from bt_flywheel.backends.experiment_rollup import roll_up
 from bt_flywheel.backends.store import (
     _LIVE_STAGES,
     _RECORD_COLUMNS,
@@ -62,6 +63,7 @@ _META_COLUMNS = {"src": "INTEGER", "ord": "BIGINT", "line": "BIGINT", "py": "BOO
                  "raw": "JSON"}
 _STAGE_COLUMNS = {**_META_COLUMNS, **_STAGE_TYPES}
 _COUNTER = itertools.count()
+_SPAN_TYPE = "json_extract_string(span_attributes, '$.type')"
 
 
 def _f(name: str) -> str:
@@ -295,6 +297,8 @@ class NativeLoader:
         ).fetchall()]
         for start in range(0, len(ids), 5_000):
             self._fold(ids[start:start + 5_000])
+        if self.object_type == "experiment":
+            self._roll_up()
         total = self.con.execute(f"SELECT count(*) FROM {self.stage}").fetchone()[0]
         next_xact = int(self.con.execute("SELECT coalesce(max(_xact_id), 0) FROM spans").fetchone()[0]) + 1
         new, updated = merge_staged(self.con, self.stage, self.object_type, self.object_id, next_xact)
@@ -318,6 +322,9 @@ class NativeLoader:
                 record = self._record_of(staged, pending, stored.get(row_id))
                 if record is None:
                     continue
+                if pending is not None and staged["is_merge"]:
+                    pending = record     # the rest of the same row (`_is_merge`), not another version
+                    continue
                 if pending is not None:
                     if _same_record(pending, record):
                         self.result.unchanged += 1
@@ -329,6 +336,31 @@ class NativeLoader:
                               "py": False, "raw": None})
         self.con.execute(f"DELETE FROM {self.stage} WHERE id IN (SELECT unnest(?::VARCHAR[]))", [ids])
         self._stage_python(final)
+
+    def _roll_up(self) -> None:
+        """Experiment roots get their scorer spans' scores, dataset_row_id, split and trial, as
+        `flywheel eval` gives them (backends/experiment_rollup.py): what the SDK logs has none."""
+        wanted = f"(is_root OR {_SPAN_TYPE} IN ('eval', 'score'))"
+        names = list(_STAGE_TYPES)
+        staged = [self._record_of({**dict(zip(names, values, strict=True)), "is_merge": False}, None, None)
+                  for values in self.con.execute(f"SELECT {', '.join(names)} FROM {self.stage} "
+                                                 f"WHERE {wanted}").fetchall()]
+        rows = [_record_as_row(r) for r in staged if r is not None]
+        rows += list(self.store.iter_rows(self.object_type, self.object_id, where=f"{wanted} AND id NOT IN "
+                                          f"(SELECT id FROM {self.stage})"))
+        if not rows:
+            return
+        by_root: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_root.setdefault(row.get("root_span_id") or row["id"], []).append(row)
+        roots = [r for r in rows if r.get("is_root") or (r.get("span_attributes") or {}).get("type") == "eval"]
+        staged_ids = {r["id"] for r in staged if r is not None}
+        roll_up(roots, by_root)
+        changed = [r for r in roots if r["id"] in staged_ids]
+        self.con.execute(f"DELETE FROM {self.stage} WHERE id IN (SELECT unnest(?::VARCHAR[]))",
+                         [[r["id"] for r in changed]])
+        self._stage_python([{**_stage_line(validate_row(r)), "src": -1, "ord": 0, "line": None, "is_merge": False,
+                             "py": False, "raw": None} for r in changed])
 
     def _record_of(self, staged: dict[str, Any], pending: dict[str, Any] | None,
                    stored: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -420,11 +420,14 @@ class BulkLoader:
 
     def add(self, row: dict[str, Any]) -> None:
         """Validate and queue one row (ValueError names the field on a bad row; nothing is queued)."""
-        if isinstance(row, dict) and row.get("_is_merge") is True:
+        merge = isinstance(row, dict) and row.get("_is_merge") is True
+        if merge:
             row = self._merged(row)
         record = validate_row(row)
         previous = self.pending.get(record["id"])
-        if previous is not None:
+        if previous is not None and merge:
+            pass    # the rest of the same row (`_is_merge`), not another version: no count of its own
+        elif previous is not None:
             if _same_record(previous, record):
                 self.result.unchanged += 1
                 return

@@ -7,6 +7,8 @@ instead of duplicating, and the split can hash the id rather than a position.
 from __future__ import annotations
 
 import hashlib
+import json
+from typing import Any
 
 ROW_ID_PREFIX = "flywheel-row-v1"
 ROW_ID_LENGTH = 32
@@ -30,3 +32,9 @@ def seeded_order_key(seed: str, key: str) -> str:
 def content_hash(text: str, length: int = 16) -> str:
     """A short sha256 of some text (selection queries, rubric text)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def input_hash(value: Any) -> str:
+    """The dataset_row_id of a case that has no id: sha256 of its canonical JSON input, 32 hex chars."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(("flywheel-input-v1|" + text).encode("utf-8")).hexdigest()[:32]

@@ -21,7 +21,6 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bt_flywheel.core.errors import InputError
+from bt_flywheel.core.ids import input_hash  # the one definition; re-exported here
 
 DEFAULT_STORE = ".flywheel/store.duckdb"
 SCHEMA_NAME = "eval-config.schema.json"
@@ -37,12 +37,6 @@ SCHEMA_NAME = "eval-config.schema.json"
 _DATASETS_READ: list[dict[str, Any]] = []
 # The store the runner is using; local_dataset() defaults to it (else FLYWHEEL_STORE, else default).
 _ACTIVE_STORE: list[str] = []
-
-
-def input_hash(value: Any) -> str:
-    """The dataset_row_id of a case that has no id: sha256 of its canonical JSON input, 32 hex chars."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(("flywheel-input-v1|" + text).encode("utf-8")).hexdigest()[:32]
 
 
 def _store_path(store: str | os.PathLike[str] | None) -> Path:
