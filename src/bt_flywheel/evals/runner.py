@@ -36,6 +36,7 @@ Public API: `run_evals(...) -> list[EvalRunResult]`, `run_eval(...) -> EvalRunRe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import subprocess
@@ -48,12 +49,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bt_flywheel.backends.experiment_rollup import roll_up
 from bt_flywheel.core.errors import ConfigError, InputError
 from bt_flywheel.core.output import Progress
 from bt_flywheel.core.redact import redact, redact_obj
 from bt_flywheel.evals import data as evals_data
 from bt_flywheel.evals.candidate import identify
 from bt_flywheel.evals.data import input_hash, local_dataset  # noqa: F401  (public re-export)
+from bt_flywheel.evals.local_sdk import local_init_dataset_patch, local_trace_patch, stdout_to_stderr
 
 DEFAULT_MAX_CONCURRENCY = 16
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
@@ -225,37 +228,83 @@ def run_evals(source: str | Path, *, split: str | None = None, first: int | None
     if remote and not (settings is not None and settings.get("api_key")):
         raise ConfigError("--remote needs BRAINTRUST_API_KEY", hint="set it in the environment or .env, or use --local")
     path = Path(source)
-    evaluators = load_evaluators(path)
-    if eval_name is not None:
-        evaluators = [e for e in evaluators if e.eval_name == eval_name or e.project_name == eval_name]
-        if not evaluators:
-            raise InputError(f"{path}: no Eval named {eval_name!r}")
-    from bt_flywheel.core.fileio import sha256_file
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(stdout_to_stderr())    # the file's prints never reach --json's stdout
+        if not remote:
+            stack.enter_context(local_init_dataset_patch())
+        evaluators = load_evaluators(path)
+        if eval_name is not None:
+            evaluators = [e for e in evaluators if e.eval_name == eval_name or e.project_name == eval_name]
+            if not evaluators:
+                raise InputError(f"{path}: no Eval named {eval_name!r}")
+        from bt_flywheel.core.fileio import sha256_file
 
-    file_sha = sha256_file(path)
-    candidate = identify(path, candidate_files)
-    results = []
-    for evaluator in evaluators:
-        results.append(_run_one(evaluator, path=path, file_sha=file_sha, split=split, first=first,
-                                trials=trials, max_concurrency=max_concurrency, name=name,
-                                project=project, store=Path(store), remote=remote, settings=settings,
-                                silent=silent, multiple=len(evaluators) > 1, candidate=candidate))
-    return results
+        file_sha = sha256_file(path)
+        candidate = identify(path, candidate_files)
+        return [_run_one(evaluator, path=path, file_sha=file_sha, split=split, first=first, trials=trials,
+                         max_concurrency=max_concurrency, name=name, project=project, store=Path(store),
+                         remote=remote, settings=settings, silent=silent, multiple=len(evaluators) > 1,
+                         candidate=candidate)
+                for evaluator in evaluators]
+
+
+@dataclass
+class _Run:
+    """One Eval being run: its cases, where it goes, and what the SDK captured."""
+
+    evaluator: Any
+    path: Path
+    store: Path
+    remote: bool
+    cases: list[dict[str, Any]]
+    datasets: list[dict[str, Any]]
+    split: str | None
+    first: int | None
+    trial_count: int
+    concurrency: int
+    project_name: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    experiment: Any = None
+    experiment_id: str = ""
+    experiment_name: str = ""
+    project_id: str | None = None
+    collector: Any = None
+    trial_info: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    duration: float = 0.0
 
 
 def _run_one(evaluator: Any, *, path: Path, file_sha: str, split: str | None, first: int | None,
              trials: int | None, max_concurrency: int | None, name: str | None, project: str | None,
              store: Path, remote: bool, settings: Any, silent: bool, multiple: bool,
              candidate: dict[str, Any] | None = None) -> EvalRunResult:
-    from braintrust.framework import run_evaluator
-    from braintrust.logger import parent_context
+    run = _prepare(evaluator, path=path, store=store, remote=remote, split=split, first=first, trials=trials,
+                   max_concurrency=max_concurrency, project=project)
+    run.metadata = _experiment_metadata(evaluator, path=path, file_sha=file_sha, datasets=run.datasets,
+                                        split=run.split, first=run.first, trials=run.trial_count,
+                                        concurrency=run.concurrency, rows=len(run.cases),
+                                        backend="remote" if remote else "local")
+    if candidate is not None:
+        run.metadata["candidate"] = candidate
+    _open_experiment(run, settings, name or evaluator.experiment_name or _default_name(path, evaluator if multiple
+                                                                                        else None))
+    _execute(run, silent=silent)
+    rows, roots = build_experiment_rows(run.collector.rows(), run.trial_info, run.experiment_id)
+    experiment_url = _store_experiment(run, rows)
+    means, counts = _score_means(roots)
+    return EvalRunResult(
+        experiment_id=run.experiment_id, experiment_name=run.experiment_name, project=run.project_name,
+        project_id=run.project_id, backend="remote" if remote else "local", store=str(store), rows=len(run.cases),
+        trials=run.trial_count, roots=len(roots), spans=len(rows), scores=means, score_counts=counts,
+        errors=_row_errors(roots), duration_s=run.duration, experiment_url=experiment_url, metadata=run.metadata,
+    )
 
-    from bt_flywheel.backends.store import Store, local_id
 
+def _prepare(evaluator: Any, *, path: Path, store: Path, remote: bool, split: str | None, first: int | None,
+             trials: int | None, max_concurrency: int | None, project: str | None) -> _Run:
+    """Resolve the Eval's data (local datasets read from `store`) and its run settings."""
     config_defaults = getattr(evaluator, "_flywheel_config", {}) or {}
     split = split if split is not None else config_defaults.get("split")
     first = first if first is not None else config_defaults.get("first")
-
     evals_data._DATASETS_READ.clear()
     evals_data._ACTIVE_STORE.append(str(store))
     try:
@@ -263,92 +312,91 @@ def _run_one(evaluator: Any, *, path: Path, file_sha: str, split: str | None, fi
                                          source=str(path))
     finally:
         evals_data._ACTIVE_STORE.pop()
-    datasets = list(evals_data._DATASETS_READ)
     if not cases:
         filters = " ".join(f for f in (f"--split {split}" if split else "", f"--first {first}" if first else "") if f)
         raise InputError(f"{path}: no rows to run{' after ' + filters if filters else ''}",
                          hint="check the Eval's data and its metadata.split values")
-    trial_count = trials or evaluator.trial_count or 1
-    concurrency = max_concurrency or evaluator.max_concurrency or DEFAULT_MAX_CONCURRENCY
-    project_name = project or evaluator.project_name
-    base_name = name or evaluator.experiment_name or _default_name(path, evaluator if multiple else None)
+    return _Run(evaluator=evaluator, path=path, store=store, remote=remote, cases=cases,
+                datasets=list(evals_data._DATASETS_READ), split=split, first=first,
+                trial_count=trials or evaluator.trial_count or 1,
+                concurrency=max_concurrency or evaluator.max_concurrency or DEFAULT_MAX_CONCURRENCY,
+                project_name=project or evaluator.project_name)
 
-    metadata = _experiment_metadata(evaluator, path=path, file_sha=file_sha, datasets=datasets, split=split,
-                                    first=first, trials=trial_count, concurrency=concurrency,
-                                    rows=len(cases), backend="remote" if remote else "local")
-    if candidate is not None:
-        metadata["candidate"] = candidate
-    experiment = None
-    if remote:
-        experiment = _init_remote_experiment(evaluator, settings, project_name, base_name, metadata)
-        experiment_id, experiment_name = experiment.id, experiment.name
-        project_id = None
-    else:
-        with Store(store) as st:
-            project_id = st.ensure_project(project_name)
-            experiment_name = _unique_name(st, base_name, project_id)
-        experiment_id = local_id("experiment", f"{project_id}:{experiment_name}")
 
-    trial_info: dict[str, tuple[int, dict[str, Any]]] = {}
-    progress = Progress(f"eval {experiment_name}", total=len(cases) * trial_count, silent=silent)
-    run_evaluator_obj = dataclasses.replace(
-        evaluator,
-        data=[{k: c[k] for k in _EVALCASE_FIELDS if k in c} for c in cases],
-        task=_wrap_task(evaluator.task, trial_info, progress),
-        trial_count=trial_count,
-        max_concurrency=concurrency,
-    )
-    _ensure_thread_pool(concurrency)
-    collector = _Collector()
+def _open_experiment(run: _Run, settings: Any, base_name: str) -> None:
+    """Create the Braintrust experiment (remote), or pick a free local experiment name and id."""
+    from bt_flywheel.backends.store import Store, local_id
+
+    if run.remote:
+        run.experiment = _init_remote_experiment(run.evaluator, settings, run.project_name, base_name, run.metadata)
+        run.experiment_id, run.experiment_name = run.experiment.id, run.experiment.name
+        return
+    with Store(run.store) as st:
+        run.project_id = st.ensure_project(run.project_name)
+        run.experiment_name = _unique_name(st, base_name, run.project_id)
+    run.experiment_id = local_id("experiment", f"{run.project_id}:{run.experiment_name}")
+
+
+def _execute(run: _Run, *, silent: bool) -> None:
+    """Run the cases with the SDK's own `run_evaluator`, capturing every span it logs."""
+    from braintrust.framework import run_evaluator
+    from braintrust.logger import parent_context
+
+    progress = Progress(f"eval {run.experiment_name}", total=len(run.cases) * run.trial_count, silent=silent)
+    evaluator = dataclasses.replace(
+        run.evaluator, data=[{k: c[k] for k in _EVALCASE_FIELDS if k in c} for c in run.cases],
+        task=_wrap_task(run.evaluator.task, run.trial_info, progress), trial_count=run.trial_count,
+        max_concurrency=run.concurrency)
+    _ensure_thread_pool(run.concurrency)
+    run.collector = _Collector()
     started = time.monotonic()
-    with _RUN_LOCK, _capture(collector, tee=remote):
-        if remote:
+    with _RUN_LOCK, _capture(run.collector, tee=run.remote), contextlib.ExitStack() as stack:
+        if run.remote:
             async def go() -> Any:
-                return await run_evaluator(experiment, run_evaluator_obj, None, [], None, None, False)
+                return await run_evaluator(run.experiment, evaluator, None, [], None, None, False)
         else:
             from braintrust.logger import _internal_get_global_state
             from braintrust.span_identifier_v3 import SpanObjectTypeV3
             from braintrust.span_identifier_v4 import SpanComponentsV4
 
+            stack.enter_context(local_trace_patch(run.collector))   # trace.get_spans() stays local
             state = _internal_get_global_state()
-            slug = SpanComponentsV4(object_type=SpanObjectTypeV3.EXPERIMENT, object_id=experiment_id).to_str()
+            slug = SpanComponentsV4(object_type=SpanObjectTypeV3.EXPERIMENT, object_id=run.experiment_id).to_str()
 
             async def go() -> Any:
                 with parent_context(slug, state):
-                    return await run_evaluator(None, run_evaluator_obj, None, [], None, state, False)
+                    return await run_evaluator(None, evaluator, None, [], None, state, False)
         try:
             asyncio.run(go())
         finally:
-            if experiment is not None:
-                experiment.flush()
-    duration = time.monotonic() - started
+            if run.experiment is not None:
+                run.experiment.flush()
+    run.duration = time.monotonic() - started
     progress.finish()
 
-    rows, roots = build_experiment_rows(collector.rows(), trial_info, experiment_id)
+
+def _store_experiment(run: _Run, rows: list[dict[str, Any]]) -> str | None:
+    """Write the experiment and its rows to the local store; returns the Braintrust URL (remote)."""
+    from bt_flywheel.backends.store import Store, local_id
+
     experiment_url = None
-    if remote:
+    if run.remote:
         try:
-            experiment_url = experiment.summarize(summarize_scores=False).experiment_url
+            experiment_url = run.experiment.summarize(summarize_scores=False).experiment_url
         except Exception:  # the summary is a nicety; the rows were sent already
             experiment_url = None
-        metadata["experiment_url"] = experiment_url
-    with Store(store) as st:
-        project_id = st.ensure_project(project_name)
-        if not remote and st.find_object("experiment", experiment_id):  # another run took the name meanwhile
-            experiment_name = _unique_name(st, experiment_name, project_id)
-            experiment_id = local_id("experiment", f"{project_id}:{experiment_name}")
+        run.metadata["experiment_url"] = experiment_url
+    with Store(run.store) as st:
+        run.project_id = st.ensure_project(run.project_name)
+        if not run.remote and st.find_object("experiment", run.experiment_id):  # another run took the name
+            run.experiment_name = _unique_name(st, run.experiment_name, run.project_id)
+            run.experiment_id = local_id("experiment", f"{run.project_id}:{run.experiment_name}")
             for row in rows:
-                row["experiment_id"] = experiment_id
-        st.create_object("experiment", experiment_name, project_id, metadata=redact_obj(metadata),
-                         object_id=experiment_id)
-        st.upsert_rows("experiment", experiment_id, redact_obj(rows))  # task errors may quote a key
-    means, counts = _score_means(roots)
-    return EvalRunResult(
-        experiment_id=experiment_id, experiment_name=experiment_name, project=project_name,
-        project_id=project_id, backend="remote" if remote else "local", store=str(store), rows=len(cases),
-        trials=trial_count, roots=len(roots), spans=len(rows), scores=means, score_counts=counts,
-        errors=_row_errors(roots), duration_s=duration, experiment_url=experiment_url, metadata=metadata,
-    )
+                row["experiment_id"] = run.experiment_id
+        st.create_object("experiment", run.experiment_name, run.project_id, metadata=redact_obj(run.metadata),
+                         object_id=run.experiment_id)
+        st.upsert_rows("experiment", run.experiment_id, redact_obj(rows))  # task errors may quote a key
+    return experiment_url
 
 
 def _wrap_task(task: Any, trial_info: dict[str, tuple[int, dict[str, Any]]], progress: Progress) -> Any:
@@ -438,13 +486,21 @@ class _Collector:
         return getattr(forward, name)
 
     def rows(self) -> list[dict[str, Any]]:
+        return self._merged(lambda row: True)
+
+    def rows_for_root(self, root_span_id: str) -> list[dict[str, Any]]:
+        """The rows of one trace logged so far, merged (what `trace.get_spans()` answers locally)."""
+        return self._merged(lambda row: row.get("root_span_id") == root_span_id)
+
+    def _merged(self, keep: Any) -> list[dict[str, Any]]:
         import json
 
         from braintrust.bt_json import bt_dumps
         from braintrust.merge_row_batch import merge_row_batch
 
         with self.lock:
-            resolved = [item.get() for item in self.items]
+            items = list(self.items)
+        resolved = [row for row in (item.get() for item in items) if keep(row)]
         return [json.loads(bt_dumps(r)) for r in merge_row_batch(resolved)]
 
 
@@ -522,35 +578,11 @@ def build_experiment_rows(raw: list[dict[str, Any]], trial_info: dict[str, tuple
         if root is None:
             continue
         trial, case_metadata = trial_info.get(root_span_id, (None, {}))
-        metadata = {**case_metadata, **(root.get("metadata") or {})}
-        if not metadata.get("dataset_row_id"):
-            metadata["dataset_row_id"] = input_hash(root.get("input"))
-        metadata.setdefault("split", None)
-        metadata["trial"] = trial
-        root["metadata"] = metadata
-        rolled = dict(root.get("scores") or {})
-        for span in spans:
-            attrs = span.get("span_attributes") or {}
-            if span is not root and attrs.get("type") == "score":
-                rolled.update(span.get("scores") or {})
-        root["scores"] = rolled
+        root["metadata"] = {**case_metadata, **(root.get("metadata") or {}), "trial": trial}
         roots.append(root)
-    _fill_missing_trials(roots)
+    roll_up(roots, by_root)   # the same roll-up `flywheel ingest` gives SDK-shaped experiments
     roots.sort(key=lambda r: (str(r["metadata"]["dataset_row_id"]), r["metadata"]["trial"]))
     return rows, roots
-
-
-def _fill_missing_trials(roots: list[dict[str, Any]]) -> None:
-    """A root whose task never started has no recorded trial: number it after the known ones."""
-    by_row: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for root in roots:
-        by_row[str(root["metadata"]["dataset_row_id"])].append(root)
-    for group in by_row.values():
-        used = {r["metadata"]["trial"] for r in group if r["metadata"]["trial"] is not None}
-        free = (i for i in range(len(group) + len(used)) if i not in used)
-        for root in sorted(group, key=lambda r: r.get("created") or ""):
-            if root["metadata"]["trial"] is None:
-                root["metadata"]["trial"] = next(free)
 
 
 def _score_means(roots: list[dict[str, Any]]) -> tuple[dict[str, float | None], dict[str, int]]:
