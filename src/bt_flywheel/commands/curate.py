@@ -14,13 +14,14 @@ from bt_flywheel.commands._options import (
     wants_json,
 )
 from bt_flywheel.core.output import format_table, print_json, print_line, status
+from bt_flywheel.label.registry import REGISTRY, labeler_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "curate", help="build a labeled, split dataset from production traces",
         description="Select candidate traces (score-balanced or per-facet weak buckets), label them "
-                    "(llm | agent | file | score), split train/validation by stable id, write "
+                    f"({' | '.join(labeler_names())}), split train/validation by stable id, write "
                     "dataset_rows.jsonl + summary.json (+ parsed_calls.jsonl) to --out, and upsert to "
                     "--dataset by stable id. A rerun changes nothing. DESIGN.md §4, §7.")
     sel = parser.add_argument_group("selection")
@@ -39,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     sel.add_argument("--validation-fraction", type=float, default=0.2, help="validation share per stratum (default 0.2)")
     sel.add_argument("--from-rows", help="skip selection: split and upsert this dataset_rows.jsonl (after label apply)")
     lab = parser.add_argument_group("labeling")
-    lab.add_argument("--labeler", choices=["llm", "agent", "file", "score"], help="where ground truth comes from")
+    lab.add_argument("--labeler", choices=labeler_names(),
+                     help="where ground truth comes from: " + "; ".join(f"{n}: {s.summary}" for n, s in REGISTRY.items()))
     lab.add_argument("--rubric", help="versioned rubric file (llm, agent; optional for file)")
     lab.add_argument("--model", help="llm: model name (default gpt-4o-mini)")
     lab.add_argument("--fallback-model", help="llm: model to try when the first fails")
@@ -69,9 +71,10 @@ def run(args: argparse.Namespace) -> int:
     from bt_flywheel.core.errors import UsageError
     from bt_flywheel.core.mode import resolve_mode
     from bt_flywheel.core.output import Progress
-    from bt_flywheel.curate.pipeline import CACHE_FILE, CurateOptions, curate, make_labeler
+    from bt_flywheel.curate.pipeline import CACHE_FILE, CurateOptions, curate
     from bt_flywheel.dataset.facets import load_facet_definitions
     from bt_flywheel.label.base import load_rubric
+    from bt_flywheel.label.registry import make_labeler
 
     settings = settings_from_args(args, window_days=args.window_days)
     if not settings.project:
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if strategy is None:
         raise UsageError("say what to select: --score NAME (score-balanced), --facets FILE (facet), or --from-rows FILE")
     if strategy != "rows" and not args.labeler:
-        raise UsageError("--labeler is required: llm | agent | file | score")
+        raise UsageError(f"--labeler is required: {' | '.join(labeler_names())}")
     rubric = load_rubric(args.rubric) if args.rubric else None
     facet_context: dict[str, str] = {}
     if args.facets:
@@ -103,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         dataset_project=args.dataset_project, dry_run=args.dry_run, relabel=args.relabel)
     mode = resolve_mode(flag=args.mode, goal=settings.goal, session=settings.session)
     confirm = None if (args.yes or mode.autonomous) else _ask
-    progress = Progress("labeling") if args.labeler == "llm" else None
+    progress = Progress("labeling") if args.labeler and REGISTRY[args.labeler].calls_model else None
     summary = curate(options, labeler=labeler, backend=backend_from_settings(settings), confirm=confirm,
                      progress=progress)
     if wants_json(args):
@@ -111,12 +114,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_summary(summary)
     labeling = summary["labeling"]
-    if args.labeler == "llm" and summary["unlabeled"] and not (labeling["labeled"] or labeling["reused"]
+    if args.labeler and REGISTRY[args.labeler].calls_model and summary["unlabeled"] and not (labeling["labeled"] or labeling["reused"]
                                                                or labeling["cached"]):
         from bt_flywheel.core.errors import BackendError
 
         first = summary["unlabeled"][0]
-        raise BackendError(f"--labeler llm: no row could be labeled ({len(summary['unlabeled'])} failed after "
+        raise BackendError(f"--labeler {args.labeler}: no row could be labeled ({len(summary['unlabeled'])} failed after "
                            f"retries; row {first['id']}: {first.get('why')})",
                            hint="check OPENAI_BASE_URL and the provider; a rerun resumes from the label cache")
     dataset = summary.get("dataset") or {}

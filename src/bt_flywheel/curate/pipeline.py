@@ -3,7 +3,7 @@
     from bt_flywheel.curate.pipeline import CurateOptions, curate, make_labeler
     summary = curate(CurateOptions(project="support", strategy="score-balanced", score="resolution",
                                    lo=0.0, hi=1.0, out_dir="curation", dataset="refusals"),
-                     labeler=make_labeler("score", score="resolution"))
+                     labeler=make_labeler(name, LabelerOptions(...)))  # label.registry
 
 Ground truth comes only from the labeler, never from production output. Rows keep their stable
 id and split forever: a rerun reuses labels already in the dataset (agent, llm) or re-derives
@@ -42,13 +42,9 @@ from bt_flywheel.dataset.split import (
     split_rows,
     stratum_counts,
 )
-from bt_flywheel.label.agent import export_pending, read_rows
+from bt_flywheel.label.agent import AgentLabeler, export_pending, read_rows
 from bt_flywheel.label.base import (
-    LABELERS,
-    FileLabeler,
     LabelRun,
-    Rubric,
-    ScoreLabeler,
     attach_label,
     is_labeled,
     label_of,
@@ -56,6 +52,7 @@ from bt_flywheel.label.base import (
     now_iso,
     outranks,
 )
+from bt_flywheel.label.registry import make_labeler
 
 __all__ = ["CurateOptions", "curate", "make_labeler", "select_facets", "select_score_balanced", "build_rows",
            "UpsertPlan", "plan_upsert"]
@@ -113,45 +110,6 @@ def _tally(by_id: dict[str, str]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def make_labeler(kind: str, *, rubric: Rubric | None = None, model: str | None = None,
-                 fallback_model: str | None = None, concurrency: int = 8, cache_path: str | Path | None = None,
-                 labels_path: str | Path | None = None, label_field: str = "label", score: str | None = None,
-                 threshold: float = 0.5, pass_label: str = "pass", fail_label: str = "fail",
-                 base_url: str | None = None, api_key: str | None = None, max_retries: int = 4,
-                 facet_context: dict[str, str] | None = None) -> Any:
-    """A labeler by name (llm | agent | file | score) with the options that kind needs."""
-    if kind not in LABELERS:
-        raise InputError(f"--labeler: expected one of {', '.join(LABELERS)}, got {kind!r}")
-    if kind == "score":
-        if not score:
-            raise InputError("--labeler score needs --label-score NAME (the score to threshold)")
-        return ScoreLabeler(score, threshold, pass_label, fail_label)
-    if kind == "file":
-        if not labels_path:
-            raise InputError("--labeler file needs --labels FILE (CSV or JSONL keyed by id or root_span_id)")
-        return FileLabeler(str(labels_path), rubric, label_field)
-    if rubric is None:
-        raise InputError(f"--labeler {kind} needs --rubric FILE (a versioned rubric)")
-    if kind == "agent":
-        return AgentLabeler(rubric)
-    from bt_flywheel.label.llm import DEFAULT_BASE_URL, DEFAULT_MODEL, ChatClient, LLMLabeler
-
-    client = ChatClient(base_url=base_url or DEFAULT_BASE_URL, api_key=api_key, max_retries=max_retries)
-    return LLMLabeler(rubric, model=model or DEFAULT_MODEL, client=client, cache_path=cache_path,
-                      concurrency=concurrency, fallback_model=fallback_model, facet_context=facet_context or {})
-
-
-@dataclass
-class AgentLabeler:
-    """The lazy judge inside `curate`: every row without a label becomes pending in the export."""
-
-    rubric: Rubric
-    name: str = "agent"
-
-    def label(self, rows: list[dict[str, Any]], **_: Any) -> LabelRun:
-        return LabelRun(pending=[r["id"] for r in rows])
-
-
 # -- existing rows ---------------------------------------------------------------------------
 
 
@@ -191,19 +149,6 @@ def plan_upsert(rows: Sequence[dict[str, Any]], existing: Sequence[dict[str, Any
 # -- the pipeline --------------------------------------------------------------------------------
 
 
-def _reusable(row: dict[str, Any], labeler: Any) -> bool:
-    """A stored label this labeler would give again (so it is not asked twice)."""
-    if not is_labeled(row):
-        return False
-    label = label_of(row)
-    if labeler.name == "agent":
-        return label.get("labeler") == "agent" and label.get("rubric_version") == labeler.rubric.version
-    if labeler.name == "llm":  # (a response naming a dated model snapshot falls through to the cache)
-        return (label.get("labeler") == "llm" and label.get("rubric_version") == labeler.rubric.version
-                and label.get("labeler_model") == labeler.model)
-    return False
-
-
 def _same_except_time(new: dict[str, Any], old: dict[str, Any]) -> bool:
     def strip(row: dict[str, Any]) -> str:
         copy = json.loads(json.dumps({k: row.get(k) for k in DATASET_FIELDS}, default=str))
@@ -225,7 +170,7 @@ def label_rows(rows: list[dict[str, Any]], labeler: Any, previous: dict[str, dic
     for row in rows:
         old = previous.get(row["id"])
         stronger = old is not None and is_labeled(old) and outranks(label_of(old).get("labeler"), labeler.name)
-        if old is not None and (_reusable(old, labeler) or (stronger and not relabel)):
+        if old is not None and is_labeled(old) and (labeler.reuses(label_of(old)) or (stronger and not relabel)):
             row["expected"] = old.get("expected")
             row["metadata"]["label"] = dict(label_of(old))
             if stronger:
@@ -333,7 +278,7 @@ def curate(options: CurateOptions, *, labeler: Any, backend: Backend | None = No
         atomic_write_jsonl(out_dir / PARSED_CALLS_FILE, parsed_calls(selection))
     export = None
     pending_ids = [r["id"] for r in rows if not is_labeled(r)]
-    if getattr(labeler, "name", None) == "agent" and pending_ids:
+    if getattr(labeler, "waits_for_judge", False) and pending_ids:
         export = export_pending(out_dir / ROWS_FILE, labeler.rubric, out_dir / EXPORT_FILE)
 
     plan = plan_upsert(rows, stored, label_run.kept_stronger)
@@ -378,7 +323,7 @@ def _summary(options: CurateOptions, selection: Selection | None, rows: list[dic
         "selection_queries": selection.queries if selection else {},
         "labeling": label_run.summary(),
         "unlabeled": [{"id": r["id"], "labeler": label_of(r).get("labeler"), "why": label_of(r).get("error")
-                       or ("waiting for the agent judge" if label_of(r).get("labeler") == "agent" else "no label")}
+                       or ("waiting for the agent judge" if label_of(r).get("labeler") == AgentLabeler.name else "no label")}
                       for r in pending][:200],
         "plan": plan.as_dict(),
         "files": {"dataset_rows": str(Path(options.out_dir) / ROWS_FILE)},

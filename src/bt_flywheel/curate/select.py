@@ -105,7 +105,7 @@ def score_balanced_queries(project: str, score: str, lo: float, hi: float, *, wi
                            where: str | None = None) -> dict[str, str]:
     """The SQL for the failing (score <= lo) and passing (score >= hi) buckets."""
     column = sql_path(f"scores.{_quoted(score)}")
-    base = f"SELECT root_span_id, span_id, created, {column} AS score FROM project_logs({quote(project)})"
+    base = f"SELECT root_span_id, span_id, created, {column} AS score_value FROM project_logs({quote(project)})"
     out = {}
     for bucket, condition in (("failing", f"{column} <= {float(lo)!r}"), ("passing", f"{column} >= {float(hi)!r}")):
         out[bucket] = f"{base} WHERE {_and('is_root = true', _window(window_days), condition, where or '')}"
@@ -128,7 +128,7 @@ def select_score_balanced(run: Runner, *, project: str, project_id: str, score: 
         digest = content_hash(query)
         selection.queries[digest] = query
         pool = [Candidate(project_id, r["root_span_id"], r.get("span_id"), r.get("created"), bucket,
-                          "score-balanced", score=r.get("score"), selection_query=digest)
+                          "score-balanced", score=r.get("score_value"), selection_query=digest)
                 for r in run(query) if r.get("root_span_id")]
         _record_bucket(selection, None, bucket, per_bucket, pool, seed)
     _add_explicit(selection, run, project=project, project_id=project_id, trace_ids=trace_ids)
@@ -283,6 +283,9 @@ def build_row(candidate: Candidate, *, seed: str = DEFAULT_SEED,
             "production": production,
         },
     }
+    if candidate.facet:
+        # where the facet-metrics recipes read it: a scorer span's input.metadata.facet_name
+        row["metadata"]["facet_name"] = candidate.facet
     return row
 
 

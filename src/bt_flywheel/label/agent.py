@@ -12,15 +12,25 @@ Apply rules (schemas/labels.schema.json):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.core.fileio import atomic_write_json, atomic_write_jsonl, read_json_file, read_jsonl_objects
 from bt_flywheel.core.schemas import schema_errors
 from bt_flywheel.dataset.split import DEFAULT_SEED, DEFAULT_VALIDATION_FRACTION, split_rows
-from bt_flywheel.label.base import Label, Rubric, attach_label, is_labeled, label_of, now_iso, resolve_label
+from bt_flywheel.label.base import (
+    Label,
+    LabelRun,
+    Rubric,
+    attach_label,
+    is_labeled,
+    label_of,
+    now_iso,
+    resolve_label,
+)
 
 CONTRACT = "bt-flywheel-labels/v1"
 INSTRUCTIONS = (
@@ -31,6 +41,21 @@ INSTRUCTIONS = (
     "context.production_output as ground truth. Then run `flywheel label apply <this file> "
     "--dataset-rows <rows file>`."
 )
+
+
+@dataclass
+class AgentLabeler:
+    """The lazy judge inside `curate`: every row without a label becomes pending in the export."""
+
+    rubric: Rubric
+    name: ClassVar[str] = "agent"
+    waits_for_judge: ClassVar[bool] = True
+
+    def label(self, rows: list[dict[str, Any]], **_: Any) -> LabelRun:
+        return LabelRun(pending=[r["id"] for r in rows])
+
+    def reuses(self, stored: Mapping[str, Any]) -> bool:
+        return stored.get("labeler") == self.name and stored.get("rubric_version") == self.rubric.version
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
@@ -136,7 +161,7 @@ def apply_labels_file(labels_path: str | Path, rows_path: str | Path, *, rubric:
         except ValueError as exc:
             result.problems.append(f"{where}: {exc}")
             continue
-        accepted.append((by_id[entry_id], Label(entry_id, value, expected, "agent", labeler_model, version,
+        accepted.append((by_id[entry_id], Label(entry_id, value, expected, AgentLabeler.name, labeler_model, version,
                                                 now_iso(), entry.get("rationale"))))
     if result.problems and not skip_bad:
         result.rejected = True
@@ -145,7 +170,7 @@ def apply_labels_file(labels_path: str | Path, rows_path: str | Path, *, rubric:
     for row, label in accepted:
         current = label_of(row)
         if is_labeled(row) and current.get("value") == label.value and row.get("expected") == label.expected \
-                and current.get("labeler") == "agent":
+                and current.get("labeler") == AgentLabeler.name:
             result.unchanged += 1
             continue
         if is_labeled(row):

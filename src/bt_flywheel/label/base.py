@@ -1,10 +1,13 @@
 """Labelers: where ground truth comes from (DESIGN.md §7). Never from production output.
 
-- `score`: a label from an existing score and a threshold;
-- `file`:  labels from a CSV/JSONL/JSON file keyed by row id;
-- `llm`:   an OpenAI-compatible model with a versioned rubric (see label_llm.py);
+- `llm`:   an OpenAI-compatible model with a versioned rubric (see label/llm.py);
 - `agent`: the lazy judge: `export_pending` writes the rows + rubric, a coding agent fills the
-           labels, `apply_labels_file` validates and merges them (see label_agent.py).
+           labels, `apply_labels_file` validates and merges them (see label/agent.py);
+- `file`:  labels from a CSV/JSONL/JSON file keyed by row id;
+- `score`: a WEAK label from an existing production score and a threshold: a verdict on the old
+           output, not ground truth for a new one; its provenance says `weak: true`.
+
+label/registry.py is the one list of labelers and their names.
 
 Every labeler returns a LabelRun: the labels it produced (with provenance: which labeler and
 which model actually labeled each row), the rows it could not label and why.
@@ -19,14 +22,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.core.fileio import loads_json, read_text_file
 from bt_flywheel.core.ids import content_hash
 from bt_flywheel.dataset.facets import is_none_value
 
-LABELERS = ("llm", "agent", "file", "score")
 # How much each labeler's ground truth is worth, weakest first. A re-curation never replaces a
 # label with one from a weaker labeler unless asked to (`curate --relabel`): a `score` label is
 # a verdict on the old output, an `llm` label a model's reading, while `agent` (the judge read
@@ -147,6 +149,7 @@ class Label:
     rubric_version: str | None = None
     labeled_at: str = field(default_factory=now_iso)
     rationale: str | None = None
+    weak: bool = False
 
     def provenance(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": "labeled", "value": self.value, "labeler": self.labeler,
@@ -154,6 +157,8 @@ class Label:
                                "labeled_at": self.labeled_at}
         if self.rationale:
             out["rationale"] = self.rationale
+        if self.weak:
+            out["weak"] = True
         return out
 
 
@@ -198,18 +203,27 @@ def is_labeled(row: Mapping[str, Any]) -> bool:
     return bool(label) and label.get("status", "labeled") == "labeled" and bool(label.get("value"))
 
 
+def is_weak_label(row: Mapping[str, Any]) -> bool:
+    """True when a row's ground truth is a weak label (the `score` labeler's verdict on old output)."""
+    return bool(label_of(row).get("weak"))
+
+
 # -- score labeler -----------------------------------------------------------------------------
 
 
 @dataclass
 class ScoreLabeler:
-    """Label = pass_label when the production score >= threshold, else fail_label."""
+    """Label = pass_label when the production score >= threshold, else fail_label.
+
+    A WEAK label: the production score judged the OLD output, so it says whether that output was
+    good, not what a new output should be. Provenance records `weak: true` and `compare` notes
+    when a target's ground truth came from it."""
 
     score: str
     threshold: float = 0.5
     pass_label: str = "pass"
     fail_label: str = "fail"
-    name: str = "score"
+    name: ClassVar[str] = "score"
 
     @property
     def rubric_version(self) -> str:
@@ -224,8 +238,11 @@ class ScoreLabeler:
                 run.failed[row["id"]] = f"no numeric score {self.score!r} on the source trace"
                 continue
             cls = self.pass_label if value >= self.threshold else self.fail_label
-            run.labels[row["id"]] = Label(row["id"], cls, cls, "score", None, self.rubric_version)
+            run.labels[row["id"]] = Label(row["id"], cls, cls, self.name, None, self.rubric_version, weak=True)
         return run
+
+    def reuses(self, stored: Mapping[str, Any]) -> bool:
+        return False  # re-derived from the score on every run
 
 
 # -- file labeler ------------------------------------------------------------------------------
@@ -295,7 +312,7 @@ class FileLabeler:
     path: str
     rubric: Rubric | None = None
     label_field: str = "label"
-    name: str = "file"
+    name: ClassVar[str] = "file"
 
     def label(self, rows: list[dict[str, Any]], **_: Any) -> LabelRun:
         entries = read_label_file(self.path, label_field=self.label_field)
@@ -325,7 +342,10 @@ class FileLabeler:
                     value, expected = resolve_label(allowed, entry.label, entry.expected)
             except ValueError as exc:
                 raise InputError(f"{entry.where}: id {entry.id or entry.trace_id}: {exc}") from None
-            run.labels[row["id"]] = Label(row["id"], value, expected, "file", entry.labeler_model, version,
+            run.labels[row["id"]] = Label(row["id"], value, expected, self.name, entry.labeler_model, version,
                                           rationale=entry.rationale)
         return run
+
+    def reuses(self, stored: Mapping[str, Any]) -> bool:
+        return False  # re-read from the file on every run
 

@@ -21,11 +21,11 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bt_flywheel.backends.http import RETRY_STATUSES as HTTP_RETRY_STATUSES
 from bt_flywheel.backends.http import HttpClient, HttpError, error_detail
@@ -199,7 +199,7 @@ class LLMLabeler:
     concurrency: int = 8
     fallback_model: str | None = None
     facet_context: dict[str, str] = field(default_factory=dict)
-    name: str = "llm"
+    name: ClassVar[str] = "llm"
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -255,6 +255,11 @@ class LLMLabeler:
         run.calls = calls.value
         return run
 
+    def reuses(self, stored: Mapping[str, Any]) -> bool:
+        # (a response naming a dated model snapshot falls through to the cache)
+        return (stored.get("labeler") == self.name and stored.get("rubric_version") == self.rubric.version
+                and stored.get("labeler_model") == self.model)
+
     def _ask(self, row: dict[str, Any], model: str, calls: _Counter) -> Label:
         messages = build_messages(row, self.rubric, self.facet_context)
         last: Exception | None = None
@@ -268,7 +273,7 @@ class LLMLabeler:
                 last = exc
                 continue
             rationale = answer.get("rationale")
-            return Label(row["id"], value, expected, "llm", response.model or model, self.rubric.version,
+            return Label(row["id"], value, expected, self.name, response.model or model, self.rubric.version,
                          now_iso(), str(rationale) if rationale else None)
         raise LLMError(f"unusable reply: {last}")
 
@@ -290,6 +295,6 @@ def _entry_from_label(label: Label, requested_model: str, rubric: Rubric) -> dic
 
 
 def _label_from_entry(entry: dict[str, Any]) -> Label:
-    return Label(entry["row_id"], entry["label"], entry.get("expected"), "llm",
+    return Label(entry["row_id"], entry["label"], entry.get("expected"), LLMLabeler.name,
                  entry.get("labeler_model") or entry["model"], entry["rubric_version"],
                  entry.get("labeled_at") or now_iso(), entry.get("rationale"))

@@ -58,6 +58,7 @@ import numpy as np
 
 from bt_flywheel.backends.base import Backend, as_backend
 from bt_flywheel.core.errors import InputError
+from bt_flywheel.label.base import is_weak_label
 from bt_flywheel.verify import stats, verdict
 
 CONTRACT = "bt-flywheel-comparison/v1"
@@ -78,6 +79,7 @@ class ExperimentScores:
     clusters: dict[str, str] = field(default_factory=dict)
     slices: dict[str, str] = field(default_factory=dict)
     duplicates: int = 0
+    weak_label_rows: set[str] = field(default_factory=set)  # rows whose expected is a weak label
 
     @property
     def rows(self) -> int:
@@ -235,6 +237,7 @@ def load_experiment(backend: Backend, name_or_id: str, score_names: list[str], *
     clusters: dict[str, str] = {}
     slices: dict[str, str] = {}
     root_rows = duplicates = 0
+    weak: set[str] = set()
     next_trial: dict[str, int] = defaultdict(int)
     for row in backend.experiment_roots(found):
         root_rows += 1
@@ -256,6 +259,8 @@ def load_experiment(backend: Backend, name_or_id: str, score_names: list[str], *
             value = row_scores.get(name)
             per_row[trial] = None if value is None or isinstance(value, bool) else float(value)
         duplicates += seen
+        if is_weak_label(row):
+            weak.add(row_id)
         if cluster_key:
             clusters.setdefault(row_id, _label(resolve_path(row, cluster_key)))
         if slice_key:
@@ -263,7 +268,7 @@ def load_experiment(backend: Backend, name_or_id: str, score_names: list[str], *
     return ExperimentScores(
         id=found.id, name=found.name, created=found.created, metadata=dict(found.metadata), root_rows=root_rows,
         scores={n: {r: [v[t] for t in sorted(v)] for r, v in per.items()} for n, per in scores.items()},
-        available=available, clusters=clusters, slices=slices, duplicates=duplicates)
+        available=available, clusters=clusters, slices=slices, duplicates=duplicates, weak_label_rows=weak)
 
 
 # ------------------------------------------------------------------------------------ comparing
@@ -306,6 +311,11 @@ def compare_loaded(base: ExperimentScores, cand: ExperimentScores, *, target: st
         b, c = base.metadata.get(key), cand.metadata.get(key)
         if b is not None and c is not None and b != c:
             notes.append(f"{key} differs (baseline {b!r}, candidate {c!r}); rows are paired by dataset row id")
+    weak = base.weak_label_rows | cand.weak_label_rows
+    if weak:
+        notes.append(f"the ground truth of {len(weak)} row(s) is a weak label (the score labeler: a threshold on the "
+                     f"production score, a verdict on the old output): target {target!r} measured against it shows "
+                     "agreement with the old scorer, not correctness; relabel with llm, agent or file to trust it")
     for exp in (base, cand):
         if exp.duplicates:
             notes.append(f"experiment {exp.name!r}: {exp.duplicates} root rows repeat a (row, trial); the last one is used")
