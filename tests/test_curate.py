@@ -260,7 +260,7 @@ def test_invalid_facet_definitions_are_rejected_with_the_field(run_cli) -> None:
     code, out, err = run_cli("curate", "--project", "support", "--facets", "facets.yaml", "--labeler", "score",
                              "--label-score", "resolution", "--out", "cur")
     assert code == 2
-    assert err.startswith("error: facets.yaml: $.facets[0].positve_limit: unexpected property (allowed: description, ")
+    assert err.startswith("error: facets.yaml: $.facets[0].positve_limit: unexpected property (allowed: captured, description, ")
 
 
 def test_interactive_mode_shows_a_sample_and_asks_before_writing(run_cli, monkeypatch) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from bt_flywheel.commands._options import add_output_args, add_settings_args, settings_from_args, wants_json
 from bt_flywheel.core.output import print_json, print_table
 from bt_flywheel.core.redact import redact
+from bt_flywheel.verify.objectives import OBJECTIVES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "BRAINTRUST_API_KEY is set).")
     parser.add_argument("baseline", help="baseline experiment name or id")
     parser.add_argument("candidate", help="candidate experiment name or id")
-    parser.add_argument("--target", required=True, help="the score to improve")
+    parser.add_argument("--target", help="the score to improve (or --optimize)")
+    parser.add_argument("--optimize", choices=sorted(OBJECTIVES),
+                        help="facet/classifier objective: fp (target negative_specificity, guard positive_recall), "
+                             "fn (target positive_recall, guard negative_specificity), balanced (target "
+                             "binary_decision_match, guard both); --target/--guard override or add")
     parser.add_argument("--guard", action="append", default=[], metavar="SCORE",
                         help="a score that must not get worse (non-inferiority); repeatable")
     parser.add_argument("--min-effect", type=float, default=0.0,
@@ -48,10 +53,12 @@ def run(args: argparse.Namespace) -> int:
     from bt_flywheel.backends.base import backend_from_settings
     from bt_flywheel.core.fileio import atomic_write_json
     from bt_flywheel.verify.compare import compare_experiments
+    from bt_flywheel.verify.objectives import target_and_guards
 
     settings = settings_from_args(args)
+    target, guards = target_and_guards(args.optimize, args.target, args.guard)
     comparison = compare_experiments(
-        backend_from_settings(settings), args.baseline, args.candidate, target=args.target, guards=args.guard,
+        backend_from_settings(settings), args.baseline, args.candidate, target=target, guards=guards,
         min_effect=args.min_effect, margin=args.margin, alpha=args.alpha, threshold=args.threshold,
         slice_key=args.slice_key, cluster_key=args.cluster_key, n_resamples=args.resamples, seed=args.seed,
         project=settings.project)

@@ -86,6 +86,13 @@ class FacetDefinition:
     input_from: str = ""
     positive_limit: int | None = None
     negative_limit: int | None = None
+    # the captured production call (`flywheel facets bootstrap`); a facet eval sends
+    # messages + the row's conversation + suffix_messages to `model`
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    suffix_messages: list[dict[str, Any]] = field(default_factory=list)
+    model: str = ""
+    output_schema: dict[str, Any] | None = None
+    captured: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -99,6 +106,10 @@ class FacetDefinition:
             "positive": default if self.positive_limit is None else self.positive_limit,
             "negative": default if self.negative_limit is None else self.negative_limit,
         }
+
+
+FIELDS = ("name", "description", "prompt", "value_path", "span_filter", "input_from", "positive_limit",
+          "negative_limit", "messages", "suffix_messages", "model", "output_schema", "captured")
 
 
 def load_facet_definitions(path: str | Path) -> list[FacetDefinition]:
@@ -125,8 +136,7 @@ def load_facet_definitions(path: str | Path) -> list[FacetDefinition]:
         if item["name"] in seen:
             raise InputError(f"{p}: $.facets[{index}].name: duplicate facet {item['name']!r}")
         seen.add(item["name"])
-        known = {k: item[k] for k in ("name", "description", "prompt", "value_path", "span_filter",
-                                      "input_from", "positive_limit", "negative_limit") if k in item}
+        known = {k: item[k] for k in FIELDS if k in item}
         extra = {k: v for k, v in item.items() if k not in known}
         facets.append(FacetDefinition(**known, extra=extra))
     return facets

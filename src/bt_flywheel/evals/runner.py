@@ -158,9 +158,6 @@ def load_evaluators(path: str | Path) -> list[Any]:
 
 
 def _evaluator_from_config(path: Path) -> Any:
-    from braintrust import Eval
-    from braintrust.framework import _evals, _set_lazy_load
-
     from bt_flywheel.evals.scorers import resolve_scorer
 
     config = evals_data.read_config(path)
@@ -178,18 +175,43 @@ def _evaluator_from_config(path: Path) -> Any:
         def data() -> list[Any]:
             return local_dataset(dataset["name"], project=dataset.get("project"))
 
+    evaluator = build_evaluator(config["project"], data=data, task=task, scores=scorers,
+                                name=config.get("experiment_name"), trials=config.get("trials", 1),
+                                params=config.get("params"), max_concurrency=config.get("max_concurrency"),
+                                description=config.get("description"))
+    evaluator._flywheel_config = {"split": config.get("split"), "first": config.get("first")}
+    return evaluator
+
+
+def build_evaluator(project: str, *, data: Any, task: Any, scores: list[Any], name: str | None = None,
+                    trials: int = 1, params: dict[str, Any] | None = None, max_concurrency: int | None = None,
+                    description: str | None = None) -> Any:
+    """An SDK `Evaluator` built by `braintrust.Eval` itself (lazily, not run); run it with `run_evaluator_once`."""
+    from braintrust import Eval
+    from braintrust.framework import _evals, _set_lazy_load
+
     with _RUN_LOCK, _set_lazy_load(True):
         _evals.clear()
         try:
-            Eval(config["project"], data=data, task=task, scores=scorers,
-                 experiment_name=config.get("experiment_name"), trial_count=config.get("trials", 1),
-                 metadata=config.get("params"), max_concurrency=config.get("max_concurrency"),
-                 description=config.get("description"))
-            evaluator = next(iter(_evals.evaluators.values())).evaluator
+            Eval(project, data=data, task=task, scores=scores, experiment_name=name, trial_count=trials,
+                 metadata=params, max_concurrency=max_concurrency, description=description)
+            return next(iter(_evals.evaluators.values())).evaluator
         finally:
             _evals.clear()
-    evaluator._flywheel_config = {"split": config.get("split"), "first": config.get("first")}
-    return evaluator
+
+
+def run_evaluator_once(evaluator: Any, *, source: str | Path, split: str | None = None, first: int | None = None,
+                       trials: int | None = None, max_concurrency: int | None = None, name: str | None = None,
+                       project: str | None = None, store: str | Path = ".flywheel/store.duckdb",
+                       remote: bool = False, settings: Any = None, silent: bool = False) -> EvalRunResult:
+    """Run one built evaluator like `run_evals` runs a file's; `source` is the file it came from
+    (its hash is recorded as the experiment's eval file)."""
+    from bt_flywheel.core.fileio import sha256_file
+
+    path = Path(source)
+    return _run_one(evaluator, path=path, file_sha=sha256_file(path), split=split, first=first, trials=trials,
+                    max_concurrency=max_concurrency, name=name, project=project, store=Path(store),
+                    remote=remote, settings=settings, silent=silent, multiple=False)
 
 
 # --- running ----------------------------------------------------------------------------------
