@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bt_flywheel.commands._options import add_settings_args, settings_from_args
+from bt_flywheel.commands._options import add_output_args, add_settings_args, settings_from_args, wants_json
 from bt_flywheel.core.output import print_json, print_line, print_table, status
 
 
@@ -19,13 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     boot = actions.add_parser("bootstrap", help="facet_definitions.yaml from captured facet LLM spans",
                               description="One entry per facet name seen on llm spans: wrapper messages, "
                                           "suffix (the facet prompt), model, output schema, span filter.")
-    boot.add_argument("--out", required=True, help="facet_definitions.yaml to write")
+    boot.add_argument("--out", required=True, metavar="FILE", help="facet_definitions.yaml to write")
     boot.add_argument("--name-path", default="metadata.facet_name",
                       help="where a facet span logs its facet's name (default metadata.facet_name)")
     boot.add_argument("--window-days", type=int, default=30, help="look back this many days (default 30)")
     boot.add_argument("--where", help="extra Braintrust SQL condition on the spans, e.g. \"metadata.model = 'x'\"")
     boot.add_argument("--sample", type=int, default=50, help="latest spans compared per facet (default 50)")
-    boot.add_argument("--json", action="store_true", help="print the definitions as JSON")
+    add_output_args(boot, json_help="print the definitions as JSON")
     add_settings_args(boot)
     boot.set_defaults(handler=run_bootstrap)
 
@@ -45,8 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--name", help="experiment name")
     ev.add_argument("--max-retries", type=int, default=4, help="retries per model call (default 4)")
     ev.add_argument("--max-concurrency", type=int, metavar="C", help="concurrent calls (default 16)")
-    ev.add_argument("--silent", action="store_true", help="no progress on stderr")
-    ev.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_output_args(ev, json_help="print the result as JSON")
     add_settings_args(ev, backend=False)
     ev.set_defaults(handler=run_eval)
 
@@ -62,7 +61,7 @@ def run_bootstrap(args: argparse.Namespace) -> int:
     document = bootstrap_facets(project_runner(settings), project=settings.project, name_path=args.name_path,
                                 window_days=args.window_days, where=args.where, sample=args.sample)
     path = write_facet_definitions(document, args.out)
-    if args.json:
+    if wants_json(args):
         print_json(document)
     else:
         print_table([{"facet": f["name"], "spans": f["captured"]["spans"], "model": f.get("model"),
@@ -84,8 +83,8 @@ def run_eval(args: argparse.Namespace) -> int:
         split=args.split, first=args.first, trials=args.trials, facet=args.facet, model=args.model,
         prompt_version=args.prompt_version, name=args.name, base_url=settings.openai_base_url,
         api_key=settings.openai_api_key, max_retries=args.max_retries, max_concurrency=args.max_concurrency,
-        silent=args.silent))
-    if args.json:
+        silent=args.quiet))
+    if wants_json(args):
         print_json(result.as_dict())
     else:
         print_line(f"experiment: {result.experiment_name} ({result.experiment_id})  prompt version: "
