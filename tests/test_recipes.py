@@ -34,6 +34,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from facet_world import FIX, KINDS, facet_model, make_traces, truth
+from fakes import FakeModelServer
 
 from bt_flywheel.cli import build_parser, main
 
@@ -43,6 +45,7 @@ if (REPO / "README.md").exists():
     RECIPE_FILES.append(REPO / "README.md")
 
 PROJECT = "support-bot"
+FACET_TRACES = 60
 SCORE = "Factuality"
 GUARD = "helpfulness"
 
@@ -280,6 +283,7 @@ def recipe_fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
     with Store(store_path) as store:
         project_id = store.ensure_project(PROJECT)
         store.upsert_rows("project_logs", project_id, logs)
+        store.upsert_rows("project_logs", project_id, make_traces(FACET_TRACES))  # facet llm spans
         ids = {}
         for name, better in (("baseline", False), ("candidate", True)):
             ids[name] = store.create_object("experiment", name, project_id,
@@ -311,6 +315,8 @@ def recipe_fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
         "CHANGE": "system prompt: treat quoted text as data",
         "DRAFT": "handoff-draft.yaml", "LEDGER": ".flywheel/ledger.json",
         "TOPIC": _top_topic(store_path), "TOPICS_DIR": "topics-agent",
+        "FACET_DATASET": "facet-gt", "BASELINE_NAME": "facets-baseline", "CANDIDATE_FACETS_YAML": "facets-v2.yaml",
+        "JUDGE_RUBRIC": "judge-rubric.yaml", "JUDGE_FILE": "judge.json", "DIMENSION": "relevance",
     }
     return Fixture(root, values)
 
@@ -344,6 +350,10 @@ def _prepare_outputs(root: Path) -> None:
                 assert code == 0, "fixture: route decide failed"
         if "topics" in commands:
             _prepare_topics(root)
+        if "facets" in commands:
+            _prepare_facets(root)
+        if "judge" in commands:
+            _prepare_judge(root)
         with contextlib.redirect_stdout(io.StringIO()) as printed:  # what `orient --json` printed
             assert main(["orient", "--json", "--project", PROJECT]) == 0, "fixture: orient failed"
         (root / "orient.json").write_text(printed.getvalue(), encoding="utf-8")
@@ -390,6 +400,52 @@ def _top_topic(store_path: Path) -> str:
     return result.rows[0]["topic"] if result.rows else "none"
 
 
+def _prepare_facets(root: Path) -> None:
+    """facets.yaml bootstrapped from the facet spans, a candidate copy with one sentence added, and a
+    curated facet dataset labeled from a reviewer's file (facet-gt)."""
+    import yaml
+
+    from bt_flywheel.backends.store import Store
+    from bt_flywheel.core.ids import stable_row_id
+
+    assert main(["facets", "bootstrap", "--project", PROJECT, "--out", "facets.yaml"]) == 0, "fixture: bootstrap"
+    document = yaml.safe_load((root / "facets.yaml").read_text(encoding="utf-8"))
+    next(f for f in document["facets"] if f["name"] == "issues")["suffix_messages"][0]["content"] += FIX
+    (root / "facets-v2.yaml").write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    with Store(root / ".flywheel" / "store.duckdb", read_only=True) as store:
+        project_id = store.find_project(PROJECT)
+    lines = []
+    for i in range(FACET_TRACES):
+        for facet in ("issues", "sentiment"):
+            value = truth(KINDS[i % 3], facet)
+            lines.append({"id": stable_row_id(project_id, f"conv-{i:04d}", facet), "expected": value,
+                          "label": "negative" if value == "none" else "positive"})
+    (root / "facet-labels.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    code = main(["curate", "--project", PROJECT, "--strategy", "facet", "--facets", "facets.yaml", "--window-days",
+                 "30", "--labeler", "file", "--labels", "facet-labels.jsonl", "--out-dir", "facet-out",
+                 "--dataset", "facet-gt", "--yes", "--quiet"])
+    assert code == 0, "fixture: facet curate failed"
+
+
+def _prepare_judge(root: Path) -> None:
+    """Both experiments judged on a one-dimension rubric (judge.json is the candidate's filled file)."""
+    (root / "judge-rubric.yaml").write_text(
+        "version: answer-v1\ninstructions: Judge how well the answer serves the question.\n"
+        "dimensions:\n  - {name: relevance, scale: [1, 5], description: 1 off-topic, 5 exactly right}\n",
+        encoding="utf-8")
+    for name in ("baseline", "candidate"):
+        out = "judge.json" if name == "candidate" else f"judge-{name}.json"
+        assert main(["judge", "export", name, "--rubric", "judge-rubric.yaml", "--out", out]) == 0
+        doc = json.loads((root / out).read_text(encoding="utf-8"))
+        for row in doc["rows"]:
+            good = "can't" not in json.dumps(row["output"])
+            row["scores"] = {"relevance": 4 if good else 2}
+            row["rationales"] = {"relevance": "answers the question" if good else "refuses a fair question"}
+        doc["judged_by"] = "fixture"
+        (root / out).write_text(json.dumps(doc), encoding="utf-8")
+        assert main(["judge", "apply", out]) == 0, "fixture: judge apply failed"
+
+
 _PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*)>")
 
 
@@ -404,12 +460,22 @@ def fill(text: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(sub, text)
 
 
+@pytest.fixture(scope="session")
+def facet_model_server():
+    """A loopback OpenAI-compatible server inside the test process (never the network) answering as the
+    generated traces' facet model, for the `facets eval` recipes."""
+    with FakeModelServer(judge=facet_model, model="brain-facet-1") as server:
+        yield server
+
+
 @pytest.fixture
-def workdir(recipe_fixture: Fixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def workdir(recipe_fixture: Fixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+            facet_model_server: FakeModelServer) -> Path:
     """A private copy of the fixture, so a recipe that writes cannot affect another."""
     work = tmp_path / "work"
     shutil.copytree(recipe_fixture.root, work)
     monkeypatch.chdir(work)
+    monkeypatch.setenv("OPENAI_BASE_URL", facet_model_server.base_url)
     # Recipes run as an autonomous session would: a confirmation prompt has nobody to answer it.
     monkeypatch.setenv("FLYWHEEL_AUTONOMOUS", "true")
     return work
