@@ -134,6 +134,10 @@ def test_judged_scores_land_in_the_experiment_like_any_score(run_cli, judged: di
                              "metadata.model,metadata.prompt", "--json")
     assert code == 0, err
     board = json.loads(out)
+    code, _, err = run_cli("report", "tips-v1", "tips-v2", "--target", "relevance", "--out", "report.html")
+    assert code == 0, err
+    assert "relevance" in Path("report.html").read_text(encoding="utf-8")
+
     # v2's answers are one level better on most rows: it ranks first on the judged dimension
     assert [(c["label"], c["rank"]) for c in board["cells"]] == [("tip-model · v2", 1), ("tip-model · v1", 2)]
 

@@ -84,6 +84,10 @@ def run_eval(args: argparse.Namespace) -> int:
         prompt_version=args.prompt_version, name=args.name, base_url=settings.openai_base_url,
         api_key=settings.openai_api_key, max_retries=args.max_retries, max_concurrency=args.max_concurrency,
         silent=args.quiet))
+    from bt_flywheel.verify.looks import record_eval_looks
+
+    for message in record_eval_looks([result], settings, split=args.split):
+        status(message)
     if wants_json(args):
         print_json(result.as_dict())
     else:

@@ -205,13 +205,14 @@ def run_evaluator_once(evaluator: Any, *, source: str | Path, split: str | None 
                        project: str | None = None, store: str | Path = ".flywheel/store.duckdb",
                        remote: bool = False, settings: Any = None, silent: bool = False) -> EvalRunResult:
     """Run one built evaluator like `run_evals` runs a file's; `source` is the file it came from
-    (its hash is recorded as the experiment's eval file)."""
+    (its hash is recorded as the experiment's eval file, and it is the candidate the run measures)."""
     from bt_flywheel.core.fileio import sha256_file
 
     path = Path(source)
     return _run_one(evaluator, path=path, file_sha=sha256_file(path), split=split, first=first, trials=trials,
                     max_concurrency=max_concurrency, name=name, project=project, store=Path(store),
-                    remote=remote, settings=settings, silent=silent, multiple=False)
+                    remote=remote, settings=settings, silent=silent, multiple=False,
+                    candidate=identify(path, [path]))
 
 
 # --- running ----------------------------------------------------------------------------------
