@@ -16,7 +16,9 @@ import statsmodels.stats.multitest as statsmodels_multitest
 from scipy import stats as st
 
 from bt_flywheel.backends.store import Store
+from bt_flywheel.core.schemas import schema_errors
 from bt_flywheel.verify.compare import compare_experiments
+from bt_flywheel.verify.comparison_model import ComparisonDoc
 
 STORE = ".flywheel/store.duckdb"
 
@@ -101,6 +103,8 @@ def test_compare_json_matches_scipy_on_row_means(pair, run_cli):
     assert code == 0, err
     doc = json.loads(out)
     assert doc["contract"] == "bt-flywheel-comparison/v1"
+    assert schema_errors(doc, "comparison.schema.json") == []
+    assert ComparisonDoc.from_dict(doc).target_score.ci.as_list() == doc["scores"][0]["ci"]
     assert doc["experiments"]["baseline"]["name"] == "baseline-v1"
     assert doc["experiments"]["candidate"]["rows"] == 120
     target, guard = doc["scores"]
@@ -300,6 +304,7 @@ def test_compare_on_experiments_from_flywheel_eval(tmp_path, run_cli):
     assert guard["method"].startswith("exact bound") and guard["ci"][0] == pytest.approx(-(1 - 0.025 ** (1 / 40)))
     assert guard["verdict"] == "non_inferior" and doc["keep"] is True
     assert {r["value"] for r in doc["slices"]["results"]} == {"even", "odd"}
+    assert schema_errors(doc, "comparison.schema.json") == []
 
 
 def test_comparison_feeds_the_handoff_builder(pair):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.comparisons import comparison
 from jsonschema import Draft202012Validator
 
 from bt_flywheel.core.errors import InputError
@@ -26,7 +27,6 @@ from bt_flywheel.handoff.contract import (
     load_schema,
     schema_path,
     validate_handoff,
-    verification_status,
     write_handoff,
 )
 from bt_flywheel.handoff.narrative import render_narrative
@@ -293,11 +293,7 @@ def _builder(**kwargs: Any) -> HandoffBuilder:
 
 
 def _comparison(verdict: str = "improved", guard: str = "non_inferior") -> dict[str, Any]:
-    return {"baseline": "exp-a", "candidate": "exp-b", "target": "Refusal",
-            "scores": [{"name": "Refusal", "effect": 0.1, "ci": (0.05, 0.15), "p": 0.001, "n": 50,
-                        "verdict": verdict, "method": "paired t"},
-                       {"name": "Factuality", "effect": float("nan"), "ci_low": -0.01, "ci_high": 0.02,
-                        "p_value": 0.4, "n": 50, "verdict": guard, "method": "paired t NI", "margin": 0.02}]}
+    return comparison(verdict, guard=guard, baseline="exp-a", candidate="exp-b")
 
 
 def test_builder_makes_a_valid_handoff_with_computed_fields(tmp_path):
@@ -325,11 +321,11 @@ def test_builder_makes_a_valid_handoff_with_computed_fields(tmp_path):
     assert doc["artifacts"] == [{"path": "rows.jsonl", "kind": "dataset_rows",
                                  "sha256": hashlib.sha256(b'{"id": 1}\n').hexdigest(), "bytes": 10}]
     ver = doc["verification"]
-    assert ver["status"] == "passed"
+    comp = _comparison()
+    assert ver["status"] == "passed" and (ver["baseline"], ver["candidate"]) == ("exp-a", "exp-b")
     assert ver["scores"][0]["role"] == "target" and ver["scores"][1]["role"] == "guard"
-    assert ver["scores"][0]["ci"] == [0.05, 0.15]
-    assert ver["scores"][1]["effect"] is None  # NaN becomes null
-    assert ver["scores"][1]["ci"] == [-0.01, 0.02] and ver["scores"][1]["p"] == 0.4
+    assert ver["scores"][0]["ci"] == comp["scores"][0]["ci"] and ver["scores"][0]["effect"] == pytest.approx(0.2)
+    assert ver["scores"][1]["verdict"] == "non_inferior" and ver["scores"][1]["p"] == 1.0  # identical rows
     assert ver["guards"] == {"passed": True, "margin": 0.02}
     assert doc["x-ci"] == {"job": 7}
     json.dumps(doc, allow_nan=False)  # strict JSON
@@ -345,41 +341,14 @@ def test_idempotency_key_is_stable_across_runs():
     assert idempotency_key("investigate", "Fix the scorer", "other-bot") != keys[0]
 
 
-@pytest.mark.parametrize("scores,status", [
-    ([], "not_run"),
-    ([{"role": "target", "verdict": "improved"}], "passed"),
-    ([{"role": "target", "verdict": "improved"}, {"role": "guard", "verdict": "non_inferior"}], "passed"),
-    ([{"role": "target", "verdict": "improved"}, {"role": "guard", "verdict": "inconclusive"}], "failed"),
-    ([{"role": "target", "verdict": "improved"}, {"role": "guard", "verdict": "regressed"}], "failed"),
-    ([{"role": "target", "verdict": "regressed"}], "failed"),
-    ([{"role": "target", "verdict": "inconclusive"}], "inconclusive"),
-    ([{"role": "target", "verdict": "equivalent"}], "inconclusive"),
-    ([{"role": "target", "verdict": "equivalent"}, {"role": "guard", "verdict": "non_inferior"}], "inconclusive"),
+@pytest.mark.parametrize("bad", [
+    {"baseline": "a", "candidate": "b", "scores": [{"name": "Refusal", "mean_diff": 0.1, "p_value": 0.01}]},
+    {**comparison(), "status": "failed"},
 ])
-def test_verification_status_from_verdicts(scores, status):
-    """The handoff and `flywheel compare` decide by one rule (they used to disagree on these)."""
-    from bt_flywheel.verify.verdict import decision_status
-
-    assert verification_status(scores) == status
-    if scores:
-        target = next(s["verdict"] for s in scores if s["role"] == "target")
-        assert decision_status(target, [s["verdict"] for s in scores if s["role"] == "guard"]) == status
-
-
-def test_set_verification_reads_stats_score_comparisons():
-    from bt_flywheel.verify import verdict
-
-    base = {f"r{i}": [1.0 if i % 3 else 0.0] * 2 for i in range(40)}
-    cand = {f"r{i}": [1.0 if i % 7 else 0.0] * 2 for i in range(40)}
-    target = verdict.compare_paired(base, cand, name="Refusal", rng=0)
-    b = _builder()
-    b.set_verification({"baseline": "a", "candidate": "b", "scores": [target]})
-    ver = b.verification
-    assert ver["target"] == "Refusal"
-    assert ver["scores"][0]["effect"] == pytest.approx(target.effect)
-    assert ver["scores"][0]["ci"] == pytest.approx([target.ci.low, target.ci.high])
-    assert ver["scores"][0]["verdict"] == target.verdict
-    assert {r["row_id"] for r in ver["regressions"]} == {r.id for r in target.regressions}
+def test_set_verification_reads_only_what_compare_writes(bad):
+    """One spelling (compare's): alias shapes and a status that contradicts the keep rule are refused."""
+    with pytest.raises(InputError, match="comparison"):
+        _builder().set_verification(bad)
 
 
 def test_set_verification_reads_a_compare_comparison():

@@ -9,21 +9,30 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fakes.comparisons import comparison
 
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.evals.candidate import identify
 from bt_flywheel.handoff.build import HandoffInvalid, build_from_draft, plan_copies
 from bt_flywheel.handoff.checks import look_warnings, number_warnings
+from bt_flywheel.verify.comparison_model import ComparisonDoc
 from bt_flywheel.verify.ledger import Ledger
 
-COMPARISON = {"contract": "bt-flywheel-comparison/v1", "baseline": "b", "candidate": "c", "target": "safe",
-              "guards": ["topic"], "status": "passed", "keep": True, "target_verdict": "improved", "guards_ok": True,
-              "alpha": 0.05, "margin": 0.1,
-              "scores": [{"name": "safe", "role": "target", "n": 40, "effect": 0.4792, "ci": [0.2120, 0.7463],
-                          "p": 0.0017, "p_holm": 0.0033, "verdict": "improved", "baseline_mean": 0.52,
-                          "candidate_mean": 1.0},
-                         {"name": "topic", "role": "guard", "n": 40, "effect": 0.0, "ci": [-0.0921, 0.0921],
-                          "p": 1.0, "verdict": "non_inferior", "baseline_mean": 0.94, "candidate_mean": 0.94}]}
+
+def _recipe_bot_comparison() -> dict:
+    """What compare writes, with the figures of the recipe-bot run this draft talks about."""
+    doc = comparison("improved", guards={"topic": "non_inferior"}, baseline="b", candidate="c")
+    doc["target"] = doc["scores"][0]["name"] = "safe"
+    doc["scores"][0].update({"n": 40, "effect": 0.4792, "ci": [0.2120, 0.7463], "p": 0.0017, "p_holm": 0.0033,
+                             "baseline_mean": 0.52, "candidate_mean": 1.0})
+    doc["scores"][1].update({"n": 40, "effect": 0.0, "ci": [-0.0921, 0.0921], "p": 1.0, "p_holm": 1.0,
+                             "baseline_mean": 0.94, "candidate_mean": 0.94})
+    doc["regressions"] = []
+    doc["scores"][0]["regressions"] = []
+    return doc
+
+
+COMPARISON = _recipe_bot_comparison()
 
 
 def _draft(why: str, summary: str = "One config line fixed it.", outcome: str = "improved") -> dict:
@@ -38,7 +47,7 @@ def _draft(why: str, summary: str = "One config line fixed it.", outcome: str = 
     "baseline 0.52 -> 1.00 on 40 rows",  # unsigned figures are means and counts: not checked
 ])
 def test_figures_that_agree_with_the_comparison_pass(text):
-    assert number_warnings(_draft(text), COMPARISON) == []
+    assert number_warnings(_draft(text), ComparisonDoc.from_dict(COMPARISON)) == []
 
 
 @pytest.mark.parametrize("text,word", [
@@ -49,7 +58,7 @@ def test_figures_that_agree_with_the_comparison_pass(text):
     ("p=0.04", "p=0.04"),
 ])
 def test_a_figure_that_contradicts_the_comparison_is_flagged(text, word):
-    warnings = number_warnings(_draft(text), COMPARISON)
+    warnings = number_warnings(_draft(text), ComparisonDoc.from_dict(COMPARISON))
     assert len(warnings) == 1 and word in warnings[0] and "confidence.why" in warnings[0]
 
 

@@ -46,8 +46,8 @@ def test_cli_render_to_file_and_stdout_match_golden(run_cli, tmp_path):
 def test_golden_shows_the_verification_table():
     text = GOLDEN.read_text(encoding="utf-8")
     assert "| score | role | effect | 95% CI | p | n | verdict | method |" in text
-    assert "| Refusal | target | +0.112 | [+0.061, +0.163] | <0.0001 | 120 | improved |" in text
-    assert "| Factuality | guard | -0.004 | [-0.015, +0.007] | 0.4700 | 120 | non_inferior |" in text
+    assert "| Refusal | target | +0.111 | [+0.055, +0.168] | 0.0002 | 120 | improved |" in text
+    assert "| Factuality | guard | +0.001 | [-0.003, +0.005] | 0.7453 | 120 | non_inferior |" in text
 
 
 @pytest.mark.parametrize("outcome", OUTCOMES)

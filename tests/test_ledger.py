@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from test_route import comparison
+from fakes.comparisons import comparison
 
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.verify.ledger import Ledger, schema_path

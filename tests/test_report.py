@@ -12,8 +12,10 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+from fakes.comparisons import comparison
 
 from bt_flywheel.backends.store import Store
+from bt_flywheel.core.errors import InputError
 from bt_flywheel.report.data import load_report_rows, read_dataset_rows, summarize_dataset
 from bt_flywheel.report.html import comparison_view, render_report, write_forest_svg, write_report
 from bt_flywheel.report.svg import fmt
@@ -186,9 +188,10 @@ def test_render_is_deterministic_and_write_is_atomic(tmp_path, comp, rows):
     assert [p.name for p in out.parent.iterdir()] == ["report.html"]
 
 
-def test_missing_fields_render_as_na_not_a_crash():
-    html = render_report({"baseline": "a", "candidate": "b", "scores": [{"name": "x"}]})
-    assert "inconclusive" in html and "n/a" in html
+def test_a_document_compare_did_not_write_is_refused():
+    """One spelling: the report reads what compare writes, not the handoff's verification or aliases."""
+    with pytest.raises(InputError, match="not a comparison"):
+        render_report({"baseline": "a", "candidate": "b", "scores": [{"name": "x"}]})
 
 
 def test_load_report_rows_averages_trials_per_dataset_row(tmp_path):
@@ -212,19 +215,12 @@ def test_load_report_rows_averages_trials_per_dataset_row(tmp_path):
                      "baseline_url": "https://x/baseline/base-0", "candidate_url": "https://x/candidate/cand-0"}]
 
 
-def test_view_accepts_the_handoff_verification_shape():
-    """write_forest_svg also takes the handoff's `verification` (scores with name/role/effect/ci)."""
-    verification = {"status": "passed", "target": "acc", "guards": {"passed": False, "margin": 0.05}, "scores": [
-        {"name": "acc", "role": "target", "effect": 0.1, "ci": [0.02, 0.18], "p": 0.01, "n": 50,
-         "verdict": "improved", "secondary": {"p_holm": 0.02, "bootstrap_ci": [0.03, 0.17], "mcnemar_p": 0.04}},
-        {"name": "tone", "role": "guard", "effect": -0.06, "ci": [-0.1, -0.02], "p": 0.01, "n": 50,
-         "verdict": "regressed"}]}
-    view = comparison_view(verification)
-    assert view["verdict"] == "improved" and view["target_row"]["ci_low"] == pytest.approx(0.02)
-    assert view["margin"] == 0.05 and view["guards_passed"] is False
-    assert view["target_row"]["bootstrap"] == (0.03, 0.17) and view["target_row"]["mcnemar_p"] == 0.04
-    html = render_report(verification)
-    assert "−margin=-0.050" in html and "a guard is not shown non-inferior" in html
+def test_banner_says_which_guard_state_stopped_the_keep():
+    short = comparison("improved", guard="not_enough_rows")
+    view = comparison_view(short)
+    assert (view["status"], view["guards_passed"]) == ("inconclusive", False)
+    assert "a guard is not shown to hold yet (not enough rows)" in render_report(short)
+    assert "a guard regressed" in render_report(comparison("improved", guard="regressed"))
 
 
 def test_cli_report_writes_one_file_with_every_section(run_cli, tmp_path):

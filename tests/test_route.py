@@ -6,23 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from fakes.comparisons import comparison
 
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.verify.ledger import Ledger
 from bt_flywheel.verify.route import CONDITIONS, RULES, conditions_from_comparison, decide, routes_for
-
-
-def comparison(verdict: str = "improved", *, guard: str = "non_inferior", candidate: str = "exp-c1",
-               required_n: int | None = None, n: int = 100, stuck: tuple[str, ...] = ()) -> dict:
-    """A minimal `flywheel compare --json` document."""
-    keep = verdict == "improved" and guard == "non_inferior"
-    power = {"required_n": required_n} if required_n is not None else None
-    return {"baseline": "exp-base", "candidate": candidate, "target": "Refusal", "keep": keep,
-            "status": "passed" if keep else "inconclusive", "guards_ok": guard == "non_inferior",
-            "health": {"stuck_scores": list(stuck)},
-            "scores": [{"name": "Refusal", "role": "target", "verdict": verdict, "n": n, "effect": 0.1,
-                        "ci": [0.05, 0.15], "p": 0.001, "power": power},
-                       {"name": "Factuality", "role": "guard", "verdict": guard, "n": n}]}
 
 
 def test_table_is_data_with_unique_conditions_in_priority_order():
@@ -57,11 +45,12 @@ def test_unknown_condition_is_an_input_error():
     (comparison("improved"), ["improved"]),
     (comparison("regressed"), ["target_regressed"]),
     (comparison("improved", guard="regressed"), ["guard_failed"]),
-    (comparison("improved", guard="inconclusive"), ["guard_failed"]),
-    (comparison("inconclusive", required_n=250), ["underpowered"]),
-    (comparison("inconclusive", required_n=5000), ["metric_flat"]),
+    (comparison("improved", guard="not_enough_rows"), ["guard_not_enough_rows"]),
+    (comparison("regressed", guard="not_enough_rows"), ["target_regressed"]),
+    (comparison("inconclusive", underpowered=True), ["underpowered"]),
+    (comparison("inconclusive"), ["metric_flat"]),
     (comparison("equivalent"), ["metric_flat"]),
-    (comparison("improved", stuck=("Refusal",)), ["scorer_broken", "improved"]),
+    (comparison("improved", stuck=True), ["scorer_broken", "improved"]),
 ])
 def test_conditions_from_comparison(doc, expected):
     assert conditions_from_comparison(doc) == expected
@@ -75,7 +64,7 @@ def test_decisions_from_a_comparison():
     assert (more.action, more.stop, more.route.condition) == ("keep", False, "improved_new_edge_cases")
     flat = decide(comparison=comparison("equivalent"))
     assert (flat.action, flat.stop, flat.route.condition) == ("continue", False, "metric_flat")
-    scorer_first = decide(comparison=comparison("inconclusive", stuck=("Refusal",)))
+    scorer_first = decide(comparison=comparison("inconclusive", stuck=True))
     assert scorer_first.route.condition == "scorer_broken"
 
 
@@ -134,7 +123,10 @@ def test_cli_table_and_decide_round_trip(tmp_path: Path, run_cli):
 def test_cli_errors_are_one_line(tmp_path: Path, run_cli):
     (tmp_path / "bad.json").write_text("[1, 2]")
     code, out, err = run_cli("route", "decide", "--comparison", "bad.json")
-    assert code == 2 and err.startswith("error: bad.json: expected the JSON object")
+    assert code == 2 and err.startswith("error: bad.json: not a comparison: $: [1, 2] is not of type object")
+    (tmp_path / "old.json").write_text(json.dumps({**comparison(), "keep": False}))
+    code, _, err = run_cli("route", "decide", "--comparison", "old.json", "--no-record")
+    assert code == 2 and "is not what the keep rule gives" in err and err.count("\n") == 1
     code, _, err = run_cli("route", "decide", "--condition", "nope")
     assert code == 2 and err.startswith("error: condition 'nope': unknown (hint: known conditions: blocked,")
     code, _, err = run_cli("route", "status", "--ledger", "missing.json")

@@ -263,7 +263,12 @@ def test_guard_verdicts_use_noninferiority():
     base = {f"r{i}": 0.5 for i in range(20)}
     cand = {f"r{i}": 0.5 + (0.1 if i % 2 else -0.1) for i in range(20)}  # mean 0, CI about +-0.047
     unsure = V.compare_paired(base, cand, role="guard", margin=0.02, n_resamples=0)
-    assert unsure.verdict == "inconclusive" and not unsure.ok and unsure.power.required_n > 20
+    assert unsure.verdict == "not_enough_rows" and not unsure.ok and unsure.power.required_n > 20
+    # the power figure is for the bound the verdict uses: lower bound of the 95% CI above -margin
+    p = unsure.power
+    assert (p.bound, p.side) == (-0.02, "lower") and p.effect == pytest.approx(unsure.effect + 0.02)
+    assert S.bound_power(p.effect, p.sd, p.required_n) >= 0.8 > S.bound_power(p.effect, p.sd, p.required_n - 1)
+    assert p.power_at_n == pytest.approx(S.bound_power(p.effect, p.sd, 20)) and p.power_at_n < 0.8
 
 
 def _pairs_with_t(n, t, seed):

@@ -83,19 +83,15 @@ def _ledger_path(args: argparse.Namespace) -> str:
 
 
 def run_decide(args: argparse.Namespace) -> int:
-    from bt_flywheel.core.fileio import read_json_file
+    from bt_flywheel.verify.comparison_model import load_comparison
     from bt_flywheel.verify.ledger import Ledger
     from bt_flywheel.verify.route import decide
 
-    comparison = read_json_file(args.comparison) if args.comparison else None
-    if comparison is not None and not isinstance(comparison, dict):
-        from bt_flywheel.core.errors import InputError
-
-        raise InputError(f"{args.comparison}: expected the JSON object printed by `flywheel compare --json`")
+    comparison = load_comparison(args.comparison) if args.comparison else None
     ledger = None
     if not args.no_record:
         ledger = Ledger.open(_ledger_path(args), max_loops=args.max_loops,
-                             target=(comparison or {}).get("target"))
+                             target=comparison.target if comparison else None)
     decision = decide(args.condition, comparison=comparison, ledger=ledger, candidate=args.candidate,
                       change=args.change, change_artifact=args.change_artifact, note=args.note,
                       findings=args.open_finding)

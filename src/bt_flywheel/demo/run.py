@@ -40,6 +40,7 @@ from typing import Any
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.demo import playbook as pb
 from bt_flywheel.evals.data import load_module_from_path
+from bt_flywheel.verify.comparison_model import ComparisonDoc
 
 VARIANTS = ("improved", "noop", "healthy")
 PROJECT = "support-bot"
@@ -351,15 +352,15 @@ class _Demo:
             comp_file = self.artifact(loop_dir / "comparison.json", "comparison")
             from bt_flywheel.core.fileio import atomic_write_json
 
-            atomic_write_json(comp_file, comparison)
-            target = _score(comparison, TARGET)
+            atomic_write_json(comp_file, comparison.raw)
+            target = comparison.target_score
             decision = decide(comparison=comparison, ledger=ledger, candidate=cand_valid.experiment_id,
                               change=edit.description, change_artifact="agent", note=edit.description)
             is_kept = decision.kept
-            self.say(f"[verify] loop {loop} validation ({target['n']} rows x {self.trials} trials): {TARGET} "
-                     f"{target['effect']:+.3f} [{_fmt(target['ci'][0])}, {_fmt(target['ci'][1])}] "
-                     f"p={_fmt(target['p'])} -> {target['verdict']}; guard "
-                     + ", ".join(f"{s['name']} {s['verdict']}" for s in comparison["scores"] if s["role"] == "guard")
+            self.say(f"[verify] loop {loop} validation ({target.n} rows x {self.trials} trials): {TARGET} "
+                     f"{target.effect:+.3f} [{_fmt(target.ci.low)}, {_fmt(target.ci.high)}] "
+                     f"p={_fmt(target.p)} -> {target.verdict}; guard "
+                     + ", ".join(f"{s.name} {s.verdict}" for s in comparison.guard_scores)
                      + f" -> {'kept' if is_kept else 'not kept'}")
             self.say(f"[decide] loop {loop}: conditions {', '.join(decision.conditions)}; {decision.reason}"
                      + (f" -> exit {decision.outcome}" if decision.stop else ""))
@@ -386,32 +387,32 @@ class _Demo:
     # -- handoff --------------------------------------------------------------------------------
 
     def finish_loops(self, builder: Any, patterns: list[pb.Pattern], dataset_info: dict[str, Any],
-                     kept: Any, comparison: dict[str, Any] | None, baseline_valid: Any, ledger: Any,
+                     kept: Any, comparison: ComparisonDoc | None, baseline_valid: Any, ledger: Any,
                      decision: Any) -> DemoResult:
         top = patterns[0]
         suggested = decision.next_steps() if decision is not None else []
         if kept:
             loop, edit, candidate, cand_valid = kept
-            target = _score(comparison, TARGET)
+            target = comparison.target_score
             builder.add_change("agent", [self.rel(candidate), self.rel(candidate.with_suffix(".diff"))],
                                description=f"one edit to the support bot's config: {edit.description}",
                                why_safe=f"written as a copy under the demo output; the shipped example is "
-                                        f"untouched. Validation ({target['n']} rows x {self.trials} trials): "
-                                        f"{TARGET} {target['effect']:+.3f}, guard "
+                                        f"untouched. Validation ({target.n} rows x {self.trials} trials): "
+                                        f"{TARGET} {target.effect:+.3f}, guard "
                                         f"{', '.join(GUARDS)} non-inferior")
             builder.set_verification(comparison, baseline=baseline_valid.experiment_id,
-                                     candidate=cand_valid.experiment_id, target=TARGET, split="validation")
+                                     candidate=cand_valid.experiment_id, split="validation")
             rest = patterns[1:]
             summary = (f"{top.title}: {top.failing_30d} production traces in 30 days ({top.failing_7d} in the last "
-                       f"7). One config edit ({edit.knob}) raised {TARGET} on validation by {target['effect']:+.3f} "
-                       f"(95% CI {_fmt(target['ci'][0])} to {_fmt(target['ci'][1])}, p={_fmt(target['p'])}, "
-                       f"{target['n']} rows x {self.trials} trials) with no guard regression.")
+                       f"7). One config edit ({edit.knob}) raised {TARGET} on validation by {target.effect:+.3f} "
+                       f"(95% CI {_fmt(target.ci.low)} to {_fmt(target.ci.high)}, p={_fmt(target.p)}, "
+                       f"{target.n} rows x {self.trials} trials) with no guard regression.")
             if rest:
                 summary += " Still open: " + "; ".join(p.title for p in rest) + "."
             severity = rest[0].severity if rest else "low"
             severity = {"critical": "high"}.get(severity, severity)
-            builder.set_outcome("improved", severity=severity, confidence="high" if target["ci"][0] > 0.05 else "medium",
-                                why=f"validation CI lower bound {_fmt(target['ci'][0])} > 0 on {target['n']} held-out "
+            builder.set_outcome("improved", severity=severity, confidence="high" if target.ci.low > 0.05 else "medium",
+                                why=f"validation CI lower bound {_fmt(target.ci.low)} > 0 on {target.n} held-out "
                                     f"rows with {self.trials} trials; measured once per candidate",
                                 summary=summary)
             step = suggested[0] if suggested else {"intent": "review_change", "priority": "p1",
@@ -429,7 +430,7 @@ class _Demo:
         else:
             if comparison:
                 builder.set_verification(comparison, baseline=baseline_valid.experiment_id if baseline_valid else None,
-                                         target=TARGET, split="validation")
+                                         split="validation")
             stopped = decision is not None and decision.stop and decision.outcome
             outcome = decision.outcome if stopped else "needs_work"
             tried = ", ".join(f"{e.knob} ({e.key})" for e in self.edits(patterns)[:ledger.loop_count])
@@ -545,23 +546,17 @@ def curate_label_split(*, store: Path, project: str, dataset: str, score: str, p
 
 
 def compare_experiments(store: Path, baseline: str, candidate: str, *, target: str,
-                        guards: tuple[str, ...], slice_key: str | None = None) -> dict[str, Any]:
-    """`flywheel compare` on two experiments, as its --json dict (degenerate-data warnings are
-    already in the result's notes, so they are not printed)."""
+                        guards: tuple[str, ...], slice_key: str | None = None) -> ComparisonDoc:
+    """`flywheel compare` on two experiments, as the document its --json writes (degenerate-data
+    warnings are already in the result's notes, so they are not printed)."""
     import warnings
 
     from bt_flywheel.verify.compare import compare_experiments as compare
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return compare(store, baseline, candidate, target=target, guards=list(guards), slice_key=slice_key,
-                       project=PROJECT).to_dict()
-
-
-def _score(comparison: dict[str, Any] | None, name: str) -> dict[str, Any]:
-    for entry in (comparison or {}).get("scores", []):
-        if entry["name"] == name:
-            return entry
-    raise InputError(f"comparison: no score {name!r}")
+        result = compare(store, baseline, candidate, target=target, guards=list(guards), slice_key=slice_key,
+                         project=PROJECT)
+    return ComparisonDoc.from_dict(result.to_dict())
 
 

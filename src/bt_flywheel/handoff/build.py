@@ -53,11 +53,11 @@ from bt_flywheel.handoff.contract import (
     validate_handoff,
     write_handoff,
 )
+from bt_flywheel.verify.comparison_model import ComparisonDoc, as_comparison, load_comparison
 
 DRAFT_SCHEMA = "handoff-draft.schema.json"
 FOREST_FILENAME = "forest.svg"
 REPORT_FILENAME = "bt-flywheel-report.html"
-COMPARISON_CONTRACT = "bt-flywheel-comparison/v1"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _COMPUTED = {"idempotency_key": "computed by `handoff build` from intent, title and project; remove it",
              "sha256": "computed by `handoff build` from the file; remove it",
@@ -140,16 +140,6 @@ def load_draft(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- the other inputs
 
-def load_comparison(path: str | os.PathLike[str]) -> dict[str, Any]:
-    from bt_flywheel.core.fileio import read_json_file
-
-    doc = read_json_file(path)
-    if not isinstance(doc, dict) or doc.get("contract") != COMPARISON_CONTRACT or not isinstance(doc.get("scores"), list):
-        raise InputError(f"{path}: not a comparison (expected the output of `flywheel compare --json` / --out, "
-                         f"contract {COMPARISON_CONTRACT})")
-    return doc
-
-
 def load_orient(path: str | os.PathLike[str]) -> dict[str, Any]:
     from bt_flywheel.core.fileio import read_json_file
 
@@ -192,7 +182,7 @@ def _display_path(file: Path, out: Path) -> str:
 
 
 def _report_backend(store: str | os.PathLike[str] | None, settings: Any,
-                    comparison: Mapping[str, Any]) -> tuple[Any, str | None]:
+                    comparison: ComparisonDoc) -> tuple[Any, str | None]:
     """Where the report reads the compared experiments: the store given, else the settings'
     backend (the local store, or Braintrust with a key). Returns (backend, None), or (None, why
     the report is skipped)."""
@@ -212,7 +202,7 @@ def _report_backend(store: str | os.PathLike[str] | None, settings: Any,
     else:
         backend = backend_from_settings(settings)
     for side in ("baseline", "candidate"):
-        name = comparison.get(side)
+        name = getattr(comparison, side)
         try:
             if not name:
                 raise InputError(f"the comparison names no {side} experiment")
@@ -233,7 +223,7 @@ class _Inputs:
     source: str
     base: Path
     orient: dict[str, Any]
-    comparison: dict[str, Any] | None
+    comparison: ComparisonDoc | None
     comparison_file: Path | None
     ledger: Any  # verify.ledger.Ledger | None
     ledger_file: Path | None
@@ -258,13 +248,16 @@ def _load_inputs(draft: str | os.PathLike[str] | Mapping[str, Any], orient: Any,
     if orient is None and session:
         orient = session
     orient_doc = load_orient(orient) if orient is not None and not isinstance(orient, Mapping) else dict(orient or {})
-    comp = (load_comparison(comparison) if comparison is not None and not isinstance(comparison, Mapping)
-            else (dict(comparison) if comparison is not None else None))
+    comp = None
+    if comparison is not None:
+        comp = (as_comparison(comparison) if isinstance(comparison, Mapping | ComparisonDoc)
+                else load_comparison(comparison))
     if ledger is None and session and getattr(settings, "ledger", None) and Path(settings.ledger).is_file():
         ledger = settings.ledger
     book = Ledger.open(ledger, create=False) if ledger is not None else None
     return _Inputs(doc, source, base, orient_doc, comp,
-                   Path(comparison) if comparison is not None and not isinstance(comparison, Mapping) else None,
+                   Path(comparison) if comparison is not None and not isinstance(comparison, Mapping | ComparisonDoc)
+                   else None,
                    book, Path(ledger) if ledger is not None else None)
 
 
@@ -376,7 +369,7 @@ def _write_plots(builder: HandoffBuilder, inputs: _Inputs, out: Path, store: Any
         from bt_flywheel.report.html import render_report
 
         book = inputs.ledger
-        report = build_report_inputs(source, str(comp["baseline"]), str(comp["candidate"]), comparison=comp,
+        report = build_report_inputs(source, comp.baseline, comp.candidate, comparison=comp,
                                      ledger=book.to_dict() if book is not None else None)
         report_text = render_report(report.pop("comparison"), **report)
     else:
@@ -391,7 +384,7 @@ def _write_plots(builder: HandoffBuilder, inputs: _Inputs, out: Path, store: Any
 
 def build_from_draft(draft: str | os.PathLike[str] | Mapping[str, Any], *,
                      orient: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-                     comparison: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+                     comparison: str | os.PathLike[str] | Mapping[str, Any] | ComparisonDoc | None = None,
                      ledger: str | os.PathLike[str] | None = None,
                      store: str | os.PathLike[str] | None = None,
                      out_dir: str | os.PathLike[str] = ".",

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bt_flywheel.verify.comparison_model import ComparisonDoc
+
 _NUM = r"[+\-−]?\d+(?:\.\d+)?%?"
 _CI = re.compile(r"\[\s*(" + _NUM + r")\s*(?:,|to|\.\.|–)\s*(" + _NUM + r")\s*\]")
 _SIGNED = re.compile(r"(?<![\w.±\[])([+\-−]\d+(?:\.\d+)?)(%|\s*pp\b|\s*points?\b)?")
@@ -53,15 +55,15 @@ def _texts(draft: Mapping[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def number_warnings(draft: Mapping[str, Any], comparison: Mapping[str, Any] | None) -> list[str]:
+def number_warnings(draft: Mapping[str, Any], comparison: ComparisonDoc | None) -> list[str]:
     """One line per figure in the draft's summary/confidence text that no score in the comparison has."""
-    if not comparison:
+    if comparison is None:
         return []
-    scores = [s for s in comparison.get("scores") or [] if isinstance(s, Mapping)]
-    effects = [s.get("effect") for s in scores]
-    cis = [tuple(s.get("ci") or (None, None)) for s in scores]
-    ns = {s.get("n") for s in scores}
-    ps = [v for s in scores for v in (s.get("p"), s.get("p_holm"))]
+    scores = comparison.scores
+    effects = [s.effect for s in scores]
+    cis = [(s.ci.low, s.ci.high) for s in scores]
+    ns = {s.n for s in scores}
+    ps = [v for s in scores for v in (s.p, s.p_holm)]
     found: list[str] = []
     for where, text in _texts(draft):
         spans = []
@@ -77,7 +79,7 @@ def number_warnings(draft: Mapping[str, Any], comparison: Mapping[str, Any] | No
             unit = (match.group(2) or "").strip()
             written = _value(match.group(1) + ("%" if unit else ""))
             if not any(_close(written, e) for e in effects):
-                shown = ", ".join(f"{s.get('name')} {_fmt(s.get('effect'), signed=True)}" for s in scores)
+                shown = ", ".join(f"{s.name} {_fmt(s.effect, signed=True)}" for s in scores)
                 found.append(f"draft {where}: effect {match.group(0).strip()} matches no score's effect ({shown})")
         for match in _N.finditer(text):
             if int(match.group(1)) not in ns:

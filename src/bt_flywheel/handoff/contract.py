@@ -32,6 +32,7 @@ from bt_flywheel.core import schemas
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.core.redact import redact, redact_obj
 from bt_flywheel.core.schemas import Violation, is_rfc3339, json_path, walk_strings
+from bt_flywheel.verify.comparison_model import ScoreResult, as_comparison
 
 CONTRACT_VERSION = "bt-flywheel-handoff/v1"
 SUMMARY_FILENAME = "bt-flywheel-summary.json"
@@ -44,7 +45,7 @@ PLANES = ("reliability", "quality", "coverage", "behavior", "performance", "cost
 ROUTES = ("measurement", "dataset", "instrumentation", "agent", "none")
 CHANGE_ARTIFACTS = ("measurement", "dataset", "instrumentation", "agent")
 VERIFICATION_STATUSES = ("passed", "failed", "inconclusive", "not_run")
-VERDICTS = ("improved", "regressed", "equivalent", "inconclusive", "non_inferior", "inferior")
+VERDICTS = ("improved", "regressed", "equivalent", "inconclusive", "non_inferior", "not_enough_rows")
 INTENTS = ("no_action", "review_change", "investigate", "label_data", "rerun", "notify", "block_release", "rollback")
 PRIORITIES = ("p0", "p1", "p2", "p3")
 DESTINATIONS = ("local_summary", "code_review", "issue_tracker", "chat", "release_gate", "scheduler",
@@ -169,66 +170,46 @@ def _choice(field: str, value: Any, allowed: Sequence[str]) -> str:
     return value
 
 
-def _first(mapping: Mapping[str, Any], *names: str, default: Any = None) -> Any:
-    for name in names:
-        if name in mapping and mapping[name] is not None:
-            return mapping[name]
-    return default
-
-
-def score_entry(raw: Mapping[str, Any], *, role: str | None = None) -> dict[str, Any]:
-    """One `verification.scores[]` item from a comparison's per-score dict.
-
-    Reads `verdict.ScoreComparison.to_dict()` directly (effect, ci, p, n, verdict, method, role,
-    baseline_mean, candidate_mean, confidence_level, min_effect/margin, missing, power,
-    bootstrap, mcnemar, tost, noninferiority, p_holm) and tolerates simpler shapes: `mean_diff`
-    for effect, `ci_low`/`ci_high`, `p_value`, a `threshold`, a `secondary` dict. NaN becomes null.
-    """
-    if hasattr(raw, "to_dict"):
-        raw = raw.to_dict()
-    ci = _first(raw, "ci", "confidence_interval")
-    if ci is None:
-        ci = [_first(raw, "ci_low", "ci_lower", "lo"), _first(raw, "ci_high", "ci_upper", "hi")]
-    if isinstance(ci, Mapping):
-        ci = [_first(ci, "low", "lower", "lo"), _first(ci, "high", "upper", "hi")]
-    name = _first(raw, "name", "score")
-    role = _choice("score role", _first(raw, "role", default=role or "target"), ("target", "guard"))
+def score_entry(score: ScoreResult) -> dict[str, Any]:
+    """One `verification.scores[]` item from a comparison's score (the model's one spelling)."""
     entry: dict[str, Any] = {
-        "name": str(name),
-        "role": role,
-        "effect": _clean_number(_first(raw, "effect", "mean_diff", "diff", "delta")),
-        "ci": [_clean_number(ci[0]), _clean_number(ci[1])],
-        "p": _clean_number(_first(raw, "p", "p_value", "pvalue")),
-        "n": int(_first(raw, "n", "n_rows", default=0)),
-        "verdict": _choice(f"score {name!r} verdict", raw.get("verdict"), VERDICTS),
-        "method": str(_first(raw, "method", default="paired t-test on per-row trial means")),
+        "name": score.name, "role": score.role, "effect": score.effect, "ci": score.ci.as_list(), "p": score.p,
+        "n": score.n, "verdict": score.verdict, "method": score.method,
     }
-    threshold = _first(raw, "threshold", *(("margin",) if role == "guard" else ("min_effect",)))
-    for key, value in (("baseline_mean", raw.get("baseline_mean")), ("candidate_mean", raw.get("candidate_mean")),
-                       ("threshold", threshold)):
+    for key, value in (("baseline_mean", score.baseline_mean), ("candidate_mean", score.candidate_mean),
+                       ("threshold", score.threshold)):
         if value is not None:
-            entry[key] = _clean_number(value)
-    if raw.get("confidence_level") is not None:
-        entry["confidence_level"] = float(raw["confidence_level"])
-    power = raw.get("power") if isinstance(raw.get("power"), Mapping) else {}
-    required = _first(raw, "required_n", default=power.get("required_n"))
-    if required is not None:
-        entry["required_n"] = int(required)
-    missing = _first(raw, "missing", "n_missing")
-    if isinstance(missing, Mapping):
-        missing = int(missing.get("baseline_only") or 0) + int(missing.get("candidate_only") or 0)
-    if missing is not None:
-        entry["missing"] = int(missing)
-    secondary = dict(raw["secondary"]) if isinstance(raw.get("secondary"), Mapping) else {}
-    pick = {"p_holm": raw.get("p_holm"),
-            "bootstrap_ci": (raw.get("bootstrap") or {}).get("ci"),
-            "mcnemar_p": (raw.get("mcnemar") or {}).get("p"),
-            "tost_p": (raw.get("tost") or {}).get("p"),
-            "noninferiority_lower_bound": (raw.get("noninferiority") or {}).get("lower_bound")}
-    secondary.update({k: v for k, v in pick.items() if v is not None})
+            entry[key] = value
+    entry["confidence_level"] = score.confidence_level
+    if score.power is not None and score.power.required_n is not None:
+        entry["required_n"] = score.power.required_n
+    entry["missing"] = score.missing
+    pick = {"p_holm": score.p_holm,
+            "bootstrap_ci": (score.bootstrap or {}).get("ci"),
+            "mcnemar_p": (score.mcnemar or {}).get("p"),
+            "tost_p": (score.tost or {}).get("p"),
+            "noninferiority_lower_bound": (score.noninferiority or {}).get("lower_bound")}
+    secondary = {k: v for k, v in pick.items() if v is not None}
+    secondary.update(_reported_secondary(score))
     if secondary:
         entry["secondary"] = _jsonable(secondary)
     return entry
+
+
+def _reported_secondary(score: ScoreResult) -> dict[str, Any]:
+    """The figures reported beside the verdict (never voting), and a metric guard's ratio."""
+    out: dict[str, Any] = {}
+    if score.mcnemar and score.mcnemar.get("odds_ratio_ci") is not None:
+        out["mcnemar_odds_ratio"] = score.mcnemar.get("odds_ratio")
+        out["mcnemar_odds_ratio_ci"] = score.mcnemar["odds_ratio_ci"]
+    if score.power is not None:
+        out["power_at_n"] = score.power.power_at_n
+    if score.metric is not None:
+        out.update({"metric": score.metric["metric"], "ratio": score.metric["ratio"],
+                    "ratio_ci": score.metric["ratio_ci"], "max_increase": score.metric["max_increase"]})
+    if score.reported:
+        out["reported"] = dict(score.reported)
+    return out
 
 
 def _jsonable(value: Any) -> Any:
@@ -246,16 +227,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float):
         return _clean_number(value)
     return value
-
-
-def verification_status(scores: Sequence[Mapping[str, Any]]) -> str:
-    """The status `flywheel compare` gives (verdict.decision_status); not_run without scores."""
-    if not scores:
-        return "not_run"
-    from bt_flywheel.verify.verdict import decision_status
-
-    target = next((s.get("verdict") for s in scores if s.get("role") == "target"), None)
-    return decision_status(target, [s.get("verdict") for s in scores if s.get("role") == "guard"])
 
 
 class HandoffBuilder:
@@ -340,77 +311,43 @@ class HandoffBuilder:
         return self
 
     def set_verification(self, comparison: Any = None, *, status: str | None = None,
-                         baseline: str | None = None, candidate: str | None = None, target: str | None = None,
+                         baseline: str | None = None, candidate: str | None = None,
                          split: str | None = None, note: str | None = None) -> HandoffBuilder:
-        """Fill `verification` from a comparison: `compare.Comparison`, its `to_dict()` (what
-        `flywheel compare --json` prints), or any dict of the same shape.
+        """Fill `verification` from a comparison: a `ComparisonDoc`, a `compare.Comparison` or
+        the dict `flywheel compare --json` prints (validated by `ComparisonDoc.from_dict`).
 
-        Reads `baseline`, `candidate`, `target`, `scores` (list, or a {name: result} mapping;
-        the target is the score named `target` or with role target, the rest are guards),
-        `regressions` ({row_id, baseline, candidate, drop[, score]}), `guard_margin`/`margin`,
-        `multiplicity` ("holm" or {"method", "applies_to"}), `split`. `status` defaults to
-        `verification_status(scores)`. Keyword arguments override the dict.
+        The status, `guards.passed` and every number come from the comparison and its keep rule;
+        keyword arguments name the experiments or split differently, or set a status without a
+        comparison (`not_run` by default).
         """
-        if hasattr(comparison, "to_dict"):  # compare.Comparison
-            comparison = comparison.to_dict()
-        comp = dict(comparison or {})
-        target_name = target or _first(comp, "target", "target_score")
-        raw_scores = comp.get("scores") or []
-        if isinstance(raw_scores, Mapping):
-            raw_scores = [{"name": k, **dict(v)} for k, v in raw_scores.items()]
-        raw_scores = [r.to_dict() if hasattr(r, "to_dict") else r for r in raw_scores]
-        scores = []
-        for raw in raw_scores:
-            role = raw.get("role") or ("target" if _first(raw, "name", "score") == target_name else "guard")
-            scores.append(score_entry(raw, role=role))
-        if target_name is None:
-            target_name = next((s["name"] for s in scores if s["role"] == "target"), None)
-        guards = [s for s in scores if s["role"] == "guard"]
-        margin = _first(comp, "guard_margin", "margin")
-        if margin is None and isinstance(comp.get("guards"), Mapping):
-            margin = comp["guards"].get("margin")
-        multiplicity = comp.get("multiplicity")
-        if multiplicity is None:
-            holm_used = len(scores) > 1 and any(r.get("p_holm") is not None for r in raw_scores)
-            multiplicity = ({"method": "holm", "applies_to": f"regression claims across {len(scores)} scores"}
-                            if holm_used else "none")
-        if isinstance(multiplicity, str):
-            multiplicity = {"method": multiplicity}
-        raw_regressions = comp.get("regressions")
-        if raw_regressions is None:  # per-score regressions (ScoreComparison.to_dict) tagged with the score
-            raw_regressions = [{**r, "score": raw.get("name")} for raw in raw_scores
-                               for r in raw.get("regressions") or []]
-        regressions = []
-        for row in raw_regressions:
-            entry = {"row_id": str(_first(row, "row_id", "id")), "baseline": float(row["baseline"]),
-                     "candidate": float(row["candidate"]),
-                     "drop": float(row.get("drop", float(row["baseline"]) - float(row["candidate"])))}
-            if row.get("score"):
-                entry["score"] = str(row["score"])
-            regressions.append(entry)
-        verification: dict[str, Any] = {
-            "status": _choice("verification status", status or comp.get("status") or verification_status(scores),
-                              VERIFICATION_STATUSES),
-            "baseline": _str_or_none(baseline or _first(comp, "baseline", "baseline_experiment")),
-            "candidate": _str_or_none(candidate or _first(comp, "candidate", "candidate_experiment")),
-            "target": _str_or_none(target_name),
-            "scores": scores,
-            "guards": {
-                "passed": (all(s["verdict"] in ("non_inferior", "equivalent", "improved") for s in guards)
-                           if guards else None),
-                "margin": float(margin if margin is not None else 0.02),
-            },
-            "regressions": regressions,
-            "multiplicity": {k: v for k, v in dict(multiplicity).items() if k in ("method", "applies_to")},
-        }
-        chosen_split = split or comp.get("split")
-        if chosen_split:
-            verification["split"] = chosen_split
-        if comp.get("regression_threshold") is not None:
-            verification["regression_threshold"] = float(comp["regression_threshold"])
-        notes = [str(n) for n in comp.get("notes") or []]
-        notes += [str(n) for raw in raw_scores for n in raw.get("notes") or []]
-        note = note or comp.get("note") or ("; ".join(dict.fromkeys(notes)) if notes else None)
+        verification: dict[str, Any] = dict(self.verification)
+        if comparison is not None:
+            doc = as_comparison(comparison)
+            decision = doc.decision
+            verification = {
+                "status": decision.status,
+                "baseline": doc.baseline, "candidate": doc.candidate, "target": doc.target,
+                "scores": [score_entry(s) for s in doc.scores],
+                "guards": {"passed": decision.guards_ok, "margin": doc.margin},
+                "regressions": [{"row_id": r.row_id, "baseline": r.baseline, "candidate": r.candidate, "drop": r.drop,
+                                 "score": r.score} for r in doc.regressions],
+                "multiplicity": {"method": doc.multiplicity_method, "applies_to": doc.multiplicity_applies_to},
+            }
+            if doc.split in ("train", "validation", "all"):
+                verification["split"] = doc.split
+            verification["regression_threshold"] = doc.regression_threshold
+            notes = [*doc.notes, *(n for s in doc.scores for n in s.notes)]
+            if decision.status != "passed" and decision.reason:
+                notes.append(f"not kept: {decision.reason}")
+            if notes:
+                verification["note"] = "; ".join(dict.fromkeys(notes))
+        if status is not None:
+            verification["status"] = _choice("verification status", status, VERIFICATION_STATUSES)
+        for key, value in (("baseline", baseline), ("candidate", candidate)):
+            if value is not None:
+                verification[key] = str(value)
+        if split:
+            verification["split"] = split
         if note:
             verification["note"] = note
         self.verification = _jsonable(verification)

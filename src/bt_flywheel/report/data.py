@@ -14,6 +14,7 @@ from typing import Any
 from bt_flywheel.backends.base import Backend, as_backend
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.report.html import _as_text, _num, _short
+from bt_flywheel.verify.comparison_model import as_comparison
 
 
 def load_report_rows(source: str | os.PathLike[str] | Backend, baseline: str, candidate: str, *,
@@ -144,7 +145,7 @@ def dataset_summary(source: str | os.PathLike[str] | Backend, experiment: str, *
 
 
 def build_report_inputs(source: str | os.PathLike[str] | Backend, baseline: str, candidate: str, *,
-                        comparison: Mapping[str, Any] | None = None, project: str | None = None,
+                        comparison: Any = None, project: str | None = None,
                         more: Sequence[str] = (), target: str | None = None,
                         guards: Sequence[str] = (), slice_key: str | None = None, min_effect: float | None = None,
                         margin: float | None = None, alpha: float | None = None, threshold: float | None = None,
@@ -177,7 +178,8 @@ def build_report_inputs(source: str | os.PathLike[str] | Backend, baseline: str,
                                      ("threshold", threshold)) if v is not None}
         comparison = compare_mod.compare_experiments(
             backend, baseline, candidate, target=target, guards=list(guards), slice_key=slice_key,
-            project=project, **options).to_dict()
+            project=project, **options)
+    comparison = as_comparison(comparison)
     urls = experiment_trace_urls(backend, project, baseline, candidate)
     rows = load_report_rows(backend, baseline, candidate, project=project, trace_url=urls)
     if not dataset_rows_path:
@@ -187,7 +189,7 @@ def build_report_inputs(source: str | os.PathLike[str] | Backend, baseline: str,
         from bt_flywheel.report.leaderboard import leaderboard_from_store
 
         board = leaderboard_from_store(backend, [baseline, candidate, *more],
-                                       score=comparison.get("target") or target, by=list(leaderboard_by),
+                                       score=comparison.target, by=list(leaderboard_by),
                                        alpha=alpha or 0.05, project=project).to_dict()
     return {"comparison": comparison, "rows": rows, "ledger": ledger, "dataset_summary": summary,
             "leaderboard": board}

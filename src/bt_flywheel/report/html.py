@@ -4,9 +4,9 @@ No network and no JavaScript: inline CSS, inline SVG (report_svg.py), and every 
 from traces, datasets or names passes through `html.escape`, so a trace containing markup or
 `<script>` renders as text. A Content-Security-Policy meta tag forbids scripts as a second fence.
 
-Input is `compare.Comparison.to_dict()` (the same document `flywheel compare --json` prints).
-`comparison_view()` is the one adapter from that dict to what the page needs; the keys it reads
-are listed in its docstring.
+Input is the comparison `flywheel compare --json` writes, read through
+`verify.comparison_model.ComparisonDoc` (validated, one spelling per field); `comparison_view()`
+turns it into what the page needs.
 
 Public API (used by the CLI, the demo and the handoff step):
     render_report(comparison, *, rows=None, ledger=None, dataset_summary=None,
@@ -24,20 +24,21 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from bt_flywheel.core.fileio import atomic_write_text
 from bt_flywheel.core.redact import redact
 from bt_flywheel.report.svg import COLORS, Forest, ForestItem, RefLine, esc, fmt, forest_svg, histogram_svg
+from bt_flywheel.verify.comparison_model import ComparisonDoc, RowChange, as_comparison
 
 VERDICT_COLORS = {
     "improved": COLORS["improved"], "regressed": COLORS["regressed"], "equivalent": COLORS["equivalent"],
     "inconclusive": COLORS["inconclusive"], "pass": COLORS["pass"], "fail": COLORS["fail"],
     "passed": COLORS["pass"], "failed": COLORS["fail"], "non_inferior": COLORS["pass"],
+    "not_enough_rows": COLORS["inconclusive"],
 }
-GUARD_OK = ("pass", "passed", "non_inferior", "improved", "equivalent")
 MAX_ROWS_SHOWN = 25
 EXCERPT = 280
 
@@ -46,157 +47,59 @@ EXCERPT = 280
 # the adapter: comparison dict -> what the page needs
 
 
-def _pick(d: Mapping[str, Any] | None, *keys: str, default: Any = None) -> Any:
-    if not isinstance(d, Mapping):
-        return default
-    for key in keys:
-        if key in d and d[key] is not None:
-            return d[key]
-    return default
-
-
-def _ci(d: Mapping[str, Any], *keys: str) -> tuple[float | None, float | None]:
-    """An interval given as [lo, hi], {"low","high"} or flat ci_low/ci_high keys."""
-    value = _pick(d, *keys)
-    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
-        return _num(value[0]), _num(value[1])
-    if isinstance(value, Mapping):
-        return _num(_pick(value, "low", "lower", "lo")), _num(_pick(value, "high", "upper", "hi"))
-    return _num(_pick(d, "ci_low", "ci_lower", "low")), _num(_pick(d, "ci_high", "ci_upper", "high"))
-
-
 def _num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if math.isfinite(value) else None
 
 
-def _name(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return str(_pick(value, "name", "id", default="?"))
-    return "" if value is None else str(value)
-
-
-def comparison_view(comparison: Mapping[str, Any]) -> dict[str, Any]:
-    """Normalize a comparison document for rendering.
-
-    Reads (missing keys are shown as n/a, never a crash):
-      baseline, candidate: name string or {"name", "id", "url"}
-      target, verdict, reason | verdict_reason, alpha, min_effect, margin
-      scores: list of {name, role: target|guard|other, n, baseline_mean, candidate_mean, effect,
-              ci: [lo, hi], p, p_holm | p_adjusted, verdict, required_n, mcnemar: {p}, bootstrap_ci,
-              margin} (or a dict name -> that)
-      guards_passed (bool), missing: {baseline_only, candidate_only, fraction, warning}
-      slices: {key, correction, alpha, items: [{value, score, n, effect, ci, p, q, significant}]}
-              (or a list of items with `key` on each)
-      regressions / improvements: [{row_id | dataset_row_id, score, baseline, candidate, delta}]
-      per_row (optional): [{row_id, baseline: {score: x}, candidate: {score: x}}]
-    """
-    c = comparison
-    alpha = _num(_pick(c, "alpha")) or 0.05
-    min_effect = _num(_pick(c, "min_effect", "delta")) or 0.0
-    guards_field = _pick(c, "guards", default=[]) or []
-    margin = _num(_pick(c, "margin"))
-    if margin is None and isinstance(guards_field, Mapping):   # the handoff's verification.guards
-        margin = _num(guards_field.get("margin"))
-    margin = 0.02 if margin is None else margin
-    target = _pick(c, "target", "target_score", default="")
-    raw_scores = _pick(c, "scores", "results", default=[])
-    if isinstance(raw_scores, Mapping):
-        raw_scores = [{"name": k, **v} for k, v in raw_scores.items() if isinstance(v, Mapping)]
-    guard_names = set(guards_field) if isinstance(guards_field, list) else set()
+def comparison_view(comparison: Any) -> dict[str, Any]:
+    """What the page needs from a comparison (a `ComparisonDoc`, a `compare.Comparison` or the
+    dict `flywheel compare --json` writes, validated by `ComparisonDoc.from_dict`). The keep
+    decision comes from the keep rule, never from the page."""
+    doc = as_comparison(comparison)
+    decision = doc.decision
     scores = []
-    for s in raw_scores:
-        if not isinstance(s, Mapping):
-            continue
-        name = str(_pick(s, "name", "score", default="?"))
-        role = _pick(s, "role", default="target" if name == target else ("guard" if name in guard_names else "other"))
-        lo, hi = _ci(s, "ci", "confidence_interval")
-        sec = _pick(s, "secondary", default={}) or {}   # the handoff's verification.scores[] shape
+    for s in doc.scores:
         scores.append({
-            "name": name, "role": role, "n": _pick(s, "n", "n_rows"),
-            "baseline_mean": _num(_pick(s, "baseline_mean", "mean_baseline")),
-            "candidate_mean": _num(_pick(s, "candidate_mean", "mean_candidate")),
-            "effect": _num(_pick(s, "effect", "mean_diff", "diff")), "ci_low": lo, "ci_high": hi,
-            "p": _num(_pick(s, "p", "p_value")), "p_adj": _num(_pick(s, "p_holm", "p_adjusted", default=_pick(sec, "p_holm"))),
-            "verdict": str(_pick(s, "verdict", "status", default="")),
-            "required_n": _pick(s, "required_n", "n_required", default=_pick(_pick(s, "power"), "required_n")),
-            "mcnemar_p": _num(_pick(_pick(s, "mcnemar", default={}), "p", "p_value", default=_pick(sec, "mcnemar_p"))),
-            "bootstrap": (_ci(s, "bootstrap_ci") if "bootstrap_ci" in s else _ci(sec, "bootstrap_ci")
-                          if "bootstrap_ci" in sec else _ci(_pick(s, "bootstrap", default={}), "ci")),
-            "margin": _num(_pick(s, "margin")),
-            "notes": [str(n) for n in _pick(s, "notes", default=[]) or []],
-            "regressions": [{**_change_view(r), "score": name} for r in _pick(s, "regressions", default=[]) or []
-                            if isinstance(r, Mapping)],
+            "name": s.name, "role": s.role, "n": s.n, "baseline_mean": s.baseline_mean,
+            "candidate_mean": s.candidate_mean, "effect": s.effect, "ci_low": s.ci.low, "ci_high": s.ci.high,
+            "p": s.p, "p_adj": s.p_holm, "verdict": s.verdict,
+            "required_n": s.power.required_n if s.power else None,
+            "mcnemar_p": (s.mcnemar or {}).get("p"),
+            "bootstrap": tuple((s.bootstrap or {}).get("ci") or (None, None)),
+            "margin": s.margin, "notes": list(s.notes),
+            "regressions": [_change_view(r) for r in s.regressions],
         })
-    scores.sort(key=lambda s: {"target": 0, "guard": 1}.get(s["role"], 2))
-    target_row = next((s for s in scores if s["role"] == "target"), scores[0] if scores else None)
-    verdict = str(_pick(c, "target_verdict", "verdict", default=(target_row or {}).get("verdict") or "inconclusive"))
-    guards = [s for s in scores if s["role"] == "guard"]
-    guards_passed = _pick(c, "guards_ok", "guards_passed",
-                          default=guards_field.get("passed") if isinstance(guards_field, Mapping) else None)
-    if guards_passed is None and guards:
-        guards_passed = all(g["verdict"] in GUARD_OK for g in guards)
-    experiments = _pick(c, "experiments", default={}) or {}
-    status = _pick(c, "status")
+    missing = [s.name for s in doc.scores if s.missing_exceeds_limit]
     return {
-        "baseline": _name(_pick(experiments, "baseline") or _pick(c, "baseline")),
-        "candidate": _name(_pick(experiments, "candidate") or _pick(c, "candidate")),
-        "status": str(status) if status is not None else "", "keep": _pick(c, "keep"),
-        "threshold": _num(_pick(c, "regression_threshold", "threshold")),
-        "multiplicity": _pick(c, "multiplicity", default={}) or {},
-        "stuck_scores": list(_pick(_pick(c, "health", default={}), "stuck_scores", default=[]) or []),
-        "baseline_url": _pick(_pick(c, "baseline", default={}), "url"),
-        "candidate_url": _pick(_pick(c, "candidate", default={}), "url"),
-        "target": target, "verdict": verdict, "reason": _pick(c, "reason", "verdict_reason", "summary", default=""),
-        "alpha": alpha, "min_effect": min_effect, "margin": margin, "scores": scores,
-        "target_row": target_row, "guards": guards, "guards_passed": guards_passed,
-        "missing": _pick(c, "missing", default={}) or {},
-        "slices": _slices_view(_pick(c, "slices", default=None), alpha),
-        "regressions": ([_change_view(r) for r in _pick(c, "regressions", default=[]) or []]
-                        or sorted((r for s in scores for r in s["regressions"]),
-                                  key=lambda r: (r["delta"] if r["delta"] is not None else 0, r["row_id"]))),
-        "improvements": [_change_view(r) for r in _pick(c, "improvements", default=[]) or []],
-        "per_row": _pick(c, "per_row", default=[]) or [],
-        "notes": [str(n) for n in _pick(c, "notes", default=[]) or [] if n],
+        "baseline": doc.baseline_name, "candidate": doc.candidate_name,
+        "status": decision.status, "keep": decision.keep, "threshold": doc.regression_threshold,
+        "multiplicity": {"method": doc.multiplicity_method, "applies_to": doc.multiplicity_applies_to},
+        "stuck_scores": list(doc.stuck_scores),
+        "target": doc.target, "verdict": doc.target_score.verdict, "reason": decision.reason,
+        "alpha": doc.alpha, "min_effect": doc.min_effect, "margin": doc.margin, "scores": scores,
+        "target_row": scores[0], "guards": scores[1:], "guards_passed": decision.guards_ok,
+        "missing_warning": (f"more than 5% of rows are scored on one side only ({', '.join(missing)}); they are "
+                            "excluded" if missing else ""),
+        "slices": _slices_view(doc),
+        "regressions": [_change_view(r) for r in doc.regressions],
+        "notes": [n for n in doc.notes if n],
     }
 
 
-def _slices_view(raw: Any, alpha: float) -> dict[str, Any]:
-    if not raw:
+def _slices_view(doc: ComparisonDoc) -> dict[str, Any]:
+    if doc.slice_key is None:
         return {"key": "", "correction": "", "items": []}
-    if isinstance(raw, Mapping):
-        key, items = _pick(raw, "key", default=""), _pick(raw, "items", "results", default=[])
-        correction = _pick(raw, "correction", "method", default="benjamini_hochberg")
-        alpha = _num(_pick(raw, "alpha")) or alpha
-    else:
-        items, key, correction = raw, "", "benjamini_hochberg"
-    out = []
-    for it in items:
-        if not isinstance(it, Mapping):
-            continue
-        lo, hi = _ci(it, "ci")
-        q = _num(_pick(it, "q", "p_bh", "p_adjusted"))
-        sig = _pick(it, "significant")
-        out.append({"key": _pick(it, "key", default=key), "value": str(_pick(it, "value", "slice", default="?")),
-                    "score": str(_pick(it, "score", "name", default="")), "n": _pick(it, "n"),
-                    "effect": _num(_pick(it, "effect", "mean_diff")), "ci_low": lo, "ci_high": hi,
-                    "p": _num(_pick(it, "p", "p_value")), "q": q,
-                    "significant": bool(sig) if sig is not None else (q is not None and q < alpha)})
-    if not key and out:
-        key = out[0]["key"] or ""
-    return {"key": key, "correction": str(correction), "alpha": alpha, "items": out}
+    items = [{"key": doc.slice_key, "value": s.value, "score": s.score, "n": s.n, "effect": s.effect,
+              "ci_low": s.ci.low, "ci_high": s.ci.high, "p": s.p, "q": s.q, "significant": s.significant}
+             for s in doc.slices]
+    return {"key": doc.slice_key, "correction": "benjamini_hochberg", "alpha": doc.alpha, "items": items}
 
 
-def _change_view(r: Mapping[str, Any]) -> dict[str, Any]:
-    base, cand = _num(_pick(r, "baseline", "baseline_score")), _num(_pick(r, "candidate", "candidate_score"))
-    delta = _num(_pick(r, "delta", "change", "diff"))
-    if delta is None and _num(_pick(r, "drop")) is not None:
-        delta = -_num(_pick(r, "drop"))
-    if delta is None and base is not None and cand is not None:
-        delta = cand - base
-    return {"row_id": str(_pick(r, "row_id", "dataset_row_id", "id", default="?")),
-            "score": str(_pick(r, "score", "name", default="")), "baseline": base, "candidate": cand, "delta": delta}
+def _change_view(r: RowChange) -> dict[str, Any]:
+    return {"row_id": r.row_id, "score": r.score, "baseline": r.baseline, "candidate": r.candidate,
+            "delta": -r.drop}
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,19 +188,18 @@ def _rows_by_id(rows: Iterable[Mapping[str, Any]] | Mapping[str, Any] | None) ->
         return {}
     if isinstance(rows, Mapping):
         return {str(k): v for k, v in rows.items()}
-    return {str(_pick(r, "row_id", "dataset_row_id", "id")): r for r in rows}
+    return {str(r["row_id"]): r for r in rows}
 
 
 def _distributions(view: Mapping[str, Any], rows: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[list, list]]:
     dist: dict[str, tuple[list[float], list[float]]] = {}
-    sources: list[Mapping[str, Any]] = list(rows.values()) or list(view["per_row"])
-    names = [s["name"] for s in view["scores"]] or sorted(
-        {k for r in sources for k in (_pick(r, "baseline_scores", "baseline", default={}) or {})})
+    sources: list[Mapping[str, Any]] = list(rows.values())
+    names = [s["name"] for s in view["scores"]]
     for name in names:
         base, cand = [], []
         for r in sources:
-            b = _num((_pick(r, "baseline_scores", "baseline", default={}) or {}).get(name))
-            c = _num((_pick(r, "candidate_scores", "candidate", default={}) or {}).get(name))
+            b = _num((r.get("baseline_scores") or {}).get(name))
+            c = _num((r.get("candidate_scores") or {}).get(name))
             if b is not None and c is not None:  # the paired rows, as the statistics use them
                 base.append(b)
                 cand.append(c)
@@ -351,8 +253,8 @@ def _pill(text: str) -> str:
 
 
 STATUS_TEXT = {"passed": "keep: the target improved and every guard holds",
-               "failed": "do not keep: the target regressed or a guard could not be shown non-inferior",
-               "inconclusive": "not shown either way: keep collecting evidence or rows"}
+               "failed": "do not keep: the target or a guard regressed",
+               "inconclusive": "not shown either way: curate more rows or try another change"}
 
 
 def _banner(view: Mapping[str, Any]) -> str:
@@ -368,7 +270,9 @@ def _banner(view: Mapping[str, Any]) -> str:
                f"n = {esc(t.get('n') if t.get('n') is not None else '?')} rows") if t else "no target score"
     guards = ""
     if view["guards"]:
-        state = "all guards hold" if view["guards_passed"] else "a guard is not shown non-inferior"
+        state = ("all guards hold" if view["guards_passed"] else "a guard regressed"
+                 if any(g["verdict"] == "regressed" for g in view["guards"])
+                 else "a guard is not shown to hold yet (not enough rows)")
         guards = (f'<div class="figures">{state}: ' + ", ".join(
             f"{esc(g['name'])} {esc(g['verdict'] or '?')} (lower bound {fmt(g['ci_low'])} vs −margin "
             f"{fmt(-(g['margin'] if g['margin'] is not None else view['margin']))})" for g in view["guards"])
@@ -444,8 +348,8 @@ def _improvements_from_rows(view: Mapping[str, Any], rows: Mapping[str, Mapping[
     out = []
     for s in view["scores"]:
         for row_id, r in rows.items():
-            b = _num((_pick(r, "baseline_scores", default={}) or {}).get(s["name"]))
-            c = _num((_pick(r, "candidate_scores", default={}) or {}).get(s["name"]))
+            b = _num((r.get("baseline_scores") or {}).get(s["name"]))
+            c = _num((r.get("candidate_scores") or {}).get(s["name"]))
             if b is not None and c is not None and c - b > threshold + 1e-12:
                 out.append({"row_id": row_id, "score": s["name"], "baseline": b, "candidate": c, "delta": c - b})
     return sorted(out, key=lambda r: (-r["delta"], r["score"], r["row_id"]))
@@ -467,7 +371,7 @@ def _changes_section(title: str, anchor: str, changes: list[dict[str, Any]],
         r = rows.get(row_id, {})
         links = []
         for side in ("baseline", "candidate"):
-            url = _pick(r, f"{side}_url")
+            url = r.get(f"{side}_url")
             if isinstance(url, str) and url.startswith(("https://", "http://")):
                 links.append(f'<a href="{esc(url)}" rel="noopener noreferrer">{side} trace</a>')
         change_html = "<br>".join(
@@ -477,8 +381,8 @@ def _changes_section(title: str, anchor: str, changes: list[dict[str, Any]],
         body.append(
             f"<tr><td class=mono title=\"{esc(row_id)}\">{esc(row_id[:12])}{'…' if len(row_id) > 12 else ''}"
             f"{'<br>' + ' · '.join(links) if links else ''}</td>"
-            f"<td>{_excerpt_html(_pick(r, 'input'), 200)}</td>"
-            f"<td>{_excerpt_html(_pick(r, 'baseline_output'))}</td><td>{_excerpt_html(_pick(r, 'candidate_output'))}</td>"
+            f"<td>{_excerpt_html(r.get('input'), 200)}</td>"
+            f"<td>{_excerpt_html(r.get('baseline_output'))}</td><td>{_excerpt_html(r.get('candidate_output'))}</td>"
             f"<td class=num>{change_html}</td></tr>")
     n_rows = len(grouped)
     return (f'<h2 id="{anchor}">{esc(title)} ({n_rows} row{"s" if n_rows != 1 else ""})</h2>'
@@ -522,7 +426,7 @@ def _ledger_section(ledger: Any) -> str:
     entries: Any = ledger
     head_bits = []
     if isinstance(ledger, Mapping):
-        entries = _pick(ledger, "loops", "entries", "looks", "ledger", default=[])
+        entries = ledger.get("loops") or []
         summary = ledger.get("summary") if isinstance(ledger.get("summary"), Mapping) else {}
         for key, value in [*ledger.items(), *summary.items()]:
             if not isinstance(value, list | dict) and value is not None and key not in ("contract",):
@@ -590,10 +494,8 @@ def render_report(comparison: Mapping[str, Any], *, rows: Any = None, ledger: An
         + ('<a href="#leaderboard">leaderboard</a>' if leaderboard else "") + '<a href="#ledger">ledger</a></nav>',
         _banner(view),
     ]
-    missing = view["missing"]
-    if isinstance(missing, Mapping) and (missing.get("warning") or (missing.get("fraction") or 0) > 0.05):
-        parts.append(f'<div class="warn">{esc(missing.get("warning") or "more than 5% of rows are missing on one side")}'
-                     "</div>")
+    if view["missing_warning"]:
+        parts.append(f'<div class="warn">{esc(view["missing_warning"])}</div>')
     parts += [
         '<h2 id="effects">Paired effects</h2>',
         '<p class="note">Each row of the dataset is scored by both experiments; trials are averaged per row, '
@@ -614,7 +516,7 @@ def render_report(comparison: Mapping[str, Any], *, rows: Any = None, ledger: An
     threshold = view["threshold"] if view["threshold"] is not None else 0.25
     parts.append(_changes_section("Per-row regressions", "regressions", view["regressions"], by_id,
                                   f"No row's score dropped by more than {fmt(threshold, 2)}.", threshold))
-    improvements = view["improvements"] or _improvements_from_rows(view, by_id, threshold)
+    improvements = _improvements_from_rows(view, by_id, threshold)
     parts.append(_changes_section("Per-row improvements", "improvements", improvements, by_id,
                                   f"No row's score rose by more than {fmt(threshold, 2)}.", threshold))
     parts.append(_dataset_section(dataset_summary))

@@ -60,6 +60,7 @@ from bt_flywheel.backends.base import Backend, as_backend
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.label.base import is_weak_label
 from bt_flywheel.verify import stats, verdict
+from bt_flywheel.verify.keep import KeepDecision, keep_decision
 
 CONTRACT = "bt-flywheel-comparison/v1"
 _MISSING_VALUE = "(none)"
@@ -147,19 +148,21 @@ class Comparison:
         return self.scores[1:]
 
     @property
+    def decision(self) -> KeepDecision:
+        """The keep rule (:func:`bt_flywheel.verify.keep.keep_decision`) on these verdicts."""
+        return keep_decision(self.target_result.verdict, {g.name: g.verdict for g in self.guard_results})
+
+    @property
     def guards_ok(self) -> bool | None:
-        return all(g.ok for g in self.guard_results) if self.guard_results else None
+        return self.decision.guards_ok
 
     @property
     def keep(self) -> bool:
-        return self.target_result.verdict == "improved" and self.guards_ok is not False
+        return self.decision.keep
 
     @property
     def status(self) -> str:
-        """passed <=> keep (target improved, every guard non-inferior); failed when the target
-        regressed or a guard failed (could not be shown non-inferior); inconclusive otherwise
-        (target inconclusive or equivalent with the guards holding)."""
-        return verdict.decision_status(self.target_result.verdict, [g.verdict for g in self.guard_results])
+        return self.decision.status
 
     def regressions(self) -> list[dict[str, Any]]:
         rows = [{"score": s.name, "row_id": r.id, "baseline": r.baseline, "candidate": r.candidate, "drop": r.drop}
@@ -167,6 +170,7 @@ class Comparison:
         return sorted(rows, key=lambda r: (-r["drop"], r["score"], r["row_id"]))
 
     def to_dict(self) -> dict[str, Any]:
+        decision = self.decision
         slices = None
         if self.slice_key:
             tested = [s for s in self.slices if math.isfinite(s.p)]
@@ -179,10 +183,12 @@ class Comparison:
             "experiments": {"baseline": self.baseline.describe(), "candidate": self.candidate.describe()},
             "target": self.target,
             "guards": list(self.guards),
-            "status": self.status,
-            "keep": self.keep,
+            "status": decision.status,
+            "keep": decision.keep,
             "target_verdict": self.target_result.verdict,
-            "guards_ok": self.guards_ok,
+            "guards_ok": decision.guards_ok,
+            "needs_rows": decision.needs_rows,
+            "reason": decision.reason,
             "alpha": self.alpha, "min_effect": self.min_effect, "margin": self.margin,
             "regression_threshold": self.threshold, "n_resamples": self.n_resamples, "seed": self.seed,
             "cluster_key": self.cluster_key,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from typing import Any
 from bt_flywheel.core import schemas
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.core.fileio import atomic_write_json, read_json_file
+from bt_flywheel.verify.comparison_model import ComparisonDoc, as_comparison
 
 CONTRACT = "bt-flywheel-ledger/v1"
 DEFAULT_MAX_LOOPS = 3
@@ -195,7 +196,7 @@ class Ledger:
         self.save()
         return entry, before
 
-    def find_loop(self, candidate: str | None, comparison: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    def find_loop(self, candidate: str | None, comparison: ComparisonDoc | None) -> dict[str, Any] | None:
         """The last loop, if it recorded this same candidate and comparison (a rerun after a crash)."""
         if not self.loops:
             return None
@@ -207,16 +208,19 @@ class Ledger:
             return last if val is None else None
         if val is None:
             return None
-        same = (val.get("baseline") == comparison.get("baseline") and val.get("candidate") == comparison.get("candidate")
-                and val.get("target") == comparison.get("target"))
+        same = (val.get("baseline") == comparison.baseline and val.get("candidate") == comparison.candidate
+                and val.get("target") == comparison.target)
         return last if same else None
 
     # ------------------------------------------------------------------ append
 
     def append_loop(self, *, candidate: str | None, kept: bool, change: str | None = None,
-                    change_artifact: str | None = "agent", comparison: Mapping[str, Any] | None = None,
+                    change_artifact: str | None = "agent", comparison: Any = None,
                     conditions: Iterable[str] = (), decision: Any = None, note: str | None = None) -> dict[str, Any]:
-        """Record one loop (and its validation look when ``comparison`` is given); saves."""
+        """Record one loop (and its validation look when ``comparison``, a ComparisonDoc or the
+        `compare --json` dict, is given); saves."""
+        if comparison is not None:
+            comparison = as_comparison(comparison)
         entry: dict[str, Any] = {
             "loop": self.loop_count + 1,
             "recorded_at": _now(),
@@ -233,8 +237,8 @@ class Ledger:
         if entry["validation"]:
             entry["verdict"] = entry["validation"]["verdict"]
         self.loops.append(entry)
-        if comparison is not None and comparison.get("target") and not self.data.get("target"):
-            self.data["target"] = comparison["target"]
+        if comparison is not None and not self.data.get("target"):
+            self.data["target"] = comparison.target
         self.save()
         return entry
 
@@ -255,17 +259,15 @@ class Ledger:
         return json.loads(json.dumps(self.data))
 
 
-def _validation(comparison: Mapping[str, Any]) -> dict[str, Any]:
-    scores = comparison.get("scores") or []
-    target_name = comparison.get("target")
-    target = next((s for s in scores if s.get("name") == target_name), scores[0] if scores else {})
-    split = comparison.get("split") or ((comparison.get("experiments") or {}).get("candidate") or {}).get("split")
+def _validation(comparison: ComparisonDoc) -> dict[str, Any]:
+    """The validation look as the ledger records it; status and guards_ok from the keep rule."""
+    target = comparison.target_score
+    decision = comparison.decision
     return {
-        "baseline": comparison.get("baseline"), "candidate": comparison.get("candidate"),
-        "target": target_name or target.get("name"), "split": split,
-        "status": comparison.get("status"), "verdict": target.get("verdict"),
-        "effect": target.get("effect"), "ci": target.get("ci"), "p": target.get("p"), "n": target.get("n"),
-        "guards_ok": comparison.get("guards_ok"),
+        "baseline": comparison.baseline, "candidate": comparison.candidate, "target": comparison.target,
+        "split": comparison.split, "status": decision.status, "verdict": target.verdict,
+        "effect": target.effect, "ci": target.ci.as_list(), "p": target.p, "n": target.n,
+        "guards_ok": decision.guards_ok,
     }
 
 

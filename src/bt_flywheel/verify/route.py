@@ -10,6 +10,8 @@ and returns a :class:`Decision`:
 - ``action``: ``keep`` (the candidate is kept), ``continue`` (run another loop on ``route``) or
   ``stop``; ``stop`` is true when the run should end, with ``outcome`` one of improved |
   healthy | needs_work | blocked | no_convergence.
+- a guard not shown to hold for lack of rows routes to "curate more rows" (dataset), never to
+  "discard the candidate": only a regressed target or guard does that.
 - ``no_convergence`` comes only from the ledger: ``max_loops`` (default 3) consecutive loops
   without a kept improvement.
 """
@@ -21,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bt_flywheel.core.errors import InputError
+from bt_flywheel.verify.comparison_model import ComparisonDoc, as_comparison
 
 ARTIFACTS = ("measurement", "instrumentation", "dataset", "agent", "none")
 OUTCOMES = ("improved", "healthy", "needs_work", "blocked", "no_convergence")
@@ -57,6 +60,7 @@ NEXT_STEP_TITLES = {
     "new_failure_pattern": "Add rows for the new failure pattern to the dataset",
     "validation_not_train": "Check the split: validation moved but train did not",
     "underpowered": "Label more validation rows (see required_n) and measure again",
+    "guard_not_enough_rows": "Curate more rows: a guard is not shown to hold for lack of rows (see required_n)",
     "target_regressed": "Discard the candidate: the target regressed",
     "guard_failed": "Discard the candidate: a guard did not hold",
     "metric_flat": "Try a different agent change: the metric did not move",
@@ -90,10 +94,13 @@ RULES: tuple[Rule, ...] = (
     Rule("underpowered", "the comparison is inconclusive and a feasible number of rows would settle it",
          "Improve: dataset (more validation rows, see required_n) -> Verify", "dataset", "improve", 55,
          "label_data"),
+    Rule("guard_not_enough_rows", "a guard is not shown to hold for lack of rows (nothing regressed)",
+         "Improve: dataset (curate more validation rows, see the guard's required_n) -> Verify", "dataset",
+         "improve", 56, "label_data"),
     Rule("target_regressed", "the candidate made the target score worse",
          "Improve: agent (discard the candidate; read the regressed rows)", "agent", "improve", 58,
          "investigate"),
-    Rule("guard_failed", "a guard score could not be shown non-inferior",
+    Rule("guard_failed", "a guard regressed (its CI lies wholly below no change)",
          "Improve: agent (discard the candidate; a change that keeps the guard)", "agent", "improve", 59,
          "investigate"),
     Rule("metric_flat", "the metric did not move despite an agent change",
@@ -139,55 +146,48 @@ def routes_for(conditions: Iterable[str]) -> list[Rule]:
     return sorted((RULES_BY_CONDITION[c] for c in check_conditions(conditions)), key=lambda r: r.priority)
 
 
-def conditions_from_comparison(comparison: Mapping[str, Any], *, change_artifact: str = "agent") -> list[str]:
-    """Conditions a ``flywheel compare --json`` result shows by itself.
+def conditions_from_comparison(comparison: Any, *, change_artifact: str = "agent") -> list[str]:
+    """Conditions a ``flywheel compare --json`` result shows by itself, read through the keep rule
+    (:func:`bt_flywheel.verify.keep.keep_decision`; nothing here recomputes keep).
 
-    keep -> improved; target regressed -> target_regressed; a guard not non-inferior ->
-    guard_failed; a stuck score -> scorer_broken; target inconclusive with a ``required_n`` no
-    more than 4x the rows compared -> underpowered; otherwise an inconclusive or equivalent
-    target after an agent change -> metric_flat.
+    kept -> improved; the target regressed -> target_regressed; a guard regressed ->
+    guard_failed; a guard not shown to hold for lack of rows (and nothing failed) ->
+    guard_not_enough_rows (curate more rows, never discard); a stuck score -> scorer_broken; the
+    target inconclusive with a ``required_n`` no more than 4x the rows compared -> underpowered;
+    otherwise an inconclusive or equivalent target after an agent change -> metric_flat.
     """
-    scores = comparison.get("scores") or []
-    if not scores:
-        raise InputError("comparison: no scores", hint="pass the JSON printed by `flywheel compare --json`")
-    target_name = comparison.get("target")
-    target = next((s for s in scores if s.get("name") == target_name), None) or next(
-        (s for s in scores if s.get("role") == "target"), scores[0])
-    guards = [s for s in scores if s is not target and s.get("role", "guard") == "guard"]
-    verdict = target.get("verdict")
+    doc = as_comparison(comparison)
+    decision = doc.decision
+    target = doc.target_score
     out: list[str] = []
-    if comparison.get("health", {}).get("stuck_scores"):
+    if doc.stuck_scores:
         out.append("scorer_broken")
-    guards_ok = all(g.get("verdict") == "non_inferior" for g in guards)
-    keep = comparison.get("keep")
-    if keep is None:
-        keep = verdict == "improved" and guards_ok
-    if keep:
+    if decision.keep:
         out.append("improved")
-    if verdict == "regressed":
+    if target.verdict == "regressed":
         out.append("target_regressed")
-    if not guards_ok:
+    if decision.regressed_guards:
         out.append("guard_failed")
-    if verdict == "inconclusive":
-        need = (target.get("power") or {}).get("required_n")
-        n = target.get("n") or 0
-        if need is not None and n and need <= 4 * n:
+    if decision.needs_rows:
+        out.append("guard_not_enough_rows")
+    if target.verdict == "inconclusive":
+        need = target.power.required_n if target.power else None
+        if need is not None and target.n and need <= 4 * target.n:
             out.append("underpowered")
         elif change_artifact == "agent":
             out.append("metric_flat")
-    elif verdict == "equivalent" and change_artifact == "agent":
+    elif target.verdict == "equivalent" and change_artifact == "agent":
         out.append("metric_flat")
     return out
 
 
-def candidate_of(comparison: Mapping[str, Any], ledger: Any = None) -> str | None:
+def candidate_of(comparison: ComparisonDoc, ledger: Any = None) -> str | None:
     """How the ledger names the compared candidate: the fingerprint of its changed files (from the
     experiment's metadata via compare, or from the look `flywheel eval` recorded), else its
     experiment name or id."""
-    experiment = comparison.get("candidate")
-    described = ((comparison.get("experiments") or {}).get("candidate") or {}).get("candidate")
-    recorded = ledger.candidate_of(experiment) if ledger is not None and experiment else None
-    return described or recorded or experiment
+    experiment = comparison.candidate
+    recorded = ledger.candidate_of(experiment) if ledger is not None else None
+    return comparison.candidate_fingerprint or recorded or experiment
 
 
 @dataclass
@@ -263,7 +263,7 @@ class Decision:
         }
 
 
-def decide(conditions: Iterable[str] = (), *, comparison: Mapping[str, Any] | None = None,
+def decide(conditions: Iterable[str] = (), *, comparison: Any = None,
            ledger: Any = None, candidate: str | None = None, change: str | None = None,
            change_artifact: str = "agent", note: str | None = None, kept: bool | None = None,
            findings: Iterable[str] = ()) -> Decision:
@@ -277,11 +277,12 @@ def decide(conditions: Iterable[str] = (), *, comparison: Mapping[str, Any] | No
         raise InputError(f"change_artifact {change_artifact!r}: not one of {', '.join(ARTIFACTS)}")
     conds = check_conditions(conditions)
     if comparison is not None:
+        comparison = as_comparison(comparison)
         for c in conditions_from_comparison(comparison, change_artifact=change_artifact):
             if c not in conds:
                 conds.append(c)
         if kept is None:
-            kept = bool(comparison.get("keep", "improved" in conds))
+            kept = comparison.decision.keep
         candidate = candidate or candidate_of(comparison, ledger)
     kept = bool(kept)
     if kept and "improved" not in conds:

@@ -24,7 +24,7 @@ Building blocks (each usable on its own):
 - :func:`row_regressions` - rows whose score dropped by more than a threshold
 - :func:`compare_paired` - all of the above for one score -> :class:`ScoreComparison` with a
   verdict (improved / regressed / equivalent / inconclusive for a target; non_inferior /
-  regressed / inconclusive for a guard).
+  regressed / not_enough_rows for a guard; see :mod:`bt_flywheel.verify.keep`).
 """
 
 from __future__ import annotations
@@ -48,8 +48,6 @@ DEFAULT_ALPHA = 0.05
 DEFAULT_POWER = 0.8
 _CHUNK_ELEMENTS = 1 << 19  # indices per bootstrap chunk (4 MiB of int64): bounded memory, cache-friendly
 
-TARGET_VERDICTS = ("improved", "regressed", "equivalent", "inconclusive")
-GUARD_VERDICTS = ("non_inferior", "regressed", "inconclusive")
 
 
 class StatsInputError(InputError, ValueError):
@@ -572,10 +570,23 @@ def paired_power(effect: float, sd: float, n: int, /, *, alpha: float = DEFAULT_
     return float(_power(abs(opts["effect"]) / opts["sd"], np.asarray(float(opts["n"])), opts["alpha"]))
 
 
-def _power(es: float, n: np.ndarray, alpha: float) -> np.ndarray:
+def bound_power(distance: float, sd: float, n: int, /, *, alpha: float = DEFAULT_ALPHA) -> float:
+    """Power that the two-sided (1-α) t-interval's bound clears a value ``distance`` away from
+    the true mean: the one-sided t-test at α/2 (statsmodels ``TTestPower(alternative='larger')``
+    at ``alpha/2``). This is the power of the bound every verdict uses (improved: lower bound >
+    min_effect; non-inferior: lower bound > -margin; regressed: upper bound < 0)."""
+    opts = _iv(effect=distance, sd=sd, n=n, alpha=alpha)
+    if opts["sd"] == 0:
+        return 1.0 if opts["effect"] > 0 else 0.0
+    return float(_power(opts["effect"] / opts["sd"], np.asarray(float(opts["n"])), opts["alpha"], tails=1))
+
+
+def _power(es: float, n: np.ndarray, alpha: float, tails: int = 2) -> np.ndarray:
     df = n - 1
     nc = es * np.sqrt(n)
-    crit = _st.t.isf(alpha / 2, df)
+    crit = _st.t.isf(alpha / 2, df)  # two tails at alpha, or the one bound of a (1-alpha) CI
+    if tails == 1:
+        return _st.nct.sf(crit, df, nc)
     return _st.nct.sf(crit, df, nc) + _st.nct.cdf(-crit, df, nc)
 
 
@@ -585,26 +596,43 @@ def required_n(effect: float, sd: float, /, *, alpha: float = DEFAULT_ALPHA, pow
     t at ``alpha``, differences with SD ``sd``). ``None`` when no n up to ``max_n`` does
     (effect 0)."""
     opts = _iv(effect=effect, sd=sd, alpha=alpha, power=power, max_n=max_n)
-    es = abs(opts["effect"]) / opts["sd"] if opts["sd"] > 0 else (math.inf if opts["effect"] else 0.0)
+    return _solve_n(abs(opts["effect"]), opts["sd"], opts["alpha"], opts["power"], opts["max_n"], tails=2)
+
+
+def bound_required_n(distance: float, sd: float, /, *, alpha: float = DEFAULT_ALPHA,
+                     power: float = DEFAULT_POWER, max_n: int = 10_000_000) -> int | None:
+    """Smallest number of rows for which :func:`bound_power` reaches ``power``; None when the
+    true mean is not beyond the bound (``distance <= 0``) or no n up to ``max_n`` suffices."""
+    opts = _iv(effect=distance, sd=sd, alpha=alpha, power=power, max_n=max_n)
+    if opts["effect"] <= 0:
+        return None
+    return _solve_n(opts["effect"], opts["sd"], opts["alpha"], opts["power"], opts["max_n"], tails=1)
+
+
+def _solve_n(effect: float, sd: float, alpha: float, target: float, hi_cap: int, *, tails: int) -> int | None:
+    es = effect / sd if sd > 0 else (math.inf if effect else 0.0)
     if es == 0:
         return None
     if math.isinf(es):
         return 2
-    alpha, target, hi_cap = opts["alpha"], opts["power"], opts["max_n"]
+
+    def pw(n: Any) -> Any:
+        return _power(es, np.asarray(n, dtype=float), alpha, tails)
+
     z = _st.norm.isf(alpha / 2) + _st.norm.ppf(target)
-    if _power(es, np.asarray(float(hi_cap)), alpha) < target:
+    if pw(float(hi_cap)) < target:
         return None
     guess = min(hi_cap, max(2, int(min((z / es) ** 2, hi_cap))))
     window = np.arange(guess, min(guess + 64, hi_cap) + 1, dtype=float)  # t needs a few rows more than z
-    hits = np.flatnonzero(_power(es, window, alpha) >= target)
+    hits = np.flatnonzero(pw(window) >= target)
     if hits.size and hits[0] > 0:
         return int(window[hits[0]])
     lo, hi = 2, max(3, guess)
-    while _power(es, np.asarray(float(hi)), alpha) < target:
+    while pw(float(hi)) < target:
         lo, hi = hi, min(hi * 2, hi_cap)
     while lo < hi:  # smallest n in [lo, hi] with power >= target (power rises with n)
         mid = (lo + hi) // 2
-        if _power(es, np.asarray(float(mid)), alpha) >= target:
+        if pw(float(mid)) >= target:
             hi = mid
         else:
             lo = mid + 1
@@ -613,7 +641,9 @@ def required_n(effect: float, sd: float, /, *, alpha: float = DEFAULT_ALPHA, pow
 
 @dataclass(frozen=True)
 class PowerResult:
-    """Rows needed for ``power`` at the observed SD of row differences, to detect ``effect``."""
+    """Rows needed for ``power`` at the observed SD of row differences for the verdict's CI
+    bound (``side`` 'lower' or 'upper') to clear ``bound``; ``effect`` is the observed distance
+    from the mean to that bound. ``power_at_n`` and ``required_n`` are for that same bound."""
 
     effect: float
     sd: float
@@ -623,6 +653,8 @@ class PowerResult:
     power: float
     alpha: float
     note: str
+    bound: float | None = None
+    side: str | None = None
 
 
 # --------------------------------------------------------------------------- regressions

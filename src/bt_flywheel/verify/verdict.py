@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from bt_flywheel.verify.keep import GUARD_HELD, GUARD_NOT_ENOUGH_ROWS, GUARD_REGRESSED
 from bt_flywheel.verify.stats import (
     DEFAULT_ALPHA,
     DEFAULT_MARGIN,
@@ -36,13 +37,13 @@ from bt_flywheel.verify.stats import (
     _nan_to_none,
     _noninferiority_from,
     _tost_from,
+    bound_power,
+    bound_required_n,
     holm,
     majority,
     mcnemar_exact,
     pair_rows,
     paired_bootstrap,
-    paired_power,
-    required_n,
     row_regressions,
     ttest_differences,
 )
@@ -80,16 +81,19 @@ class ScoreComparison:
     power: PowerResult | None = None
     regressions: list[RowRegression] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    kind: str = "score"
+    metric: dict[str, Any] | None = None
+    reported: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
-        """Target: improved; guard: non-inferior."""
-        return self.verdict == ("improved" if self.role == "target" else "non_inferior")
+        """Target: improved; guard: held (non-inferior)."""
+        return self.verdict == ("improved" if self.role == "target" else GUARD_HELD)
 
     def to_dict(self) -> dict[str, Any]:
         f = _nan_to_none
         out: dict[str, Any] = {
-            "name": self.name, "role": self.role, "n": self.n, "n_clusters": self.n_clusters,
+            "name": self.name, "role": self.role, "kind": self.kind, "n": self.n, "n_clusters": self.n_clusters,
             "baseline_mean": f(self.baseline_mean), "candidate_mean": f(self.candidate_mean),
             "effect": f(self.effect), "ci": self.ci.as_list(), "confidence_level": 1 - self.alpha,
             "se": f(self.se), "sd": f(self.sd), "df": f(self.df), "p": f(self.p), "p_holm": f(self.p_holm),
@@ -115,35 +119,43 @@ class ScoreComparison:
             g = self.noninferiority
             out["noninferiority"] = {"margin": g.margin, "lower_bound": f(g.lower_bound),
                                      "p": f(g.pvalue), "non_inferior": g.non_inferior}
+        if self.metric is not None:
+            out["metric"] = self.metric
+        if self.reported is not None:
+            out["reported"] = self.reported
         if self.power:
             p = self.power
             out["power"] = {"effect": f(p.effect), "sd": f(p.sd), "n": p.n, "power_at_n": f(p.power_at_n),
-                            "required_n": p.required_n, "target_power": p.power, "note": p.note}
+                            "required_n": p.required_n, "target_power": p.power, "note": p.note,
+                            "bound": f(p.bound), "side": p.side}
         return out
 
 
 def _power_for(res: TTestResult, sd: float, *, role: str, min_effect: float, margin: float,
                alpha: float) -> PowerResult:
+    """Rows for 80% power for the CI bound the verdict is waiting on (same bound, same α)."""
     est, n = res.estimate, res.n
     if role == "guard" and est > -margin:
-        effect, aim = est + margin, f"show non-inferiority (lower bound above -{margin:g})"
+        bound, side, aim = -margin, "lower", f"show the guard holds (lower bound above -{margin:g})"
     elif role == "target" and est > min_effect:
-        effect, aim = est - min_effect, f"show the effect exceeds min_effect {min_effect:g}"
+        bound, side, aim = min_effect, "lower", f"show the effect exceeds min_effect {min_effect:g}"
     elif est < 0:
-        effect, aim = -est, "show the regression"
+        bound, side, aim = 0.0, "upper", "show the regression (upper bound below 0)"
     else:
         return PowerResult(est, sd, n, math.nan, None, DEFAULT_POWER, alpha,
                            f"observed effect {est:+.4g} is not above min_effect {min_effect:g}; "
                            "more rows would not show an improvement of that size")
+    distance = est - bound if side == "lower" else -est
     if not math.isfinite(sd) or n < 2:
-        return PowerResult(effect, sd, n, math.nan, None, DEFAULT_POWER, alpha, "too few rows to estimate variance")
-    need = required_n(effect, sd, alpha=alpha)
-    now = paired_power(effect, sd, n, alpha=alpha)
+        return PowerResult(distance, sd, n, math.nan, None, DEFAULT_POWER, alpha,
+                           "too few rows to estimate variance", bound, side)
+    need = bound_required_n(distance, sd, alpha=alpha)
+    now = bound_power(distance, sd, n, alpha=alpha)
     note = (f"rows needed for 80% power to {aim} at the observed SD of row differences"
             if need else "no feasible sample size")
     if res.n_clusters is not None:
         note += " (computed as if rows were independent; clustered rows need more)"
-    return PowerResult(effect, sd, n, now, need, DEFAULT_POWER, alpha, note)
+    return PowerResult(distance, sd, n, now, need, DEFAULT_POWER, alpha, note, bound, side)
 
 
 def _constant_differences(c: float, n: int, *, alpha: float, margin: float, guard: bool
@@ -171,6 +183,30 @@ def _constant_differences(c: float, n: int, *, alpha: float, margin: float, guar
     return ci, p, tost_res, nonin
 
 
+def _constant_power(c: float, n: int, *, alpha: float, margin: float, min_effect: float, role: str
+                    ) -> PowerResult:
+    """Rows for the exact bound of :func:`_constant_differences` to settle the verdict, if the
+    rows keep showing the same difference (power is then 1 from ``required_n`` on, 0 before)."""
+    if c == 0 and role == "guard":
+        # 1 - (α/2)^(1/n) < margin  <=>  n > ln(α/2) / ln(1 - margin)
+        need = math.floor(math.log(alpha / 2) / math.log1p(-margin)) + 1 if margin > 0 else None
+        bound, side = -margin, "lower"
+        note = ("all row differences are 0: the exact Clopper-Pearson bound on the share of rows that could "
+                f"differ clears -{margin:g} from {need} rows on, if they keep showing no difference"
+                if need else "with margin 0 no number of identical rows shows non-inferiority")
+    elif c == 0 or (role == "target" and 0 < c <= min_effect):
+        return PowerResult(c, 0.0, n, math.nan, None, DEFAULT_POWER, alpha,
+                           f"observed effect {c:+.4g} is not above min_effect {min_effect:g}; "
+                           "more rows would not show an improvement of that size")
+    else:
+        need = math.floor(math.log2(2 / alpha)) + 1  # two-sided sign test 2·0.5^n < α
+        bound, side = (0.0, "upper") if c < 0 else ((-margin, "lower") if role == "guard" else (min_effect, "lower"))
+        note = (f"all row differences equal {c:+g}: the sign test settles it from {need} rows on, "
+                "if they keep showing the same difference")
+    power_at_n = math.nan if need is None else (1.0 if n >= need else 0.0)
+    return PowerResult(abs(c - bound), 0.0, n, power_at_n, need, DEFAULT_POWER, alpha, note, bound, side)
+
+
 def compare_paired(baseline: Mapping[str, Any], candidate: Mapping[str, Any], /, *, name: str = "score",
                    role: str = "target", min_effect: float = 0.0, margin: float = DEFAULT_MARGIN,
                    alpha: float = DEFAULT_ALPHA, threshold: float = DEFAULT_THRESHOLD,
@@ -180,8 +216,9 @@ def compare_paired(baseline: Mapping[str, Any], candidate: Mapping[str, Any], /,
 
     Target verdicts: ``improved`` if the (1-α) CI lower bound > ``min_effect``; ``regressed``
     if its upper bound < 0; ``equivalent`` only if TOST within ±``margin`` passes; else
-    ``inconclusive`` (with ``power.required_n``). Guard verdicts: ``non_inferior`` if the CI
-    lower bound > -``margin``; ``regressed`` if the upper bound < 0; else ``inconclusive``.
+    ``inconclusive`` (with ``power.required_n``). Guard verdicts: ``non_inferior`` (held) if the CI
+    lower bound > -``margin``; ``regressed`` if the upper bound < 0; else ``not_enough_rows``
+    (with ``power.required_n`` for that same bound).
     ``n_resamples=0`` skips the bootstrap. Pass ``paired`` to reuse an existing pairing.
     """
     opts = _iv(role=role, min_effect=min_effect, margin=margin, alpha=alpha, threshold=threshold,
@@ -209,14 +246,15 @@ def compare_paired(baseline: Mapping[str, Any], candidate: Mapping[str, Any], /,
     tost_res = _tost_from(res, margin=margin, alpha=alpha)
     nonin = _noninferiority_from(res, margin=margin, alpha=alpha) if role == "guard" else None
     p_value, method = res.pvalue, res.method
-    if res.se == 0 and d.size >= 2 and np.all(d == d[0]):
+    constant = bool(res.se == 0 and d.size >= 2 and np.all(d == d[0]))
+    if constant:
         ci, p_value, tost_res, nonin = _constant_differences(res.estimate, d.size, alpha=alpha, margin=margin,
                                                              guard=role == "guard")
         method = "exact bound (all row differences equal)"
         notes.append(f"all {d.size} row differences equal {res.estimate:+g}; used the sign test and the "
                      "Clopper-Pearson bound on the share of rows that could differ (scores in [0, 1])")
     if not math.isfinite(ci.low):
-        verdict = "inconclusive"
+        verdict = "inconclusive" if role == "target" else GUARD_NOT_ENOUGH_ROWS
     elif role == "target":
         if ci.low > min_effect:
             verdict = "improved"
@@ -227,7 +265,8 @@ def compare_paired(baseline: Mapping[str, Any], candidate: Mapping[str, Any], /,
         else:
             verdict = "inconclusive"
     else:
-        verdict = "non_inferior" if nonin and nonin.non_inferior else ("regressed" if ci.high < 0 else "inconclusive")
+        verdict = (GUARD_HELD if nonin and nonin.non_inferior
+                   else GUARD_REGRESSED if ci.high < 0 else GUARD_NOT_ENOUGH_ROWS)
     mcn = None
     if paired.binary and paired.n:
         mcn = mcnemar_exact(majority(paired.baseline), majority(paired.candidate))
@@ -237,8 +276,11 @@ def compare_paired(baseline: Mapping[str, Any], candidate: Mapping[str, Any], /,
             warnings.simplefilter("ignore", DegenerateDataWarning)
             boot = paired_bootstrap(d, n_resamples=opts["n_resamples"], confidence_level=1 - alpha,
                                     rng=opts["rng"], clusters=paired.clusters)
-    power = (_power_for(res, sd, role=role, min_effect=min_effect, margin=margin, alpha=alpha)
-             if verdict == "inconclusive" else None)
+    power = None
+    if verdict in ("inconclusive", GUARD_NOT_ENOUGH_ROWS):
+        power = (_constant_power(res.estimate, d.size, alpha=alpha, margin=margin, min_effect=min_effect, role=role)
+                 if constant else
+                 _power_for(res, sd, role=role, min_effect=min_effect, margin=margin, alpha=alpha))
     trials = {"baseline": _trial_summary(paired.baseline_trials), "candidate": _trial_summary(paired.candidate_trials)}
     return ScoreComparison(
         name=name, role=role, n=paired.n,
@@ -265,23 +307,10 @@ def apply_holm(results: Sequence[ScoreComparison], /) -> None:
     for r, adj in zip(results, adjusted, strict=True):
         r.p_holm = float(adj) if math.isfinite(adj) else None
         if r.verdict == "regressed" and len(results) > 1 and not (r.p_holm is not None and r.p_holm < r.alpha):
-            r.verdict = "inconclusive"
+            r.verdict = "inconclusive" if r.role == "target" else GUARD_NOT_ENOUGH_ROWS
             r.notes.append(f"CI excludes 0 but the Holm-adjusted p ({adj:.3g}) across {len(results)} scores "
                            f"is not below alpha {r.alpha:g}; no regression is claimed")
             if r.power is None:
                 res = TTestResult(r.effect, r.se, r.df, math.nan, r.p, r.n, 0.0, r.n_clusters, r.method)
                 r.power = _power_for(res, r.sd, role=r.role, min_effect=r.min_effect, margin=r.margin,
                                      alpha=r.alpha)
-
-
-def decision_status(target_verdict: str | None, guard_verdicts: Sequence[str] = ()) -> str:
-    """The one keep rule (DESIGN.md §8), shared by `compare` and the handoff: `passed` when the
-    target improved and every guard is non-inferior; `failed` when the target regressed or a guard
-    could not be shown non-inferior; `inconclusive` otherwise (including a target shown equivalent
-    with the guards holding: nothing to keep, nothing broken)."""
-    guards_ok = all(v == "non_inferior" for v in guard_verdicts)
-    if target_verdict == "improved" and guards_ok:
-        return "passed"
-    if target_verdict == "regressed" or not guards_ok:
-        return "failed"
-    return "inconclusive"
