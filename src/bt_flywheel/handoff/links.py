@@ -9,17 +9,17 @@ the run wrote are listed under `artifacts` instead. A link is never a made-up sc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from bt_flywheel.backends.base import Backend, Links
 from bt_flywheel.core.errors import FlywheelError
+from bt_flywheel.verify.comparison_model import ComparisonDoc
 
 MAX_TRACE_LINKS = 20     # per finding: enough to click through, short enough to read
 
 
 def add_braintrust_links(builder: Any, backend: Backend, project: str,
-                         comparison: Mapping[str, Any] | None) -> list[str]:
+                         comparison: ComparisonDoc | None) -> list[str]:
     """Add Braintrust page links to the builder's findings and links; returns notes for the user
     (why there are none, when Braintrust could not be asked)."""
     if backend.name == "local":
@@ -45,9 +45,9 @@ def add_braintrust_links(builder: Any, backend: Backend, project: str,
 
 
 def _experiment_links(builder: Any, backend: Backend, links: Links, project: str,
-                      comparison: Mapping[str, Any]) -> list[str]:
+                      comparison: ComparisonDoc) -> list[str]:
     present = {link["url"] for link in builder.links}
-    experiments = comparison.get("experiments") or {}
+    experiments = comparison.raw["experiments"]  # validated by ComparisonDoc.from_dict
     datasets: list[str] = []
     for side in ("baseline", "candidate"):
         described = experiments.get(side) or {}
