@@ -211,7 +211,26 @@ def curate(options: CurateOptions, *, labeler: Any, backend: Backend | None = No
 
         backend = LocalBackend(options.store_path)
 
-    selection: Selection | None = None
+    rows, selection = _candidate_rows(options, backend, runner)
+    stored, previous_file, previous = _already_stored(options, backend, dataset_project, out_dir)
+    if options.strategy == "rows":
+        label_run = LabelRun(labels={}, pending=[r["id"] for r in rows if not is_labeled(r)])
+    else:
+        label_run = label_rows(rows, labeler, previous, progress=progress, relabel=options.relabel)
+    rows = _stamp_and_split(options, rows, stored, previous_file, previous)
+    export = _write_rows(out_dir, rows, selection, labeler)
+
+    plan = plan_upsert(rows, stored, label_run.kept_stronger)
+    summary = _summary(options, selection, rows, label_run, plan, export)
+    if options.dataset:
+        summary["dataset"] = _upsert_dataset(options, backend, dataset_project, rows, plan, confirm)
+    atomic_write_json(out_dir / SUMMARY_FILE, summary)
+    return summary
+
+
+def _candidate_rows(options: CurateOptions, backend: Backend,
+                    runner: Runner | None) -> tuple[list[dict[str, Any]], Selection | None]:
+    """Step 1: the candidate rows, from a previous rows file or from a selection strategy."""
     if options.strategy == "rows":
         if not options.from_rows:
             raise InputError("--from-rows FILE is required to publish already curated rows")
@@ -219,40 +238,44 @@ def curate(options: CurateOptions, *, labeler: Any, backend: Backend | None = No
         for row in rows:
             if row.get("metadata", {}).get("split") and not is_labeled(row):
                 row["metadata"]["split"] = None
+        return rows, None
+    run = runner or runner_for(backend, options.project)
+    project_id = backend.project_id(options.project)
+    common = dict(project=options.project, project_id=project_id, per_bucket=options.per_bucket,
+                  window_days=options.window_days, where=options.where, trace_ids=options.trace_ids,
+                  seed=options.seed)
+    if options.per_bucket < 0:
+        raise InputError(f"--per-bucket: expected a non-negative integer, got {options.per_bucket}")
+    if options.strategy == "score-balanced":
+        if not options.score:
+            raise InputError("--strategy score-balanced needs --score NAME")
+        if options.lo >= options.hi:
+            raise InputError(f"--lo {options.lo} must be below --hi {options.hi}")
+        selection = select_score_balanced(run, score=options.score, lo=options.lo, hi=options.hi, **common)
+    elif options.strategy == "facet":
+        if not options.facets_path:
+            raise InputError("--strategy facet needs --facets facet_definitions.yaml")
+        facets = load_facet_definitions(options.facets_path)
+        selection = select_facets(run, facets=facets, **common)
     else:
-        run = runner or runner_for(backend, options.project)
-        project_id = backend.project_id(options.project)
-        common = dict(project=options.project, project_id=project_id, per_bucket=options.per_bucket,
-                      window_days=options.window_days, where=options.where, trace_ids=options.trace_ids,
-                      seed=options.seed)
-        if options.per_bucket < 0:
-            raise InputError(f"--per-bucket: expected a non-negative integer, got {options.per_bucket}")
-        if options.strategy == "score-balanced":
-            if not options.score:
-                raise InputError("--strategy score-balanced needs --score NAME")
-            if options.lo >= options.hi:
-                raise InputError(f"--lo {options.lo} must be below --hi {options.hi}")
-            selection = select_score_balanced(run, score=options.score, lo=options.lo, hi=options.hi, **common)
-        elif options.strategy == "facet":
-            if not options.facets_path:
-                raise InputError("--strategy facet needs --facets facet_definitions.yaml")
-            facets = load_facet_definitions(options.facets_path)
-            selection = select_facets(run, facets=facets, **common)
-        else:
-            raise InputError(f"--strategy: expected score-balanced or facet, got {options.strategy!r}")
-        rows = build_rows(selection, seed=options.seed, validation_fraction=options.validation_fraction)
+        raise InputError(f"--strategy: expected score-balanced or facet, got {options.strategy!r}")
+    return build_rows(selection, seed=options.seed, validation_fraction=options.validation_fraction), selection
 
-    # what is already stored: the dataset (authoritative), then a previous run's rows file
+
+def _already_stored(options: CurateOptions, backend: Backend, dataset_project: str, out_dir: Path,
+                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Step 2: what is already stored: the dataset (authoritative), then a previous run's rows file."""
     stored = backend.dataset_rows(dataset_project, options.dataset) if options.dataset else []
     previous_file = read_rows(out_dir / ROWS_FILE) if (out_dir / ROWS_FILE).exists() else []
     previous = {r["id"]: r for r in previous_file}
     previous.update({r["id"]: r for r in stored})
+    return stored, previous_file, previous
 
-    if options.strategy == "rows":
-        label_run = LabelRun(labels={}, pending=[r["id"] for r in rows if not is_labeled(r)])
-    else:
-        label_run = label_rows(rows, labeler, previous, progress=progress, relabel=options.relabel)
 
+def _stamp_and_split(options: CurateOptions, rows: list[dict[str, Any]], stored: list[dict[str, Any]],
+                     previous_file: list[dict[str, Any]], previous: dict[str, dict[str, Any]],
+                     ) -> list[dict[str, Any]]:
+    """Step 4: redact, keep stored timestamps, split (stored splits never move), check each row."""
     # stored rows and files are redacted: compare like with like (a rationale may quote a key too)
     rows = [redact_obj(row) for row in rows]
     # keep stored timestamps when nothing but the time would change; stamp new rows
@@ -266,44 +289,48 @@ def curate(options: CurateOptions, *, labeler: Any, backend: Backend | None = No
     stored_ids = {r["id"] for r in stored}
     split_rows(rows, validation_fraction=options.validation_fraction, seed=options.seed,
                existing_rows=list(stored) + [r for r in previous_file if r["id"] not in stored_ids])
-
     for index, row in enumerate(rows):
         errors = schema_errors(row, "dataset-row.schema.json")
         if errors:
-            raise InputError(f"{out_dir / ROWS_FILE}: row {index + 1} (id {row['id']}): {errors[0]}")
+            raise InputError(f"{Path(options.out_dir) / ROWS_FILE}: row {index + 1} (id {row['id']}): {errors[0]}")
+    return rows
 
+
+def _write_rows(out_dir: Path, rows: list[dict[str, Any]], selection: Selection | None,
+               labeler: Any) -> dict[str, Any] | None:
+    """Step 5: the rows file, the facet calls file, and the judge export of pending rows."""
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_jsonl(out_dir / ROWS_FILE, rows)
     if selection is not None and selection.strategy == "facet":
         atomic_write_jsonl(out_dir / PARSED_CALLS_FILE, parsed_calls(selection))
-    export = None
     pending_ids = [r["id"] for r in rows if not is_labeled(r)]
     if getattr(labeler, "waits_for_judge", False) and pending_ids:
-        export = export_pending(out_dir / ROWS_FILE, labeler.rubric, out_dir / EXPORT_FILE)
+        return export_pending(out_dir / ROWS_FILE, labeler.rubric, out_dir / EXPORT_FILE)
+    return None
 
-    plan = plan_upsert(rows, stored, label_run.kept_stronger)
-    summary = _summary(options, selection, rows, label_run, plan, export)
-    if options.dataset:
-        summary["dataset"] = {"name": options.dataset, "project": dataset_project, "backend": backend.name,
-                              "plan": plan.as_dict(), "written": False, "dry_run": options.dry_run}
-        labeled = [r for r in rows if is_labeled(r)]
-        changes = plan.insert or plan.update
-        if not options.dry_run and changes:
-            if confirm is not None and not confirm(labeled, plan):
-                summary["dataset"]["declined"] = True
-            else:
-                changed_ids = set(plan.insert) | set(plan.update)
-                to_write = [r for r in labeled if r["id"] in changed_ids]
-                result = {"inserted": len(plan.insert), "updated": len(plan.update),
-                          **backend.upsert_dataset(dataset_project, options.dataset,
-                                                   [dataset_record(r) for r in to_write])}
-                result["unchanged"] = result.get("unchanged", 0) + len(plan.unchanged)
-                summary["dataset"].update(written=True, result=result)
-        elif not options.dry_run:
-            summary["dataset"].update(written=True, result={"inserted": 0, "updated": 0,
-                                                            "unchanged": len(plan.unchanged)})
-    atomic_write_json(out_dir / SUMMARY_FILE, summary)
-    return summary
+
+def _upsert_dataset(options: CurateOptions, backend: Backend, dataset_project: str, rows: list[dict[str, Any]],
+                    plan: UpsertPlan, confirm: Callable[[list[dict[str, Any]], UpsertPlan], bool] | None,
+                    ) -> dict[str, Any]:
+    """Step 6: upsert the changed labeled rows by stable id (after confirmation when asked)."""
+    info: dict[str, Any] = {"name": options.dataset, "project": dataset_project, "backend": backend.name,
+                            "plan": plan.as_dict(), "written": False, "dry_run": options.dry_run}
+    labeled = [r for r in rows if is_labeled(r)]
+    changes = plan.insert or plan.update
+    if not options.dry_run and changes:
+        if confirm is not None and not confirm(labeled, plan):
+            info["declined"] = True
+        else:
+            changed_ids = set(plan.insert) | set(plan.update)
+            to_write = [r for r in labeled if r["id"] in changed_ids]
+            result = {"inserted": len(plan.insert), "updated": len(plan.update),
+                      **backend.upsert_dataset(dataset_project, options.dataset,
+                                               [dataset_record(r) for r in to_write])}
+            result["unchanged"] = result.get("unchanged", 0) + len(plan.unchanged)
+            info.update(written=True, result=result)
+    elif not options.dry_run:
+        info.update(written=True, result={"inserted": 0, "updated": 0, "unchanged": len(plan.unchanged)})
+    return info
 
 
 def _summary(options: CurateOptions, selection: Selection | None, rows: list[dict[str, Any]], label_run: LabelRun,
