@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from bt_flywheel.commands._options import add_settings_args, settings_from_args
+from bt_flywheel.commands._options import (
+    add_out_dir,
+    add_output_args,
+    add_settings_args,
+    settings_from_args,
+    wants_json,
+)
 from bt_flywheel.core.output import print_json, print_line
 
 
@@ -41,10 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--min-summaries", type=int, default=100, help="summaries needed before topics (default 100)")
     run.add_argument("--max-topics", type=int, default=12, help="largest k tried (default 12)")
     run.add_argument("--min-topic-size", type=int, default=5, help="smaller clusters are dissolved (default 5)")
-    run.add_argument("--out-dir", metavar="DIR",
-                     help="llm cache and agent export files (default .flywheel/topics/<project id>)")
-    run.add_argument("--json", action="store_true", help="print the report as JSON")
-    run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_out_dir(run, "llm facet cache and agent export files (default .flywheel/topics/<project id>)")
+    add_output_args(run, json_help="print the report as JSON")
     add_settings_args(run)
     run.set_defaults(handler=run_command)
 
@@ -61,7 +65,7 @@ def run_command(args: argparse.Namespace) -> int:
         from bt_flywheel.topics.remote import run_remote_topics
 
         report = run_remote_topics(project, rebuild=args.rebuild, window_days=window)
-        print_json(report) if args.json else print_line(
+        print_json(report) if wants_json(args) else print_line(
             f"queued Braintrust Topics for {project} ({'rewind ' + str(window) + 'd' if args.rebuild else 'poke'}); "
             "read results with SQL on classifications.<Facet>[0].label")
         return 0
@@ -79,7 +83,7 @@ def run_command(args: argparse.Namespace) -> int:
         rebuild=args.rebuild, writer=args.writer, endpoint=endpoint, vectors=args.vectors, seed=args.seed,
         min_summaries=args.min_summaries, max_topics=args.max_topics, min_topic_size=args.min_topic_size,
         out_dir=args.out_dir, quiet=args.quiet))
-    if args.json:
+    if wants_json(args):
         print_json(report)
         return 0
     for facet in report["facets"]:
