@@ -4,7 +4,7 @@ Vectors: the model endpoint's embeddings when one is configured, else TF-IDF ove
 summaries reduced with truncated SVD (LSA); either way L2-normalised, so Euclidean k-means
 ranks like cosine similarity and a distance is `1 - cosine similarity` in [0, 2].
 
-Number of topics, the stated criterion: k-means (k-means++, `n_init=4`, seeded) for every k in
+Number of topics, the stated criterion: k-means (k-means++, `n_init=3`, seeded) for every k in
 [min_topics, max_topics] on a seeded sample of at most FIT_SAMPLE summaries; the k with the
 highest mean silhouette score (on at most SILHOUETTE_SAMPLE of them) wins; ties go to the smaller
 k. A topic smaller than `min_topic_size` is dissolved. Noise stays unassigned, by two rules:
@@ -29,7 +29,7 @@ import numpy as np
 
 from bt_flywheel.core.ids import content_hash
 
-FIT_SAMPLE = 10_000
+FIT_SAMPLE = 5_000
 SILHOUETTE_SAMPLE = 3_000
 MAX_FEATURES = 5_000
 SVD_COMPONENTS = 100
@@ -142,6 +142,15 @@ class FitOptions:
 
 def fit_topic_map(ids: Sequence[str], texts: Sequence[str], *, facet: str, options: FitOptions) -> TopicMap:
     """Cluster summaries (ids[i] -> texts[i]) into a topic map."""
+    from threadpoolctl import threadpool_limits
+
+    # BLAS/OpenMP threads that spin against each other on a shared 2-core machine cost more than
+    # they give on a 10k-row fit: one thread, predictable and deterministic
+    with threadpool_limits(limits=1):
+        return _fit_topic_map(ids, texts, facet=facet, options=options)
+
+
+def _fit_topic_map(ids: Sequence[str], texts: Sequence[str], *, facet: str, options: FitOptions) -> TopicMap:
     if len(texts) < max(options.min_topics, 2) * 2:
         raise ValueError(f"only {len(texts)} summaries; too few to cluster")
     rng = np.random.default_rng(options.seed)
@@ -208,15 +217,6 @@ def _lsa(matrix, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _choose_k(vectors: np.ndarray, options: FitOptions) -> tuple[dict[int, float], np.ndarray, np.ndarray]:
-    from threadpoolctl import threadpool_limits
-
-    # k-means on a few thousand points is faster on one thread than on OpenMP threads that spin
-    # against each other on a shared 2-core machine
-    with threadpool_limits(limits=1):
-        return _choose_k_serial(vectors, options)
-
-
-def _choose_k_serial(vectors: np.ndarray, options: FitOptions) -> tuple[dict[int, float], np.ndarray, np.ndarray]:
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
@@ -226,7 +226,7 @@ def _choose_k_serial(vectors: np.ndarray, options: FitOptions) -> tuple[dict[int
     scores: dict[int, float] = {}
     best: tuple[float, int, np.ndarray, np.ndarray] | None = None
     for k in range(options.min_topics, upper + 1):
-        model = KMeans(n_clusters=k, n_init=4, random_state=options.seed).fit(vectors)
+        model = KMeans(n_clusters=k, n_init=3, random_state=options.seed).fit(vectors)
         if len(set(model.labels_.tolist())) < 2:
             continue
         score = float(silhouette_score(vectors, model.labels_, sample_size=min(n, SILHOUETTE_SAMPLE),

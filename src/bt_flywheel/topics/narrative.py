@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from bt_flywheel.core.redact import redact
+from bt_flywheel.core.redact import redact_obj
 
 DEFAULT_MAX_CHARS = 4000
 PART_CHARS = 600
@@ -37,22 +37,26 @@ def build_narrative(spans: list[dict[str, Any]], *, max_chars: int = DEFAULT_MAX
     """One trace's spans (any order; exactly one root expected) -> its narrative."""
     root = next((s for s in spans if s.get("is_root") or not s.get("span_parents")), spans[0])
     others = sorted((s for s in spans if s is not root), key=lambda s: (str(s.get("created") or ""), s["id"]))
-    parts: list[str] = []
+    headers: list[str] = []
+    fields: list[tuple[int, str]] = []   # (span index, "label: text")
     for span in [root, *others]:
         attrs = span.get("span_attributes") or {}
         if attrs.get("type") == "score":
             continue  # scorer spans judge the trace; they are not part of what happened
-        header = f"[{attrs.get('type') or 'span'} {attrs.get('name') or ''}]".replace(" ]", "]")
-        body = [f"{label}: {text}" for label, value in (("input", span.get("input")), ("output", span.get("output")),
-                                                          ("error", span.get("error")))
-                if (text := render(value))]
-        if body:
-            parts.append(header + "\n" + "\n".join(body))
-    # each part was redacted before it was clipped: a clip never leaves half a key unrecognised
-    text = _clip("\n\n".join(parts), max_chars)
-    request = _clip(redact(request_text(root, others)), PART_CHARS)
+        headers.append(f"[{attrs.get('type') or 'span'} {attrs.get('name') or ''}]".replace(" ]", "]"))
+        for label in ("input", "output", "error"):
+            text = render(span.get(label), limit=4 * PART_CHARS)
+            if text:
+                fields.append((len(headers) - 1, f"{label}: {text}"))
+    # Redact first (one pass per trace), clip after: a clip never leaves half a key unrecognised.
+    # Texts were cut at 4 x PART_CHARS before redaction; no key spans that far into the kept part.
+    redacted = redact_obj([text for _, text in fields] + [request_text(root, others)[: 4 * PART_CHARS]])
+    parts: dict[int, list[str]] = {}
+    for (index, _), text in zip(fields, redacted, strict=False):
+        parts.setdefault(index, []).append(_clip(text, PART_CHARS))
+    body = "\n\n".join(headers[i] + "\n" + "\n".join(lines) for i, lines in parts.items())
     return Narrative(trace_id=str(root.get("root_span_id") or root["id"]), row_id=root["id"],
-                     created=root.get("created"), text=text, request=request)
+                     created=root.get("created"), text=_clip(body, max_chars), request=_clip(redacted[-1], PART_CHARS))
 
 
 def build_narratives(spans: Iterable[dict[str, Any]], *, max_chars: int = DEFAULT_MAX_CHARS) -> list[Narrative]:
@@ -68,7 +72,8 @@ def build_narratives(spans: Iterable[dict[str, Any]], *, max_chars: int = DEFAUL
 
 
 def render(value: Any, limit: int = PART_CHARS) -> str:
-    """A span field as text: chat turns for message lists, the string itself, else compact JSON."""
+    """A span field as text (not yet redacted): chat turns for message lists, the string itself,
+    else compact JSON."""
     if value is None or value == "" or value == [] or value == {}:
         return ""
     turns = _messages(value)
@@ -78,7 +83,7 @@ def render(value: Any, limit: int = PART_CHARS) -> str:
         text = value
     else:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-    return _clip(redact(" ".join(text.split())), limit)
+    return _clip(" ".join(text.split()), limit)
 
 
 def request_text(root: dict[str, Any], others: list[dict[str, Any]] | None = None) -> str:
