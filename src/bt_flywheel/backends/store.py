@@ -177,6 +177,17 @@ class Store:
         row = self.con.execute(query, params).fetchone()
         return row[0] if row else None
 
+    def require_object(self, object_type: str, name_or_id: str, *, project: str | None = None,
+                       hint: str | None = None) -> str:
+        """The id of a dataset/experiment (within `project` when given); InputError naming what is missing."""
+        project_id = self.find_project(project) if project else None
+        if project and not project_id:
+            raise InputError(f"project {project!r}: not found in {self.path}")
+        object_id = self.find_object(object_type, name_or_id, project_id=project_id)
+        if not object_id:
+            raise InputError(f"{object_type} {name_or_id!r}: not found in {self.path}", hint=hint)
+        return object_id
+
     def object_info(self, object_type: str, object_id: str) -> dict[str, Any] | None:
         row = self.con.execute(
             "SELECT id, name, project_id, created, metadata FROM objects WHERE object_type = ? AND id = ?",

@@ -99,13 +99,8 @@ def _rows_from_store(name: str, *, project: str | None, store: str | os.PathLike
 
     path = _store_path(store)
     with Store(path, read_only=True) as st:
-        project_id = st.find_project(project) if project else None
-        if project and not project_id:
-            raise InputError(f"{path}: no project {project!r} in the local store")
-        dataset_id = st.find_object("dataset", name, project_id=project_id)
-        if not dataset_id:
-            raise InputError(f"dataset {name!r}: not found in {path}",
-                             hint="curate one with `flywheel curate`, or pass a dataset_rows.jsonl path")
+        dataset_id = st.require_object("dataset", name, project=project,
+                                       hint="curate one with `flywheel curate`, or pass a dataset_rows.jsonl path")
         rows = list(st.iter_rows("dataset", dataset_id))
         info = st.object_info("dataset", dataset_id) or {}
     rows.sort(key=lambda r: r["id"])

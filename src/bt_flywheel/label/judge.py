@@ -128,13 +128,8 @@ def load_judge_rubric(path: str | Path) -> JudgeRubric:
 
 
 def _roots(store: Any, experiment: str, project: str | None) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
-    project_id = store.find_project(project) if project else None
-    if project and not project_id:
-        raise InputError(f"project {project!r}: not found in {store.path}")
-    object_id = store.find_object("experiment", experiment, project_id=project_id)
-    if not object_id:
-        raise InputError(f"experiment {experiment!r}: not found in {store.path}",
-                         hint="run it with `flywheel eval`, or check --project")
+    object_id = store.require_object("experiment", experiment, project=project,
+                                     hint="run it with `flywheel eval`, or check --project")
     info = store.object_info("experiment", object_id) or {}
     return object_id, info, list(store.iter_rows("experiment", object_id, where=ROOT_WHERE))
 

@@ -98,10 +98,7 @@ def agreement_from_store(store: Any, experiment: str, pairs: Sequence[tuple[str,
         raise InputError(f"--delta: expected a number in [0, 1], got {delta}")
     if not pairs:
         raise InputError("--pair: give at least one AUTO_SCORE=JUDGED_DIMENSION")
-    project_id = store.find_project(project) if project else None
-    object_id = store.find_object("experiment", experiment, project_id=project_id)
-    if not object_id:
-        raise InputError(f"experiment {experiment!r}: not found in {store.path}")
+    object_id = store.require_object("experiment", experiment, project=project)
     roots = list(store.iter_rows("experiment", object_id, where=ROOT_WHERE))
     results = []
     for auto, judge in pairs:
