@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from bt_flywheel.core.config import Settings, load_settings
@@ -74,3 +75,21 @@ def emit_rows(args: argparse.Namespace, rows: list[dict[str, Any]], *, document:
         print_csv(rows, columns)
     else:
         print_table(rows, columns)
+
+
+def report_apply(args: argparse.Namespace, result: Any, source: str, summary: Callable[[], str]) -> int:
+    """How `label apply` and `judge apply` report: each bad row on stderr, the result as JSON (or the
+    one-line `summary`), an error when the file was rejected whole, and exit 2 when any row was bad."""
+    from bt_flywheel.core.errors import InputError
+    from bt_flywheel.core.output import print_line, status
+
+    for problem in result.problems:
+        status(f"bad row: {problem}")
+    if wants_json(args):
+        print_json(result.as_dict())
+    if result.rejected:
+        raise InputError(f"{source}: {len(result.problems)} bad row(s); nothing applied",
+                         hint="fix them, or --skip-bad to apply the rest")
+    if not wants_json(args):
+        print_line(summary())
+    return 2 if result.problems else 0

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from bt_flywheel.commands._options import add_output_args, add_settings_args, settings_from_args, wants_json
-from bt_flywheel.core.output import print_json, print_line, print_table, status
+from bt_flywheel.commands._options import (
+    add_output_args,
+    add_settings_args,
+    report_apply,
+    settings_from_args,
+    wants_json,
+)
+from bt_flywheel.core.output import print_json, print_line, print_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -88,25 +94,15 @@ def run_fill(args: argparse.Namespace) -> int:
 
 def run_apply(args: argparse.Namespace) -> int:
     from bt_flywheel.backends.store import Store
-    from bt_flywheel.core.errors import InputError
     from bt_flywheel.label.judge import apply_judging, remote_sender_for
 
     settings = settings_from_args(args)
     with Store(settings.store) as store:
         result = apply_judging(args.file, store, project=settings.project, skip_bad=args.skip_bad,
                                remote=remote_sender_for(settings, args.file, store))
-    for problem in result.problems:
-        status(f"bad row: {problem}")
-    if wants_json(args):
-        print_json(result.as_dict())
-    if result.rejected:
-        raise InputError(f"{args.file}: {len(result.problems)} bad row(s); nothing applied",
-                         hint="fix them, or --skip-bad to apply the rest")
-    if not wants_json(args):
-        print_line(f"applied {len(result.applied)} (row, trial) judgements; {len(result.left)} still pending"
-                   + (f"; sent to Braintrust: {result.written['remote']['sent']}" if "remote" in result.written
-                      else ""))
-    return 2 if result.problems else 0
+    sent = f"; sent to Braintrust: {result.written['remote']['sent']}" if "remote" in result.written else ""
+    return report_apply(args, result, args.file, lambda: (
+        f"applied {len(result.applied)} (row, trial) judgements; {len(result.left)} still pending{sent}"))
 
 
 def run_agreement(args: argparse.Namespace) -> int:

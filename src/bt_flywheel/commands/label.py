@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bt_flywheel.commands._options import add_output_args, wants_json
-from bt_flywheel.core.output import print_json, print_line, status
+from bt_flywheel.commands._options import add_output_args, report_apply, wants_json
+from bt_flywheel.core.output import print_json, print_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,21 +46,13 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_apply(args: argparse.Namespace) -> int:
-    from bt_flywheel.core.errors import InputError
     from bt_flywheel.label.agent import apply_labels_file
     from bt_flywheel.label.base import load_rubric
 
     rubric = load_rubric(args.rubric) if args.rubric else None
     result = apply_labels_file(args.labels, args.dataset_rows, rubric=rubric, skip_bad=args.skip_bad)
-    for problem in result.problems:
-        status(f"bad row: {problem}")
-    if wants_json(args):
-        print_json(result.as_dict())
-    if result.rejected:
-        raise InputError(f"{args.labels}: {len(result.problems)} bad row(s); nothing applied",
-                         hint="fix them, or --skip-bad to apply the rest")
-    if not wants_json(args):
-        print_line(f"applied {result.applied}, relabeled {result.relabeled}, unchanged {result.unchanged}; "
-              f"{len(result.left)} row(s) still without a label")
+    code = report_apply(args, result, args.labels, lambda: (
+        f"applied {result.applied}, relabeled {result.relabeled}, unchanged {result.unchanged}; "
+        f"{len(result.left)} row(s) still without a label"))
     sys.stdout.flush()
-    return 2 if result.problems else 0
+    return code
