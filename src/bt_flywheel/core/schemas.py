@@ -173,10 +173,14 @@ def schema_errors(instance: Any, name: str, *, limit: int = 50) -> list[str]:
     return [str(v) for v in violations(instance, name)[:limit]]
 
 
-def check(instance: Any, name: str, *, source: str) -> Any:
-    """Return `instance` if valid; otherwise InputError naming the first violation and the count."""
-    found = violations(instance, name)
+def raise_first(found: list[Violation] | list[str], *, source: str, hint: str | None = None) -> None:
+    """InputError naming the first violation and how many more there are (nothing when none)."""
     if found:
         more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
-        raise InputError(f"{source}: {found[0]}{more}")
+        raise InputError(f"{source}: {found[0]}{more}", hint=hint)
+
+
+def check(instance: Any, name: str, *, source: str, hint: str | None = None) -> Any:
+    """Return `instance` if valid; otherwise InputError naming the first violation and the count."""
+    raise_first(violations(instance, name), source=source, hint=hint)
     return instance

@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.core.fileio import atomic_write_json, atomic_write_jsonl, read_json_file, read_jsonl_objects
-from bt_flywheel.core.schemas import schema_errors
 from bt_flywheel.dataset.split import DEFAULT_SEED, DEFAULT_VALIDATION_FRACTION, split_rows
 from bt_flywheel.label.base import (
     Label,
@@ -31,8 +30,8 @@ from bt_flywheel.label.base import (
     now_iso,
     resolve_label,
 )
+from bt_flywheel.label.labels_doc import LabelEntry, LabelsDoc, RubricSpec
 
-CONTRACT = "bt-flywheel-labels/v1"
 INSTRUCTIONS = (
     "For each row, read `input` (and `context`) and apply the rubric. Set `label` to one of "
     "rubric.labels when the rubric lists labels; otherwise set `expected` to the correct value "
@@ -68,33 +67,26 @@ def export_pending(rows_path: str | Path, rubric: Rubric, out: str | Path, *, in
     """Write the lazy-judge export: every row still without a label, the rubric and its version."""
     rows = read_rows(rows_path)
     pending = [r for r in rows if include_labeled or not is_labeled(r)]
-    document = {
-        "contract": CONTRACT,
-        "kind": "export",
-        "created_at": now_iso(),
-        "dataset_rows": str(rows_path),
-        "rubric": rubric.as_dict(),
-        "rubric_version": rubric.version,
-        "labeler_model": None,
-        "instructions": INSTRUCTIONS,
-        "rows": [_export_row(r, rubric) for r in pending],
-    }
-    atomic_write_json(out, document)
+    document = LabelsDoc(
+        kind="export", created_at=now_iso(), dataset_rows=str(rows_path),
+        rubric=RubricSpec(rubric.version, rubric.text, tuple(rubric.labels), rubric.sha256, rubric.path),
+        rubric_version=rubric.version, labeler_model=None, instructions=INSTRUCTIONS,
+        entries=tuple(_export_row(i, r, rubric) for i, r in enumerate(pending)))
+    atomic_write_json(out, document.to_dict())
     return {"exported": len(pending), "already_labeled": len(rows) - len(pending), "out": str(out),
             "rubric_version": rubric.version}
 
 
-def _export_row(row: dict[str, Any], rubric: Rubric) -> dict[str, Any]:
+def _export_row(index: int, row: dict[str, Any], rubric: Rubric) -> LabelEntry:
     metadata = row.get("metadata") or {}
     curation = metadata.get("curation") or {}
     context: dict[str, Any] = {"bucket": curation.get("bucket"), "facet": curation.get("facet"),
                                "trace_id": (metadata.get("source") or {}).get("trace_id")}
     if rubric.show_production_output:
         context["production_output"] = (metadata.get("production") or {}).get("output")
-    current = label_of(row)
-    return {"id": row["id"], "input": row.get("input"), "context": context,
-            "label": current.get("value") if is_labeled(row) else None,
-            "expected": row.get("expected") if is_labeled(row) else None, "rationale": None}
+    labeled = is_labeled(row)
+    return LabelEntry(index, row["id"], label_of(row).get("value") if labeled else None,
+                      row.get("expected") if labeled else None, None, row.get("input"), context)
 
 
 @dataclass
@@ -117,56 +109,57 @@ def apply_labels_file(labels_path: str | Path, rows_path: str | Path, *, rubric:
                       skip_bad: bool = False, write: bool = True) -> ApplyResult:
     """Validate a filled export (or a kind=labels file) and merge it into the dataset rows file."""
     path = Path(labels_path)
-    document = read_json_file(path)
-    if not isinstance(document, dict):
-        raise InputError(f"{path}: expected a JSON object with contract, kind and rows/labels")
-    errors = schema_errors(document, "labels.schema.json", limit=1000)
-    entries_key = "rows" if document.get("kind") == "export" else "labels"
-    top = [e for e in errors if not e.startswith(f"$.{entries_key}[")]
-    if top:
-        more = f" (+{len(top) - 1} more)" if len(top) > 1 else ""
-        raise InputError(f"{path}: {top[0]}{more}", hint="see schemas/labels.schema.json")
-    row_errors: dict[int, list[str]] = {}
-    for error in errors:  # "$.rows[2].label: 3 is not of type ..." -> row 2, "label: 3 is not ..."
-        rest = error[len(f"$.{entries_key}["):]
-        index_text, after = rest.split("]", 1)
-        field_path, _, message = after.partition(": ")
-        row_errors.setdefault(int(index_text), []).append(
-            f"{field_path.lstrip('.')}: {message}" if field_path.strip(".") else message)
-
+    document = LabelsDoc.from_dict(read_json_file(path), source=str(path))
     allowed, version = _rubric_of(document, rubric, path)
     rows = read_rows(rows_path)
-    by_id = {r["id"]: r for r in rows}
     result = ApplyResult(rubric_version=version)
-    labeler_model = document.get("labeler_model")
-    seen: set[str] = set()
-    accepted: list[tuple[dict[str, Any], Label]] = []
-    for index, entry in enumerate(document.get(entries_key) or []):
-        entry_id = entry.get("id") if isinstance(entry, dict) else None
-        where = f"{path}: {entries_key}[{index}]" + (f" (id {entry_id})" if isinstance(entry_id, str) else "")
-        if index in row_errors:
-            result.problems.append(f"{where}: {'; '.join(row_errors[index])}")
-            continue
-        if entry_id not in by_id:
-            result.problems.append(f"{where}: unknown id (not in {rows_path})")
-            continue
-        if entry_id in seen:
-            result.problems.append(f"{where}: duplicate id (labeled twice in this file)")
-            continue
-        seen.add(entry_id)
-        if entry.get("label") is None and entry.get("expected") is None:
-            continue  # not filled in yet: stays as it is
-        try:
-            value, expected = resolve_label(allowed, entry.get("label"), entry.get("expected"))
-        except ValueError as exc:
-            result.problems.append(f"{where}: {exc}")
-            continue
-        accepted.append((by_id[entry_id], Label(entry_id, value, expected, AgentLabeler.name, labeler_model, version,
-                                                now_iso(), entry.get("rationale"))))
+    accepted = _accepted_labels(document, path, rows, rows_path, allowed, version, result)
     if result.problems and not skip_bad:
         result.rejected = True
         result.left = [r["id"] for r in rows if not is_labeled(r)]
         return result
+    _merge(accepted, result)
+    curation = next(((r.get("metadata") or {}).get("curation") or {} for r in rows), {})
+    split_rows(rows, seed=curation.get("seed") or DEFAULT_SEED,
+               validation_fraction=curation.get("validation_fraction", DEFAULT_VALIDATION_FRACTION))
+    result.left = [r["id"] for r in rows if not is_labeled(r)]
+    if write and (result.applied or result.relabeled):
+        atomic_write_jsonl(rows_path, rows)
+    return result
+
+
+def _accepted_labels(document: LabelsDoc, path: Path, rows: list[dict[str, Any]], rows_path: str | Path,
+                     allowed: list[str], version: str, result: ApplyResult) -> list[tuple[dict[str, Any], Label]]:
+    """Step 2: each filled entry as a Label for its row; every bad entry named in `result.problems`."""
+    by_id = {r["id"]: r for r in rows}
+    seen: set[str] = set()
+    accepted: list[tuple[dict[str, Any], Label]] = []
+    for entry in document.entries:
+        where = document.where(entry, str(path))
+        if entry.problems:
+            result.problems.append(f"{where}: {'; '.join(entry.problems)}")
+            continue
+        if entry.id not in by_id:
+            result.problems.append(f"{where}: unknown id (not in {rows_path})")
+            continue
+        if entry.id in seen:
+            result.problems.append(f"{where}: duplicate id (labeled twice in this file)")
+            continue
+        seen.add(entry.id)
+        if not entry.filled:
+            continue  # not filled in yet: stays as it is
+        try:
+            value, expected = resolve_label(allowed, entry.label, entry.expected)
+        except ValueError as exc:
+            result.problems.append(f"{where}: {exc}")
+            continue
+        accepted.append((by_id[entry.id], Label(entry.id, value, expected, AgentLabeler.name,
+                                                document.labeler_model, version, now_iso(), entry.rationale)))
+    return accepted
+
+
+def _merge(accepted: list[tuple[dict[str, Any], Label]], result: ApplyResult) -> None:
+    """Step 3: attach each accepted label; the same label by the same labeler counts as unchanged."""
     for row, label in accepted:
         current = label_of(row)
         if is_labeled(row) and current.get("value") == label.value and row.get("expected") == label.expected \
@@ -178,26 +171,19 @@ def apply_labels_file(labels_path: str | Path, rows_path: str | Path, *, rubric:
         else:
             result.applied += 1
         attach_label(row, label)
-    curation = next(((r.get("metadata") or {}).get("curation") or {} for r in rows), {})
-    split_rows(rows, seed=curation.get("seed") or DEFAULT_SEED,
-               validation_fraction=curation.get("validation_fraction", DEFAULT_VALIDATION_FRACTION))
-    result.left = [r["id"] for r in rows if not is_labeled(r)]
-    if write and (result.applied or result.relabeled):
-        atomic_write_jsonl(rows_path, rows)
-    return result
 
 
-def _rubric_of(document: dict[str, Any], rubric: Rubric | None, path: Path) -> tuple[list[str], str]:
-    if document.get("kind") == "export":
-        spec = document["rubric"]
-        file_version = spec["version"]
+def _rubric_of(document: LabelsDoc, rubric: Rubric | None, path: Path) -> tuple[list[str], str]:
+    """Step 1: the allowed labels and the rubric version (the export's own, or --rubric's)."""
+    if document.rubric is not None:
+        file_version = document.rubric.version
         if rubric is not None and rubric.version != file_version:
             raise InputError(f"{path}: rubric version {file_version!r} does not match --rubric "
                              f"{rubric.version!r}")
-        return list(spec.get("labels") or []), file_version
+        return list(document.rubric.labels), file_version
     if rubric is None:
         raise InputError(f"{path}: a kind=labels file needs --rubric (to know the allowed labels and version)")
-    file_version = document.get("rubric_version")
+    file_version = document.rubric_version
     if file_version and file_version != rubric.version:
         raise InputError(f"{path}: rubric_version {file_version!r} does not match --rubric {rubric.version!r}")
     return list(rubric.labels), rubric.version

@@ -283,10 +283,8 @@ def read_label_file(path: str | Path, *, label_field: str = "label") -> list[Fil
         return items
     stripped = text.lstrip()
     if stripped.startswith("{") and p.suffix.lower() == ".json":
-        data = loads_json(text, p)
-        entries = data.get("labels") or data.get("rows") or []
-        records = [(f"{p}: labels[{i}]", e) for i, e in enumerate(entries)]
-    elif stripped.startswith("["):
+        return _contract_labels(loads_json(text, p), p)
+    if stripped.startswith("["):
         records = [(f"{p}: [{i}]", e) for i, e in enumerate(loads_json(text, p))]
     else:
         records = []
@@ -304,6 +302,21 @@ def read_label_file(path: str | Path, *, label_field: str = "label") -> list[Fil
         items.append(FileLabel(id=record.get("id"), trace_id=trace_id, label=record.get(label_field),
                                expected=record.get("expected"), rationale=record.get("rationale"),
                                labeler_model=record.get("labeler_model"), where=where))
+    return items
+
+
+def _contract_labels(data: Any, path: Path) -> list[FileLabel]:
+    """A labels JSON file is the labels contract (a filled export, or kind=labels)."""
+    from bt_flywheel.label.labels_doc import LabelsDoc
+
+    document = LabelsDoc.from_dict(data, source=str(path))
+    items = []
+    for entry in document.entries:
+        where = document.where(entry, str(path))
+        if entry.problems:
+            raise InputError(f"{where}: {'; '.join(entry.problems)}")
+        items.append(FileLabel(id=entry.id, label=entry.label, expected=entry.expected, rationale=entry.rationale,
+                               labeler_model=document.labeler_model, where=where))
     return items
 
 
