@@ -1,5 +1,5 @@
 """Eval data for `flywheel eval`: local flywheel datasets, case normalisation, split/first filters,
-and the eval config route (schemas/eval-config.schema.json).
+(the eval config itself is evals/eval_config.py).
 
 `local_dataset(...)` is what a user's Braintrust Eval file calls to read a curated local dataset:
 
@@ -31,7 +31,6 @@ from bt_flywheel.core.errors import InputError
 from bt_flywheel.core.ids import input_hash  # the one definition; re-exported here
 
 DEFAULT_STORE = ".flywheel/store.duckdb"
-SCHEMA_NAME = "eval-config.schema.json"
 
 # What local_dataset() read during the current load, so the runner can record dataset id/version.
 _DATASETS_READ: list[dict[str, Any]] = []
@@ -222,21 +221,3 @@ def load_module_from_path(path: Path, module_name: str) -> Any:
         if added and folder in sys.path:
             sys.path.remove(folder)
     return module
-
-
-def read_config(path: Path) -> dict[str, Any]:
-    """Read and validate an eval config (YAML or JSON) against schemas/eval-config.schema.json."""
-    import yaml
-
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise InputError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    from bt_flywheel.core.schemas import check
-
-    check(config, SCHEMA_NAME, source=str(path))
-    return config

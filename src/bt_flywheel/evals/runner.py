@@ -158,28 +158,31 @@ def load_evaluators(path: str | Path) -> list[Any]:
 
 
 def _evaluator_from_config(path: Path) -> Any:
+    from bt_flywheel.evals.eval_config import read_config
     from bt_flywheel.evals.scorers import resolve_scorer
 
-    config = evals_data.read_config(path)
+    config = read_config(path)
     base = path.resolve().parent
-    task = evals_data.load_callable(config["task"], base_dir=base, what=f"{path}: task")
+    task = evals_data.load_callable(config.task, base_dir=base, what=f"{path}: task")
     scorers = [resolve_scorer(spec, base_dir=base, where=f"{path}: scorers[{i}]")
-               for i, spec in enumerate(config["scorers"])]
-    dataset = config["dataset"]
-    if "path" in dataset:
-        target = str((base / dataset["path"]).resolve())
+               for i, spec in enumerate(config.scorers)]
+    dataset = config.dataset
+    if dataset.path is not None:
+        target = str((base / dataset.path).resolve())
 
         def data() -> list[Any]:
             return local_dataset(target)
     else:
-        def data() -> list[Any]:
-            return local_dataset(dataset["name"], project=dataset.get("project"))
+        name = dataset.name or ""
 
-    evaluator = build_evaluator(config["project"], data=data, task=task, scores=scorers,
-                                name=config.get("experiment_name"), trials=config.get("trials", 1),
-                                params=config.get("params"), max_concurrency=config.get("max_concurrency"),
-                                description=config.get("description"))
-    evaluator._flywheel_config = {"split": config.get("split"), "first": config.get("first")}
+        def data() -> list[Any]:
+            return local_dataset(name, project=dataset.project)
+
+    evaluator = build_evaluator(config.project, data=data, task=task, scores=scorers,
+                                name=config.experiment_name, trials=config.trials,
+                                params=dict(config.params) if config.params is not None else None,
+                                max_concurrency=config.max_concurrency, description=config.description)
+    evaluator._flywheel_config = {"split": config.split, "first": config.first}
     return evaluator
 
 

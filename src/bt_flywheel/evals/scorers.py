@@ -20,13 +20,14 @@ scorer we reuse it (ExactMatch, JSONDiff, ValidJSON, LLMClassifier).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from braintrust import Score
 
 from bt_flywheel.core.errors import InputError
+from bt_flywheel.evals.eval_config import ScorerSpec
 
 LABEL_KEYS = ("label", "decision", "value", "answer", "class", "category")
 
@@ -242,10 +243,12 @@ FACTORIES: dict[str, Callable[..., Any]] = {
 }
 
 
-def resolve_scorer(spec: str | dict[str, Any], *, base_dir: Path | None = None, where: str = "scorer") -> Any:
+def resolve_scorer(spec: str | Mapping[str, Any] | ScorerSpec, *, base_dir: Path | None = None,
+                   where: str = "scorer") -> Any:
     """A scorer from a config entry: a name here, an autoevals class name, or 'module:function';
     `{"name": ..., "args": {...}}` calls our factory / the autoevals constructor with args."""
-    name, args = (spec, None) if isinstance(spec, str) else (spec["name"], spec.get("args"))
+    scorer = ScorerSpec.of(spec)
+    name, args = scorer.name, (dict(scorer.args) if scorer.args is not None else None)
     if args is None and name in SCORERS:
         return SCORERS[name]
     if name in FACTORIES:
