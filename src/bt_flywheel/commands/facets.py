@@ -62,11 +62,11 @@ def run_bootstrap(args: argparse.Namespace) -> int:
                                 window_days=args.window_days, where=args.where, sample=args.sample)
     path = write_facet_definitions(document, args.out)
     if wants_json(args):
-        print_json(document)
+        print_json(document.to_dict())
     else:
-        print_table([{"facet": f["name"], "spans": f["captured"]["spans"], "model": f.get("model"),
-                      "wrapper": len(f["messages"]), "suffix": len(f["suffix_messages"]),
-                      "output_schema": "yes" if f.get("output_schema") else "no"} for f in document["facets"]])
+        print_table([{"facet": f.name, "spans": f.captured["spans"], "model": f.model or None,
+                      "wrapper": len(f.messages), "suffix": len(f.suffix_messages),
+                      "output_schema": "yes" if f.output_schema else "no"} for f in document.facets])
         print_line(f"wrote {path}")
     return 0
 

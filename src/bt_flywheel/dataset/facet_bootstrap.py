@@ -22,8 +22,7 @@ from typing import Any
 
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.core.fileio import atomic_write_text
-from bt_flywheel.core.schemas import schema_errors
-from bt_flywheel.dataset.facets import sql_path
+from bt_flywheel.dataset.facets import FacetDefinition, FacetDefinitions, sql_path
 
 Runner = Callable[[str], list[dict[str, Any]]]
 DEFAULT_NAME_PATH = "metadata.facet_name"
@@ -88,7 +87,7 @@ def _prompt_text(messages: Sequence[dict[str, Any]]) -> str:
     return "\n\n".join(p for p in parts if isinstance(p, str) and p.strip())
 
 
-def facet_entry(name: str, spans: Sequence[dict[str, Any]], *, name_path: str, project: str) -> dict[str, Any]:
+def facet_entry(name: str, spans: Sequence[dict[str, Any]], *, name_path: str, project: str) -> FacetDefinition:
     """One facet_definitions.yaml entry from that facet's spans (latest first)."""
     calls = [m for m in (messages_of(s.get("input")) for s in spans) if m]
     if not calls:
@@ -101,28 +100,20 @@ def facet_entry(name: str, spans: Sequence[dict[str, Any]], *, name_path: str, p
     formats = [m.get("response_format") for m in metadata if isinstance(m.get("response_format"), dict)]
     created = sorted(str(s["created"]) for s in spans if s.get("created"))
     suffix_messages = latest[len(latest) - suffix:] if suffix else []
-    entry: dict[str, Any] = {
-        "name": name,
-        "description": f"captured from {len(calls)} production span(s)",
-        "prompt": _prompt_text(suffix_messages) or _prompt_text(latest[:prefix]),
-        "messages": latest[:prefix],
-        "suffix_messages": suffix_messages,
-        "span_filter": f"{LLM_FILTER} AND {sql_path(name_path)} = {_quote(name)}",
-        "value_path": "output",
-        "input_from": "span",
-        "captured": {"spans": len(calls), "prefix_messages": prefix, "suffix_messages": suffix,
-                     "first_seen": created[0] if created else None,
-                     "last_seen": created[-1] if created else None, "project": project},
-    }
-    if models:
-        entry["model"] = models.most_common(1)[0][0]
-    if formats:
-        entry["output_schema"] = formats[0]
-    return entry
+    return FacetDefinition(
+        name=name, description=f"captured from {len(calls)} production span(s)",
+        prompt=_prompt_text(suffix_messages) or _prompt_text(latest[:prefix]),
+        messages=latest[:prefix], suffix_messages=suffix_messages,
+        span_filter=f"{LLM_FILTER} AND {sql_path(name_path)} = {_quote(name)}", value_path="output",
+        input_from="span",
+        captured={"spans": len(calls), "prefix_messages": prefix, "suffix_messages": suffix,
+                  "first_seen": created[0] if created else None,
+                  "last_seen": created[-1] if created else None, "project": project},
+        model=models.most_common(1)[0][0] if models else "", output_schema=formats[0] if formats else None)
 
 
 def bootstrap_facets(run: Runner, *, project: str, name_path: str = DEFAULT_NAME_PATH, window_days: int = 30,
-                     where: str | None = None, sample: int = 50) -> dict[str, Any]:
+                     where: str | None = None, sample: int = 50) -> FacetDefinitions:
     """The facet definitions document: one entry per facet name seen, in name order."""
     if sample < 1:
         raise InputError(f"--sample: expected a positive integer, got {sample}")
@@ -136,21 +127,23 @@ def bootstrap_facets(run: Runner, *, project: str, name_path: str = DEFAULT_NAME
     if not by_facet:
         raise InputError(f"project {project!r}: no llm span with {name_path} in the last {window_days} days",
                          hint="widen --window-days, or point --name-path at where the facet name is logged")
-    return {"version": 1,
-            "facets": [facet_entry(name, spans, name_path=name_path, project=project)
-                       for name, spans in sorted(by_facet.items())]}
+    return FacetDefinitions(version=1, facets=tuple(facet_entry(name, spans, name_path=name_path, project=project)
+                                                    for name, spans in sorted(by_facet.items())))
 
 
-def write_facet_definitions(document: dict[str, Any], out: str | Path) -> Path:
+def write_facet_definitions(document: FacetDefinitions, out: str | Path) -> Path:
     """Validate against schemas/facet-definitions.schema.json and write YAML atomically."""
     import yaml
 
-    errors = schema_errors(document, "facet-definitions.schema.json")
-    if errors:
-        raise InputError(f"{out}: the bootstrapped definitions do not validate: {errors[0]}")
+    data = document.to_dict()
+    try:
+        FacetDefinitions.from_dict(data, source=str(out))
+    except InputError as exc:
+        raise InputError(f"{out}: the bootstrapped definitions do not validate: "
+                         f"{exc.message.removeprefix(f'{out}: ')}") from None
     header = ("# Written by `flywheel facets bootstrap` from captured production facet calls.\n"
               "# Edit a facet's suffix_messages (its prompt) on train; measure on validation once per edit.\n")
-    text = header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+    text = header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
     path = Path(out)
     atomic_write_text(path, text)
     return path

@@ -76,8 +76,10 @@ def sql_path(path: str) -> str:
     return ".".join(p if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", p) else f'"{p}"' for p in split_path(path))
 
 
-@dataclass
+@dataclass(frozen=True)
 class FacetDefinition:
+    """One facet of facet_definitions.yaml (schemas/facet-definitions.schema.json, `$defs/facet`)."""
+
     name: str
     description: str = ""
     prompt: str = ""
@@ -93,13 +95,13 @@ class FacetDefinition:
     model: str = ""
     output_schema: dict[str, Any] | None = None
     captured: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # the facet's `x-` extensions
 
     def __post_init__(self) -> None:
         if not self.value_path:
-            self.value_path = "output" if self.span_filter else f"metadata.facets.{self.name}"
+            object.__setattr__(self, "value_path", "output" if self.span_filter else f"metadata.facets.{self.name}")
         if not self.input_from:
-            self.input_from = "span" if self.span_filter else "root"
+            object.__setattr__(self, "input_from", "span" if self.span_filter else "root")
 
     def limits(self, default: int) -> dict[str, int]:
         return {
@@ -107,16 +109,63 @@ class FacetDefinition:
             "negative": default if self.negative_limit is None else self.negative_limit,
         }
 
+    @classmethod
+    def from_dict(cls, item: Mapping[str, Any]) -> FacetDefinition:
+        """One facet entry, already valid against the schema (see FacetDefinitions.from_dict)."""
+        known = {k: item[k] for k in FIELDS if k in item}
+        return cls(**known, extra={k: v for k, v in item.items() if k not in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "description": self.description, "prompt": self.prompt,
+                               "messages": self.messages, "suffix_messages": self.suffix_messages}
+        if self.span_filter:
+            out["span_filter"] = self.span_filter
+        out.update(value_path=self.value_path, input_from=self.input_from, captured=self.captured)
+        optional = {"model": self.model or None, "output_schema": self.output_schema,
+                    "positive_limit": self.positive_limit, "negative_limit": self.negative_limit}
+        out.update({k: v for k, v in optional.items() if v is not None})
+        return {**out, **self.extra}
+
 
 FIELDS = ("name", "description", "prompt", "value_path", "span_filter", "input_from", "positive_limit",
           "negative_limit", "messages", "suffix_messages", "model", "output_schema", "captured")
+SCHEMA_NAME = "facet-definitions.schema.json"
+HINT = "see schemas/facet-definitions.schema.json"
 
 
-def load_facet_definitions(path: str | Path) -> list[FacetDefinition]:
-    """Read facet_definitions.yaml (or .json), validate it against the schema, return the facets."""
+@dataclass(frozen=True)
+class FacetDefinitions:
+    """The facet definitions document: its facets in file order, names unique."""
+
+    facets: tuple[FacetDefinition, ...]
+    version: int | str | None = None
+    extensions: Mapping[str, Any] = field(default_factory=dict)  # top-level `x-` keys
+
+    @classmethod
+    def from_dict(cls, doc: Any, *, source: str = "facet definitions") -> FacetDefinitions:
+        """Validate ``doc`` against the schema (and unique names); InputError names the first violation."""
+        from bt_flywheel.core.schemas import schema_errors
+
+        errors = schema_errors(doc, SCHEMA_NAME)
+        if errors:
+            more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise InputError(f"{source}: {errors[0]}{more}", hint=HINT)
+        seen: set[str] = set()
+        for index, item in enumerate(doc["facets"]):
+            if item["name"] in seen:
+                raise InputError(f"{source}: $.facets[{index}].name: duplicate facet {item['name']!r}")
+            seen.add(item["name"])
+        return cls(facets=tuple(FacetDefinition.from_dict(item) for item in doc["facets"]),
+                   version=doc.get("version"), extensions={k: v for k, v in doc.items() if k.startswith("x-")})
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {} if self.version is None else {"version": self.version}
+        return {**out, "facets": [f.to_dict() for f in self.facets], **self.extensions}
+
+
+def read_facet_definitions(path: str | Path) -> FacetDefinitions:
+    """Read facet_definitions.yaml (or .json) and validate it."""
     import yaml
-
-    from bt_flywheel.core.schemas import schema_errors
 
     p = Path(path)
     text = read_text_file(p)
@@ -126,17 +175,9 @@ def load_facet_definitions(path: str | Path) -> list[FacetDefinition]:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         raise InputError(f"{p}{where}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
-    errors = schema_errors(data, "facet-definitions.schema.json")
-    if errors:
-        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise InputError(f"{p}: {errors[0]}{more}", hint="see schemas/facet-definitions.schema.json")
-    facets: list[FacetDefinition] = []
-    seen: set[str] = set()
-    for index, item in enumerate(data["facets"]):
-        if item["name"] in seen:
-            raise InputError(f"{p}: $.facets[{index}].name: duplicate facet {item['name']!r}")
-        seen.add(item["name"])
-        known = {k: item[k] for k in FIELDS if k in item}
-        extra = {k: v for k, v in item.items() if k not in known}
-        facets.append(FacetDefinition(**known, extra=extra))
-    return facets
+    return FacetDefinitions.from_dict(data, source=str(p))
+
+
+def load_facet_definitions(path: str | Path) -> list[FacetDefinition]:
+    """The facets of facet_definitions.yaml (or .json), validated against the schema."""
+    return list(read_facet_definitions(path).facets)
