@@ -14,7 +14,6 @@ given, the ledger's own `summary.repeated_looks`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -22,7 +21,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bt_flywheel.core.errors import InputError
+from bt_flywheel.core.fileio import read_json_file
+from bt_flywheel.handoff.draft_model import HandoffDraft, as_draft
 from bt_flywheel.verify.comparison_model import ComparisonDoc
+from bt_flywheel.verify.ledger_model import LedgerDoc
 
 _NUM = r"[+\-−]?\d+(?:\.\d+)?%?"
 _CI = re.compile(r"\[\s*(" + _NUM + r")\s*(?:,|to|\.\.|–)\s*(" + _NUM + r")\s*\]")
@@ -47,18 +50,15 @@ def _close(written: tuple[float, float], actual: Any) -> bool:
     return isinstance(actual, int | float) and math.isfinite(actual) and abs(written[0] - actual) <= written[1]
 
 
-def _texts(draft: Mapping[str, Any]) -> list[tuple[str, str]]:
-    out = [("summary", str(draft.get("summary") or ""))]
-    confidence = draft.get("confidence")
-    if isinstance(confidence, Mapping):
-        out.append(("confidence.why", str(confidence.get("why") or "")))
-    return out
+def _texts(draft: HandoffDraft) -> list[tuple[str, str]]:
+    return [("summary", draft.summary), ("confidence.why", draft.confidence_why)]
 
 
-def number_warnings(draft: Mapping[str, Any], comparison: ComparisonDoc | None) -> list[str]:
+def number_warnings(draft: HandoffDraft | Mapping[str, Any], comparison: ComparisonDoc | None) -> list[str]:
     """One line per figure in the draft's summary/confidence text that no score in the comparison has."""
     if comparison is None:
         return []
+    draft = as_draft(draft)
     scores = comparison.scores
     effects = [s.effect for s in scores]
     cis = [(s.ci.low, s.ci.high) for s in scores]
@@ -97,7 +97,7 @@ def _fmt(value: Any, *, signed: bool = False) -> str:
     return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
-def look_warnings(handoff: Mapping[str, Any], ledger: Mapping[str, Any] | None = None) -> list[str]:
+def look_warnings(handoff: Mapping[str, Any], ledger: LedgerDoc | None = None) -> list[str]:
     """One line per candidate looked at on validation more than once."""
     repeated: dict[str, int] = {}
     entries = ((handoff.get("loops") or {}).get("ledger"))
@@ -114,8 +114,8 @@ def look_warnings(handoff: Mapping[str, Any], ledger: Mapping[str, Any] | None =
         for candidate, count in seen.items():
             if count > 1:
                 repeated[candidate] = max(repeated.get(candidate, 0), count)
-    summary = (ledger or {}).get("summary") or {}
-    for candidate, count in (summary.get("repeated_looks") or {}).items():
+    recorded = ledger.summary.repeated_looks if ledger is not None else None
+    for candidate, count in (recorded or {}).items():
         repeated[candidate] = max(repeated.get(candidate, 0), int(count))
     return [f"candidate {c} had {n} validation looks; a result after repeated looks at validation is "
             "optimistic (tune on train, look at validation once)" for c, n in sorted(repeated.items())]
@@ -128,9 +128,9 @@ def handoff_look_warnings(handoff: Mapping[str, Any], handoff_path: str | os.Pat
     for artifact in handoff.get("artifacts") or []:
         if isinstance(artifact, Mapping) and artifact.get("kind") == "ledger":
             path = base / str(artifact.get("path"))
-            try:
-                ledger = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-            except (OSError, ValueError):
+            try:  # a missing or invalid ledger only means no warnings from it: validate checks the handoff
+                ledger = LedgerDoc.from_dict(read_json_file(path), source=str(path)) if path.is_file() else None
+            except (OSError, InputError):
                 ledger = None
             break
-    return look_warnings(handoff, ledger if isinstance(ledger, Mapping) else None)
+    return look_warnings(handoff, ledger)

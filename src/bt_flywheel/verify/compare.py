@@ -60,9 +60,9 @@ from bt_flywheel.backends.base import Backend, as_backend
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.label.base import is_weak_label
 from bt_flywheel.verify import stats, verdict
+from bt_flywheel.verify.comparison_model import CONTRACT
 from bt_flywheel.verify.keep import KeepDecision, keep_decision
 
-CONTRACT = "bt-flywheel-comparison/v1"
 _MISSING_VALUE = "(none)"
 
 

@@ -26,9 +26,9 @@ verdict, note), so :meth:`Ledger.handoff_entries` can be embedded in the handoff
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,11 +37,21 @@ from bt_flywheel.core import schemas
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.core.fileio import atomic_write_json, read_json_file
 from bt_flywheel.verify.comparison_model import ComparisonDoc, as_comparison
+from bt_flywheel.verify.ledger_model import (
+    CONTRACT,
+    SCHEMA_NAME,
+    LedgerDoc,
+    Look,
+    LoopDecision,
+    LoopEntry,
+    Summary,
+    Validation,
+)
 
-CONTRACT = "bt-flywheel-ledger/v1"
+__all__ = ["CONTRACT", "DEFAULT_MAX_LOOPS", "DEFAULT_PATH", "Ledger", "LedgerDoc", "schema_path", "validate_ledger"]
+
 DEFAULT_MAX_LOOPS = 3
 DEFAULT_PATH = ".flywheel/ledger.json"
-_SCHEMA_NAME = "ledger.schema.json"
 
 
 def _now() -> str:
@@ -50,20 +60,20 @@ def _now() -> str:
 
 def schema_path() -> Path:
     """`schemas/ledger.schema.json` (see bt_flywheel.core.schemas for where schemas are found)."""
-    return schemas.schema_path(_SCHEMA_NAME)
+    return schemas.schema_path(SCHEMA_NAME)
 
 
 def validate_ledger(doc: Any, *, source: str = "ledger") -> None:
     """Raise InputError naming the first violation's JSON path."""
-    schemas.check(doc, _SCHEMA_NAME, source=source)
+    LedgerDoc.from_dict(doc, source=source)
 
 
 class Ledger:
     """The loop ledger file. Open with :meth:`open`; every append saves atomically."""
 
-    def __init__(self, path: str | os.PathLike[str], data: dict[str, Any]) -> None:
+    def __init__(self, path: str | os.PathLike[str], doc: LedgerDoc) -> None:
         self.path = Path(path)
-        self.data = data
+        self.doc = doc
 
     # ------------------------------------------------------------------ open / save
 
@@ -78,56 +88,58 @@ class Ledger:
         if max_loops is not None and (isinstance(max_loops, bool) or not isinstance(max_loops, int) or max_loops < 1):
             raise InputError(f"max_loops: must be an integer >= 1; got {max_loops!r}")
         if p.exists():
-            data = read_json_file(p)
-            validate_ledger(data, source=str(p))
-            ledger = cls(p, data)
+            ledger = cls(p, LedgerDoc.from_dict(read_json_file(p), source=str(p)))
             if max_loops is not None:
-                data["max_loops"] = max_loops
-            if target and not data.get("target"):
-                data["target"] = target
+                ledger.doc = replace(ledger.doc, max_loops=max_loops)
+            if target and not ledger.doc.target:
+                ledger.doc = replace(ledger.doc, target=target)
             return ledger
         if not create:
             raise InputError(f"{p}: no ledger here", hint="`flywheel route decide --ledger FILE` creates one")
         now = _now()
-        data = {"contract": CONTRACT, "run_id": run_id, "target": target, "created_at": now, "updated_at": now,
-                "max_loops": max_loops or DEFAULT_MAX_LOOPS, "loops": [], "summary": {}}
-        ledger = cls(p, data)
+        ledger = cls(p, LedgerDoc(created_at=now, updated_at=now, max_loops=max_loops or DEFAULT_MAX_LOOPS,
+                                  loops=(), summary=Summary(0, 0, 0, 0, None), run_id=run_id, target=target))
         ledger._refresh_summary()
         return ledger
 
+    @property
+    def data(self) -> dict[str, Any]:
+        """The document as written (a fresh dict; change the ledger through its methods)."""
+        return self.doc.to_dict()
+
     def save(self) -> Path:
-        self.data["updated_at"] = _now()
+        self.doc = replace(self.doc, updated_at=_now())
         self._refresh_summary()
-        validate_ledger(self.data, source=str(self.path))
-        return atomic_write_json(self.path, self.data)
+        data = self.doc.to_dict()
+        validate_ledger(data, source=str(self.path))
+        return atomic_write_json(self.path, data)
 
     def _refresh_summary(self) -> None:
-        self.data["summary"] = {
-            "loops": self.loop_count, "validation_looks": self.validation_looks,
-            "kept": sum(1 for e in self.loops if e["kept"]),
-            "consecutive_without_improvement": self.consecutive_without_improvement,
-            "stopped": self.should_stop() or self._last_stop(),
-        }
-        if self.looks:
-            self.data["summary"].update(eval_looks=len(self.looks), repeated_looks=self.repeated_looks())
+        looks = self.doc.looks
+        self.doc = replace(self.doc, summary=Summary(
+            loops=self.loop_count, validation_looks=self.validation_looks,
+            kept=sum(1 for e in self.loops if e.kept),
+            consecutive_without_improvement=self.consecutive_without_improvement,
+            stopped=self.should_stop() or self._last_stop(),
+            eval_looks=len(looks) if looks else None, repeated_looks=self.repeated_looks() if looks else None))
 
     def _last_stop(self) -> str | None:
-        last = self.loops[-1]["decision"] if self.loops and self.loops[-1].get("decision") else None
-        return last.get("outcome") if last and last.get("stop") else None
+        last = self.loops[-1].decision if self.loops else None
+        return last.outcome if last is not None and last.stop else None
 
     # ------------------------------------------------------------------ counts
 
     @property
-    def loops(self) -> list[dict[str, Any]]:
-        return self.data["loops"]
+    def loops(self) -> tuple[LoopEntry, ...]:
+        return self.doc.loops
 
     @property
     def max_loops(self) -> int:
-        return int(self.data.get("max_loops") or DEFAULT_MAX_LOOPS)
+        return self.doc.max_loops
 
     @property
     def target(self) -> str | None:
-        return self.data.get("target")
+        return self.doc.target
 
     @property
     def loop_count(self) -> int:
@@ -135,13 +147,13 @@ class Ledger:
 
     @property
     def validation_looks(self) -> int:
-        return sum(1 for e in self.loops if e.get("validation"))
+        return sum(1 for e in self.loops if e.validation is not None)
 
     @property
     def consecutive_without_improvement(self) -> int:
         count = 0
         for entry in reversed(self.loops):
-            if entry["kept"]:
+            if entry.kept:
                 break
             count += 1
         return count
@@ -151,34 +163,33 @@ class Ledger:
         return "no_convergence" if self.consecutive_without_improvement >= self.max_loops else None
 
     @property
-    def looks(self) -> list[dict[str, Any]]:
+    def looks(self) -> tuple[Look, ...]:
         """Validation evals recorded by `flywheel eval` itself (:meth:`record_look`)."""
-        return self.data.get("looks") or []
+        return self.doc.looks or ()
 
     def looks_for(self, candidate: str | None) -> int:
         """How many validation looks this candidate already had: validation evals recorded for
         it, else (for ledgers without them) the loops that compared it."""
         if candidate is None:
             return 0
-        evals = sum(1 for look in self.looks if look.get("candidate") == candidate)
+        evals = sum(1 for look in self.looks if look.candidate == candidate)
         if evals:
             return evals
-        return sum(1 for e in self.loops if e.get("validation") and e.get("candidate") == candidate)
+        return sum(1 for e in self.loops if e.validation is not None and e.candidate == candidate)
 
     def repeated_looks(self) -> dict[str, int]:
         """Candidates (the unchanged baseline aside) with more than one validation eval."""
         counts: dict[str, int] = {}
         for look in self.looks:
-            candidate = look.get("candidate")
-            if candidate and not str(candidate).startswith("base:"):
-                counts[candidate] = counts.get(candidate, 0) + 1
+            if look.candidate and not look.candidate.startswith("base:"):
+                counts[look.candidate] = counts.get(look.candidate, 0) + 1
         return {c: n for c, n in sorted(counts.items()) if n > 1}
 
     def candidate_of(self, experiment: str | None) -> str | None:
         """The candidate fingerprint a recorded look gives this experiment (name or id)."""
         for look in reversed(self.looks):
-            if experiment and experiment in (look.get("experiment"), look.get("experiment_id")):
-                return look.get("candidate")
+            if experiment and experiment in (look.experiment, look.experiment_id):
+                return look.candidate
         return None
 
     def record_look(self, *, candidate: str | None, experiment: str, experiment_id: str | None = None,
@@ -187,29 +198,29 @@ class Ledger:
         """Record one validation eval (once per experiment); saves. Returns the entry and how many
         looks this candidate had before it."""
         for look in self.looks:
-            if experiment_id and look.get("experiment_id") == experiment_id:
-                return look, self.looks_for(candidate) - 1
-        before = sum(1 for look in self.looks if candidate is not None and look.get("candidate") == candidate)
-        entry = {"recorded_at": _now(), "candidate": candidate, "files": list(files), "experiment": experiment,
-                 "experiment_id": experiment_id, "split": split, "rows": rows, "trials": trials}
-        self.data.setdefault("looks", []).append(entry)
+            if experiment_id and look.experiment_id == experiment_id:
+                return look.to_dict(), self.looks_for(candidate) - 1
+        before = sum(1 for look in self.looks if candidate is not None and look.candidate == candidate)
+        entry = Look(recorded_at=_now(), candidate=candidate, files=tuple(files), experiment=experiment,
+                     experiment_id=experiment_id, split=split, rows=rows, trials=trials)
+        self.doc = replace(self.doc, looks=(*self.looks, entry))
         self.save()
-        return entry, before
+        return entry.to_dict(), before
 
-    def find_loop(self, candidate: str | None, comparison: ComparisonDoc | None) -> dict[str, Any] | None:
+    def find_loop(self, candidate: str | None, comparison: ComparisonDoc | None) -> LoopEntry | None:
         """The last loop, if it recorded this same candidate and comparison (a rerun after a crash)."""
         if not self.loops:
             return None
         last = self.loops[-1]
-        if last.get("candidate") != candidate:
+        if last.candidate != candidate:
             return None
-        val = last.get("validation")
+        val = last.validation
         if comparison is None:
             return last if val is None else None
         if val is None:
             return None
-        same = (val.get("baseline") == comparison.baseline and val.get("candidate") == comparison.candidate
-                and val.get("target") == comparison.target)
+        same = (val.baseline == comparison.baseline and val.candidate == comparison.candidate
+                and val.target == comparison.target)
         return last if same else None
 
     # ------------------------------------------------------------------ append
@@ -218,62 +229,50 @@ class Ledger:
                     change_artifact: str | None = "agent", comparison: Any = None,
                     conditions: Iterable[str] = (), decision: Any = None, note: str | None = None) -> dict[str, Any]:
         """Record one loop (and its validation look when ``comparison``, a ComparisonDoc or the
-        `compare --json` dict, is given); saves."""
+        `compare --json` dict, is given); saves. Returns the entry as written."""
         if comparison is not None:
             comparison = as_comparison(comparison)
-        entry: dict[str, Any] = {
-            "loop": self.loop_count + 1,
-            "recorded_at": _now(),
-            "candidate": candidate,
-            "change": change,
-            "route": change_artifact or "none",
-            "verdict": None,
-            "kept": bool(kept),
-            "note": note,
-            "validation": _validation(comparison) if comparison is not None else None,
-            "conditions": list(conditions),
-            "decision": _decision_dict(decision),
-        }
-        if entry["validation"]:
-            entry["verdict"] = entry["validation"]["verdict"]
-        self.loops.append(entry)
-        if comparison is not None and not self.data.get("target"):
-            self.data["target"] = comparison.target
+        validation = _validation(comparison) if comparison is not None else None
+        entry = LoopEntry(loop=self.loop_count + 1, recorded_at=_now(), candidate=candidate, change=change,
+                          route=change_artifact or "none", verdict=validation.verdict if validation else None,
+                          kept=bool(kept), note=note, validation=validation, conditions=tuple(conditions),
+                          decision=_decision(decision))
+        self.doc = replace(self.doc, loops=(*self.loops, entry))
+        if comparison is not None and not self.doc.target:
+            self.doc = replace(self.doc, target=comparison.target)
         self.save()
-        return entry
+        return entry.to_dict()
 
     def handoff_entries(self) -> list[dict[str, Any]]:
         """The loops in the handoff's ``loops.ledger[]`` shape, each with its candidate's count of
         validation looks (`looks`) when the ledger recorded evals."""
         out = []
         for e in self.loops:
-            entry = {"loop": e["loop"], "kept": e["kept"], "route": e["route"], "candidate": e["candidate"],
-                     "verdict": e["verdict"], "note": e["note"] or (e.get("decision") or {}).get("reason")}
-            if self.looks and e.get("candidate"):
-                entry["looks"] = self.looks_for(e["candidate"])
+            entry: dict[str, Any] = {"loop": e.loop, "kept": e.kept, "route": e.route, "candidate": e.candidate,
+                                     "verdict": e.verdict,
+                                     "note": e.note or (e.decision.reason if e.decision is not None else None)}
+            if self.looks and e.candidate:
+                entry["looks"] = self.looks_for(e.candidate)
             out.append(entry)
         return out
 
     def to_dict(self) -> dict[str, Any]:
         self._refresh_summary()
-        return json.loads(json.dumps(self.data))
+        return self.doc.to_dict()
 
 
-def _validation(comparison: ComparisonDoc) -> dict[str, Any]:
+def _validation(comparison: ComparisonDoc) -> Validation:
     """The validation look as the ledger records it; status and guards_ok from the keep rule."""
     target = comparison.target_score
     decision = comparison.decision
-    return {
-        "baseline": comparison.baseline, "candidate": comparison.candidate, "target": comparison.target,
-        "split": comparison.split, "status": decision.status, "verdict": target.verdict,
-        "effect": target.effect, "ci": target.ci.as_list(), "p": target.p, "n": target.n,
-        "guards_ok": decision.guards_ok,
-    }
+    return Validation(baseline=comparison.baseline, candidate=comparison.candidate, target=comparison.target,
+                      split=comparison.split, status=decision.status, verdict=target.verdict, effect=target.effect,
+                      ci=None if target.ci is None else (target.ci.low, target.ci.high), p=target.p, n=target.n, guards_ok=decision.guards_ok)
 
 
-def _decision_dict(decision: Any) -> dict[str, Any] | None:
+def _decision(decision: Any) -> LoopDecision | None:
     if decision is None:
         return None
     route = getattr(decision, "route", None)
-    return {"action": decision.action, "stop": decision.stop, "outcome": decision.outcome,
-            "route": route.condition if route is not None else None, "reason": decision.reason}
+    return LoopDecision(decision.action, decision.stop, decision.outcome,
+                        route.condition if route is not None else None, decision.reason)

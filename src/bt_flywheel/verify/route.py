@@ -18,12 +18,13 @@ and returns a :class:`Decision`:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.verify.comparison_model import ComparisonDoc, as_comparison
+from bt_flywheel.verify.ledger_model import LoopDecision, LoopEntry
 
 ARTIFACTS = ("measurement", "instrumentation", "dataset", "agent", "none")
 OUTCOMES = ("improved", "healthy", "needs_work", "blocked", "no_convergence")
@@ -291,8 +292,8 @@ def decide(conditions: Iterable[str] = (), *, comparison: Any = None,
     records_loop = ledger is not None and (comparison is not None or candidate is not None)
     if records_loop:
         previous = ledger.find_loop(candidate, comparison)
-        if previous is not None and previous.get("decision"):
-            replayed = _replay(previous, ledger)
+        if previous is not None and previous.decision is not None:
+            replayed = _replay(previous, previous.decision, ledger)
             replayed.findings = findings
             return replayed
     warnings: list[str] = []
@@ -348,12 +349,11 @@ def _choose(routes: list[Rule], *, kept: bool, streak: int, max_loops: int
     return "stop", True, rule.outcome, rule, "no routing condition holds"
 
 
-def _replay(entry: Mapping[str, Any], ledger: Any) -> Decision:
-    d = entry["decision"]
-    routes = routes_for(entry.get("conditions") or [])
-    route = RULES_BY_CONDITION.get(d.get("route") or "") if d.get("route") else None
-    return Decision(d["action"], bool(d["stop"]), d.get("outcome"), bool(entry["kept"]), route, routes,
-                    list(entry.get("conditions") or []), d.get("reason", ""), loop=entry["loop"],
+def _replay(entry: LoopEntry, d: LoopDecision, ledger: Any) -> Decision:
+    routes = routes_for(list(entry.conditions))
+    route = RULES_BY_CONDITION.get(d.route) if d.route else None
+    return Decision(d.action, d.stop, d.outcome, entry.kept, route, routes,
+                    list(entry.conditions), d.reason, loop=entry.loop,
                     loops=ledger.loop_count, validation_looks=ledger.validation_looks,
                     consecutive_without_improvement=ledger.consecutive_without_improvement,
                     max_loops=ledger.max_loops, ledger=str(ledger.path), replayed=True,
