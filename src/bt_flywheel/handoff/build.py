@@ -38,42 +38,26 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bt_flywheel.core import schemas
 from bt_flywheel.core.errors import InputError
-from bt_flywheel.core.redact import redact
-from bt_flywheel.core.schemas import walk_strings
 from bt_flywheel.handoff.contract import (
     HandoffBuilder,
     HandoffPaths,
     Violation,
     format_time,
     is_rfc3339,
-    json_path,
     parse_time,
     validate_handoff,
     write_handoff,
 )
+from bt_flywheel.handoff.draft_model import SCHEMA_NAME as DRAFT_SCHEMA
+from bt_flywheel.handoff.draft_model import HandoffDraft, HandoffInvalid, load_draft, validate_draft
 from bt_flywheel.verify.comparison_model import ComparisonDoc, as_comparison, load_comparison
 
-DRAFT_SCHEMA = "handoff-draft.schema.json"
+__all__ = ["BuildResult", "HandoffDraft", "HandoffInvalid", "build_from_draft", "load_draft", "validate_draft"]
+
 FOREST_FILENAME = "forest.svg"
 REPORT_FILENAME = "bt-flywheel-report.html"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_COMPUTED = {"idempotency_key": "computed by `handoff build` from intent, title and project; remove it",
-             "sha256": "computed by `handoff build` from the file; remove it",
-             "bytes": "computed by `handoff build` from the file; remove it",
-             "suggested_destination": "the draft calls it `destination`"}
-
-
-class HandoffInvalid(InputError):
-    """The draft or the handoff built from it breaks the contract; `.violations` has every one."""
-
-    def __init__(self, source: str, violations: list[Violation], what: str = "invalid handoff draft") -> None:
-        count = len(violations)
-        more = f" (and {count - 1} more)" if count > 1 else ""
-        super().__init__(f"{source}: {what}: {violations[0]}{more}" if violations else f"{source}: {what}")
-        self.source = source
-        self.violations = violations
 
 
 @dataclass
@@ -99,43 +83,6 @@ def draft_schema_path() -> Path:
     from bt_flywheel.core.schemas import schema_path
 
     return schema_path(DRAFT_SCHEMA)
-
-
-def validate_draft(doc: Any) -> list[Violation]:
-    """Every violation of the draft schema, plus any string that looks like a secret."""
-    if not isinstance(doc, Mapping):
-        return [Violation("$", f"expected a mapping of fields, got {type(doc).__name__}")]
-    found = schemas.violations(doc, DRAFT_SCHEMA, hints=_COMPUTED)
-    flagged = {v.path for v in found if v.message.startswith("looks like a secret")}
-    for path, text in walk_strings(doc):
-        where = json_path(path)
-        if where not in flagged and redact(text) != text:
-            found.append(Violation(where, "looks like a secret (a known key or a key-shaped value); remove it"))
-    return sorted(set(found), key=lambda v: (v.path, v.message))
-
-
-def load_draft(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a YAML or JSON draft and validate it; HandoffInvalid lists every violation."""
-    import yaml
-
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{p}: draft file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p}: cannot read the draft ({getattr(exc, 'strerror', None) or exc})") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "not valid YAML or JSON"
-        raise InputError(f"{p}{where}: cannot parse the draft ({problem})") from None
-    violations = validate_draft(doc)
-    if violations:
-        raise HandoffInvalid(str(p), violations)
-    return dict(doc)
 
 
 # ---------------------------------------------------------------------------- the other inputs
@@ -219,7 +166,7 @@ def _report_backend(store: str | os.PathLike[str] | None, settings: Any,
 class _Inputs:
     """The draft and everything it is built with, loaded and checked."""
 
-    doc: dict[str, Any]
+    doc: HandoffDraft
     source: str
     base: Path
     orient: dict[str, Any]
@@ -237,10 +184,7 @@ def _load_inputs(draft: str | os.PathLike[str] | Mapping[str, Any], orient: Any,
 
     if isinstance(draft, Mapping):
         source, base = "draft", Path.cwd()
-        violations = validate_draft(draft)
-        if violations:
-            raise HandoffInvalid(source, violations)
-        doc = dict(draft)
+        doc = HandoffDraft.from_dict(draft, source=source)
     else:
         source, base = str(draft), Path(draft).resolve().parent
         doc = load_draft(draft)
@@ -265,12 +209,12 @@ def _start_builder(inputs: _Inputs, settings: Any, env: Mapping[str, str], finis
     """Who, what, when: goal, project, mode and the run's times. started_at is when Orient ran
     (ORIENT.json or the session); the ledger only supplies the run id."""
     doc, orient_doc, book = inputs.doc, inputs.orient, inputs.ledger
-    goal = doc.get("goal") or orient_doc.get("goal")
+    goal = doc.goal or orient_doc.get("goal")
     if not goal:
         from bt_flywheel.session.orient import resolve_goal
 
         goal = resolve_goal(None, env)
-    project = doc.get("project") or orient_doc.get("project") or getattr(settings, "project", None)
+    project = doc.project or orient_doc.get("project") or getattr(settings, "project", None)
     if not project:
         raise InputError(f"{inputs.source}: project: not in the draft, ORIENT.json or the settings; "
                          "add `project: <name>` to the draft")
@@ -286,37 +230,33 @@ def _start_builder(inputs: _Inputs, settings: Any, env: Mapping[str, str], finis
         store_state = orient_doc.get("store")
         project_id = orient_doc.get("project_id") or (store_state.get("project_id")
                                                       if isinstance(store_state, Mapping) else None)
-    started = _orient_time(orient_doc) or (book.data.get("created_at") if book else None)
+    started = _orient_time(orient_doc) or (book.doc.created_at if book else None)
     if started and is_rfc3339(started) and parse_time(started) > parse_time(finished):
         started = finished
-    run_id = book.data.get("run_id") if book else None
+    run_id = book.doc.run_id if book else None
     return HandoffBuilder(goal=goal, project=project, mode=mode_name, mode_reason=reason,
                           project_id=project_id, run_id=run_id if run_id and _RUN_ID.match(run_id) else None,
                           started_at=started or finished)
 
 
-def _add_judgement(builder: HandoffBuilder, doc: Mapping[str, Any]) -> None:
+def _add_judgement(builder: HandoffBuilder, doc: HandoffDraft) -> None:
     """The agent's part: outcome, confidence, summary, findings, changes, next steps, links, x-."""
-    confidence = doc["confidence"]
-    builder.set_outcome(doc["outcome"], severity=doc["severity"], confidence=confidence["level"],
-                        why=confidence["why"], summary=doc["summary"], blocking=bool(doc.get("blocking", False)))
-    for i, finding in enumerate(doc.get("findings") or []):
-        ev = finding["evidence"]
-        builder.add_finding(finding["title"], plane=finding["plane"], severity=finding["severity"],
-                            route=finding["route"], evidence=ev["summary"], queries=ev.get("queries") or [],
-                            links=ev.get("links") or [], trace_ids=ev.get("trace_ids") or [],
-                            id=finding.get("id") or f"F{i + 1}")
-    for change in doc.get("changes") or []:
-        builder.add_change(change["artifact"], change["files"], description=change["description"],
-                           why_safe=change["why_safe"])
-    for step in doc.get("next_steps") or []:
-        builder.add_next_step(step["intent"], step["title"], step["body"], priority=step.get("priority", "p2"),
-                              destination=step.get("destination", "none"))
-    for link in doc.get("links") or []:
-        builder.add_link(link["title"], link["url"], kind=link.get("kind"))
-    for key, value in doc.items():
-        if key.startswith("x-"):
-            builder.extend(key, value)
+    builder.set_outcome(doc.outcome, severity=doc.severity, confidence=doc.confidence_level,
+                        why=doc.confidence_why, summary=doc.summary, blocking=doc.blocking)
+    for i, finding in enumerate(doc.findings):
+        ev = finding.evidence
+        builder.add_finding(finding.title, plane=finding.plane, severity=finding.severity,
+                            route=finding.route, evidence=ev.summary, queries=ev.queries,
+                            links=[link.to_dict() for link in ev.links], trace_ids=ev.trace_ids,
+                            id=finding.id or f"F{i + 1}")
+    for change in doc.changes:
+        builder.add_change(change.artifact, change.files, description=change.description, why_safe=change.why_safe)
+    for step in doc.next_steps:
+        builder.add_next_step(step.intent, step.title, step.body, priority=step.priority, destination=step.destination)
+    for link in doc.links:
+        builder.add_link(link.title, link.url, kind=link.kind)
+    for key, value in doc.extensions.items():
+        builder.extend(key, value)
 
 
 def _add_numbers(builder: HandoffBuilder, inputs: _Inputs, out: Path) -> list[tuple[Path, Path]]:
@@ -329,8 +269,8 @@ def _add_numbers(builder: HandoffBuilder, inputs: _Inputs, out: Path) -> list[tu
         entries = [{k: v for k, v in e.items() if not (k == "note" and not v)} for e in book.handoff_entries()]
         builder.set_loops(book.loop_count, max_loops=book.max_loops, ledger=entries)
     bases = [inputs.base] if inputs.base.resolve() == Path.cwd().resolve() else [inputs.base, Path.cwd()]
-    listed = [(_resolve_artifact(item["path"], f"{inputs.source}: artifacts[{i}].path", bases), item["kind"])
-              for i, item in enumerate(inputs.doc.get("artifacts") or [])]
+    listed = [(_resolve_artifact(item.path, f"{inputs.source}: artifacts[{i}].path", bases), item.kind)
+              for i, item in enumerate(inputs.doc.artifacts)]
     for file, kind in ((inputs.comparison_file, "comparison"), (inputs.ledger_file, "ledger")):
         if file is not None and file.resolve() not in {f.resolve() for f, _ in listed}:
             listed.append((file, kind))
@@ -413,7 +353,7 @@ def build_from_draft(draft: str | os.PathLike[str] | Mapping[str, Any], *,
     link_notes = _add_links(builder, inputs, settings)
     warnings = number_warnings(inputs.doc, inputs.comparison) + look_warnings(
         {"loops": {"ledger": inputs.ledger.handoff_entries()}} if inputs.ledger is not None else {},
-        inputs.ledger.to_dict() if inputs.ledger is not None else None)
+        inputs.ledger.doc if inputs.ledger is not None else None)
     if warnings and strict:
         raise HandoffInvalid(inputs.source, [Violation("$.summary", w) for w in warnings],
                              "the draft's numbers or the ledger's looks do not hold up (--strict)")
