@@ -24,7 +24,6 @@ from bt_flywheel.backends.base import Backend, runner_for
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.core.fileio import atomic_write_json, atomic_write_jsonl
 from bt_flywheel.core.redact import redact_obj
-from bt_flywheel.core.schemas import schema_errors
 from bt_flywheel.curate.select import (
     Runner,
     Selection,
@@ -35,6 +34,7 @@ from bt_flywheel.curate.select import (
     select_score_balanced,
 )
 from bt_flywheel.dataset.facets import load_facet_definitions
+from bt_flywheel.dataset.row_model import DatasetRow
 from bt_flywheel.dataset.split import (
     DEFAULT_SEED,
     DEFAULT_VALIDATION_FRACTION,
@@ -290,9 +290,7 @@ def _stamp_and_split(options: CurateOptions, rows: list[dict[str, Any]], stored:
     split_rows(rows, validation_fraction=options.validation_fraction, seed=options.seed,
                existing_rows=list(stored) + [r for r in previous_file if r["id"] not in stored_ids])
     for index, row in enumerate(rows):
-        errors = schema_errors(row, "dataset-row.schema.json")
-        if errors:
-            raise InputError(f"{Path(options.out_dir) / ROWS_FILE}: row {index + 1} (id {row['id']}): {errors[0]}")
+        DatasetRow.from_dict(row, source=f"{Path(options.out_dir) / ROWS_FILE}: row {index + 1} (id {row['id']})")
     return rows
 
 
