@@ -22,6 +22,7 @@ import json
 import random
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,42 @@ def write_jsonl(path: str | Path, spans: int, *, seed: int = 0, now: datetime | 
     return count
 
 
+@dataclass
+class _Facts:
+    """What one trace is about; the planted patterns below adjust it before the spans are built."""
+
+    topic: str
+    tier: str
+    language: str
+    model: str
+    international: bool
+    order: str
+    question: str
+    answer: str
+    root_id: str
+    factuality: float
+    helpfulness: float
+    issue: str = "none"
+    error: Any = None
+    tools: list[tuple[str, Any, Any]] = field(default_factory=list)
+    sentiment: str = "neutral"
+
+
+# Every step draws from the one seeded rng, so the steps' order (and the order of draws inside
+# each) is part of the output: changing it changes every trace after the first.
 def _trace(rng: random.Random, start: datetime) -> list[dict[str, Any]]:
+    facts = _draw_facts(rng)
+    _plant_refusal(rng, facts)
+    _plant_tool_calls(rng, facts)
+    _plant_language_gap(rng, facts)
+    facts.factuality = round(facts.factuality, 3)
+    facts.sentiment = _sentiment(rng, facts)
+    prompt_tokens, completion_tokens = rng.randint(80, 900), rng.randint(20, 300)
+    root = _root_span(facts, start, prompt_tokens, completion_tokens, latency=round(rng.uniform(0.4, 6.0), 3))
+    return [root, *_child_spans(rng, facts, start, prompt_tokens, completion_tokens)]
+
+
+def _draw_facts(rng: random.Random) -> _Facts:
     topic = rng.choice(TOPICS)
     tier = rng.choice(TIERS)
     language = rng.choice(LANGUAGES)
@@ -119,79 +155,90 @@ def _trace(rng: random.Random, start: datetime) -> list[dict[str, Any]]:
     order = f"A{rng.randrange(10000, 99999)}"
     question = rng.choice(QUESTIONS[topic]).format(order=order)
     answer = ANSWERS[topic].format(order=order, detail="Refunds take 5-10 days." if "refund" in question else "")
-    root_id = _uuid(rng)
-    issue = "none"
-    error: Any = None
-    factuality = min(1.0, max(0.0, rng.gauss(0.85, 0.1)))
-    helpfulness = 1.0 if rng.random() < 0.9 else 0.0
+    return _Facts(topic=topic, tier=tier, language=language, model=model, international=international,
+                  order=order, question=question, answer=answer, root_id=_uuid(rng),
+                  factuality=min(1.0, max(0.0, rng.gauss(0.85, 0.1))),
+                  helpfulness=1.0 if rng.random() < 0.9 else 0.0)
 
-    # planted patterns
-    lowered = question.lower()
-    if model == "gpt-4o-mini" and topic == "billing" and ("cancel" in lowered or "refund" in lowered) \
+
+def _plant_refusal(rng: random.Random, f: _Facts) -> None:
+    lowered = f.question.lower()
+    if f.model == "gpt-4o-mini" and f.topic == "billing" and ("cancel" in lowered or "refund" in lowered) \
             and rng.random() < 0.7:
-        answer, helpfulness, issue = REFUSAL, 0.0, "refusal"
-    tools: list[tuple[str, Any, Any]] = []
-    if topic in ("shipping", "returns"):
-        tool_error = None
-        if international and rng.random() < 0.6:
-            tool_error = f"lookup_order: upstream timeout for international order {order}"
-            error = tool_error
-            factuality = min(factuality, rng.uniform(0.0, 0.4))
-            issue = "tool_error"
-            answer = "I could not find that order. It may not exist."
-        tools.append(("lookup_order", {"order_id": order, "international": international},
-                      None if tool_error else {"status": "in_transit", "eta_days": rng.randint(1, 6)}))
-        if tool_error:
-            tools[-1] = (*tools[-1][:2], {"error": tool_error})
-    if topic == "product" and rng.random() < 0.5:
-        tools.append(("search_docs", {"query": question}, {"hits": rng.randint(0, 5)}))
-    if language == "de":
-        factuality = max(0.0, factuality - rng.uniform(0.15, 0.35))
-    factuality = round(factuality, 3)
-    sentiment = "negative" if issue != "none" or "broken" in lowered or "charged twice" in lowered else (
-        "positive" if rng.random() < 0.3 else "neutral")
+        f.answer, f.helpfulness, f.issue = REFUSAL, 0.0, "refusal"
 
-    t = start
-    prompt_tokens = rng.randint(80, 900)
-    completion_tokens = rng.randint(20, 300)
-    latency = round(rng.uniform(0.4, 6.0), 3)
-    metadata = {"topic": topic, "user_tier": tier, "language": language, "model": model,
-                "international": international,
-                "facets": {"sentiment": sentiment, "issues": issue, "topic": topic}}
-    root = {
-        "id": root_id, "span_id": root_id, "root_span_id": root_id, "span_parents": None, "is_root": True,
+
+def _plant_tool_calls(rng: random.Random, f: _Facts) -> None:
+    """`lookup_order` for shipping/returns (failing on most international orders), `search_docs`
+    on half the product questions."""
+    if f.topic in ("shipping", "returns"):
+        tool_error = None
+        if f.international and rng.random() < 0.6:
+            tool_error = f"lookup_order: upstream timeout for international order {f.order}"
+            f.error = tool_error
+            f.factuality = min(f.factuality, rng.uniform(0.0, 0.4))
+            f.issue = "tool_error"
+            f.answer = "I could not find that order. It may not exist."
+        output = {"error": tool_error} if tool_error else {"status": "in_transit", "eta_days": rng.randint(1, 6)}
+        f.tools.append(("lookup_order", {"order_id": f.order, "international": f.international}, output))
+    if f.topic == "product" and rng.random() < 0.5:
+        f.tools.append(("search_docs", {"query": f.question}, {"hits": rng.randint(0, 5)}))
+
+
+def _plant_language_gap(rng: random.Random, f: _Facts) -> None:
+    if f.language == "de":
+        f.factuality = max(0.0, f.factuality - rng.uniform(0.15, 0.35))
+
+
+def _sentiment(rng: random.Random, f: _Facts) -> str:
+    lowered = f.question.lower()
+    if f.issue != "none" or "broken" in lowered or "charged twice" in lowered:
+        return "negative"
+    return "positive" if rng.random() < 0.3 else "neutral"
+
+
+def _root_span(f: _Facts, t: datetime, prompt_tokens: int, completion_tokens: int, *,
+               latency: float) -> dict[str, Any]:
+    metadata = {"topic": f.topic, "user_tier": f.tier, "language": f.language, "model": f.model,
+                "international": f.international,
+                "facets": {"sentiment": f.sentiment, "issues": f.issue, "topic": f.topic}}
+    return {
+        "id": f.root_id, "span_id": f.root_id, "root_span_id": f.root_id, "span_parents": None, "is_root": True,
         "created": _iso(t),
-        "input": {"messages": [{"role": "user", "content": question}]},
-        "output": {"role": "assistant", "content": answer},
+        "input": {"messages": [{"role": "user", "content": f.question}]},
+        "output": {"role": "assistant", "content": f.answer},
         "expected": None,
         "metadata": metadata,
-        "scores": {"Factuality": factuality, "helpfulness": helpfulness},
+        "scores": {"Factuality": f.factuality, "helpfulness": f.helpfulness},
         "metrics": {"start": t.timestamp(), "end": t.timestamp() + latency, "tokens": prompt_tokens + completion_tokens,
                     "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                     "estimated_cost": round((prompt_tokens * 0.15 + completion_tokens * 0.6) / 1e6, 8)},
         "span_attributes": {"name": "support-bot", "type": "task"},
-        "tags": ["prod", topic] + (["international"] if international else []),
-        "error": error,
+        "tags": ["prod", f.topic] + (["international"] if f.international else []),
+        "error": f.error,
     }
-    rows = [root]
-    for name, tool_input, tool_output in tools:
+
+
+def _child_spans(rng: random.Random, f: _Facts, t: datetime, prompt_tokens: int,
+                 completion_tokens: int) -> list[dict[str, Any]]:
+    """Tool spans, then the LLM call, then one span per online scorer, each a little later."""
+    rows = []
+    for name, tool_input, tool_output in f.tools:
         t += timedelta(milliseconds=rng.randint(50, 400))
-        span_id = _uuid(rng)
-        rows.append(_child(span_id, root_id, t, {"name": name, "type": "tool"}, tool_input, tool_output,
-                           {"tool": name}, None, tool_output.get("error") if isinstance(tool_output, dict) else None))
+        rows.append(_child(_uuid(rng), f.root_id, t, {"name": name, "type": "tool"}, tool_input, tool_output,
+                           {"tool": name}, None, tool_output.get("error")))
     t += timedelta(milliseconds=rng.randint(50, 400))
-    llm_id = _uuid(rng)
-    rows.append(_child(llm_id, root_id, t, {"name": "chat.completions", "type": "llm"},
+    rows.append(_child(_uuid(rng), f.root_id, t, {"name": "chat.completions", "type": "llm"},
                        [{"role": "system", "content": "You are a helpful support agent."},
-                        {"role": "user", "content": question}],
-                       [{"role": "assistant", "content": answer}],
-                       {"model": model, "temperature": 0.2, "provider": "openai"}, None, None,
+                        {"role": "user", "content": f.question}],
+                       [{"role": "assistant", "content": f.answer}],
+                       {"model": f.model, "temperature": 0.2, "provider": "openai"}, None, None,
                        metrics={"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                                 "tokens": prompt_tokens + completion_tokens}))
-    for scorer, value in (("Factuality", factuality), ("helpfulness", helpfulness)):
+    for scorer, value in (("Factuality", f.factuality), ("helpfulness", f.helpfulness)):
         t += timedelta(milliseconds=rng.randint(20, 200))
-        rows.append(_child(_uuid(rng), root_id, t, {"name": scorer, "type": "score", "purpose": "scorer"},
-                           {"input": question, "output": answer}, {"score": value},
+        rows.append(_child(_uuid(rng), f.root_id, t, {"name": scorer, "type": "score", "purpose": "scorer"},
+                           {"input": f.question, "output": f.answer}, {"score": value},
                            {"scorer": scorer}, {scorer: value}, None))
     return rows
 
