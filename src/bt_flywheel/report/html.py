@@ -477,8 +477,29 @@ def render_report(comparison: Mapping[str, Any], *, rows: Any = None, ledger: An
     """
     view = comparison_view(comparison)
     by_id = _rows_by_id(rows)
-    title = title or f"{view['baseline']} → {view['candidate']}"
     parts = [
+        *_page_head(view, title or f"{view['baseline']} → {view['candidate']}", generated_at=generated_at,
+                    with_leaderboard=bool(leaderboard)),
+        _banner(view),
+        *([f'<div class="warn">{esc(view["missing_warning"])}</div>'] if view["missing_warning"] else []),
+        _effects_section(view),
+        _distributions_section(view, by_id),
+        *_row_changes_sections(view, by_id),
+        _dataset_section(dataset_summary),
+    ]
+    if leaderboard:
+        from bt_flywheel.report.leaderboard import leaderboard_html
+
+        parts.append(leaderboard_html(leaderboard))
+    parts.append(_ledger_section(ledger))
+    parts.append('<p class="note" style="margin-top:40px">Written by <code>flywheel report</code>. '
+                 'Self-contained: no scripts, no network.</p></main></body></html>')
+    return "\n".join(parts) + "\n"
+
+
+def _page_head(view: Mapping[str, Any], title: str, *, generated_at: str | None, with_leaderboard: bool) -> list[str]:
+    """The document head (CSS, the script-forbidding CSP), the title, the run's parameters and the nav."""
+    return [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -491,12 +512,13 @@ def render_report(comparison: Mapping[str, Any], *, rows: Any = None, ledger: An
         '<nav><a href="#verdict">verdict</a><a href="#effects">effects</a><a href="#slices">slices</a>'
         '<a href="#distributions">distributions</a><a href="#regressions">regressions</a>'
         '<a href="#improvements">improvements</a><a href="#dataset">dataset</a>'
-        + ('<a href="#leaderboard">leaderboard</a>' if leaderboard else "") + '<a href="#ledger">ledger</a></nav>',
-        _banner(view),
+        + ('<a href="#leaderboard">leaderboard</a>' if with_leaderboard else "") + '<a href="#ledger">ledger</a></nav>',
     ]
-    if view["missing_warning"]:
-        parts.append(f'<div class="warn">{esc(view["missing_warning"])}</div>')
-    parts += [
+
+
+def _effects_section(view: Mapping[str, Any]) -> str:
+    """The forest plot and table of every score's paired effect, then the effects by slice."""
+    return "\n".join([
         '<h2 id="effects">Paired effects</h2>',
         '<p class="note">Each row of the dataset is scored by both experiments; trials are averaged per row, '
         'then the candidate − baseline differences are tested (t-interval over rows). Guards must stay above '
@@ -505,29 +527,27 @@ def render_report(comparison: Mapping[str, Any], *, rows: Any = None, ledger: An
         forest_svg(forest_for_view(view)), _scores_table(view),
         _slices_section(view) or '<h2 id="slices">Effects by slice</h2><p class="note">No slice key given '
                                  '(<code>--slice KEY</code>).</p>',
-        '<h2 id="distributions">Score distributions</h2>',
-    ]
-    dist = _distributions(view, by_id)
-    if dist:
-        parts.append('<p class="note">Per-row scores (mean over trials) on the paired rows.</p><div class="plots">'
-                     + "".join(histogram_svg(name, b, c) for name, (b, c) in dist.items()) + "</div>")
-    else:
-        parts.append('<p class="note">No per-row scores available.</p>')
-    threshold = view["threshold"] if view["threshold"] is not None else 0.25
-    parts.append(_changes_section("Per-row regressions", "regressions", view["regressions"], by_id,
-                                  f"No row's score dropped by more than {fmt(threshold, 2)}.", threshold))
-    improvements = _improvements_from_rows(view, by_id, threshold)
-    parts.append(_changes_section("Per-row improvements", "improvements", improvements, by_id,
-                                  f"No row's score rose by more than {fmt(threshold, 2)}.", threshold))
-    parts.append(_dataset_section(dataset_summary))
-    if leaderboard:
-        from bt_flywheel.report.leaderboard import leaderboard_html
+    ])
 
-        parts.append(leaderboard_html(leaderboard))
-    parts.append(_ledger_section(ledger))
-    parts.append('<p class="note" style="margin-top:40px">Written by <code>flywheel report</code>. '
-                 'Self-contained: no scripts, no network.</p></main></body></html>')
-    return "\n".join(parts) + "\n"
+
+def _distributions_section(view: Mapping[str, Any], rows: Mapping[str, Mapping[str, Any]]) -> str:
+    dist = _distributions(view, rows)
+    if not dist:
+        return '<h2 id="distributions">Score distributions</h2>\n<p class="note">No per-row scores available.</p>'
+    return ('<h2 id="distributions">Score distributions</h2>\n'
+            '<p class="note">Per-row scores (mean over trials) on the paired rows.</p><div class="plots">'
+            + "".join(histogram_svg(name, b, c) for name, (b, c) in dist.items()) + "</div>")
+
+
+def _row_changes_sections(view: Mapping[str, Any], rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Per-row regressions (from the comparison) and improvements (mirrored from the rows)."""
+    threshold = view["threshold"] if view["threshold"] is not None else 0.25
+    return [
+        _changes_section("Per-row regressions", "regressions", view["regressions"], rows,
+                         f"No row's score dropped by more than {fmt(threshold, 2)}.", threshold),
+        _changes_section("Per-row improvements", "improvements", _improvements_from_rows(view, rows, threshold),
+                         rows, f"No row's score rose by more than {fmt(threshold, 2)}.", threshold),
+    ]
 
 
 def write_report(comparison: Mapping[str, Any], out_path: str | os.PathLike[str], **kwargs: Any) -> Path:

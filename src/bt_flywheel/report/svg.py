@@ -101,12 +101,46 @@ class Forest:
     x_range: tuple[float, float] | None = None
 
 
+@dataclass(frozen=True)
+class _Scale:
+    """Data value -> x pixel over the plot area [x0, x1]."""
+
+    lo: float
+    hi: float
+    x0: int
+    x1: int
+
+    def __call__(self, v: float) -> float:
+        return self.x0 + (v - self.lo) / (self.hi - self.lo) * (self.x1 - self.x0)
+
+
 def forest_svg(plot: Forest, *, width: int = 880) -> str:
     """A horizontal forest plot: one row per item, CI whiskers, reference lines labelled on top."""
     label_w, note_w, row_h = 200, 190, 34
     top = 58 if plot.title else 40
-    x0, x1 = label_w, width - note_w
-    height = top + row_h * max(len(plot.items), 1) + 44
+    plot_bottom = top + row_h * max(len(plot.items), 1)
+    height = plot_bottom + 44
+    lo, hi, ticks = _forest_range(plot)
+    sx = _Scale(lo, hi, label_w, width - note_w)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot forest" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(plot.title or "forest plot")}" {FONT} '
+           f'font-size="13">']
+    out.append(f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>')
+    if plot.title:
+        out.append(f'<text x="8" y="20" font-size="15" font-weight="600" fill="#222">{esc(plot.title)}</text>')
+    out += _forest_axis(plot.x_label, sx, ticks, top, plot_bottom)
+    out += _forest_refs(plot.refs, sx, top, plot_bottom)
+    for i, item in enumerate(plot.items):
+        out += _forest_row(item, sx, y=top + row_h * i, row_h=row_h, width=width, shaded=i % 2 == 1)
+    if not plot.items:
+        out.append(f'<text x="{(sx.x0 + sx.x1) / 2:.1f}" y="{top + row_h / 2 + 4}" text-anchor="middle" '
+                   'fill="#666">no scores to plot</text>')
+    out.append('</svg>')
+    return "\n".join(out)
+
+
+def _forest_range(plot: Forest) -> tuple[float, float, list[float]]:
+    """The x range (given, or every estimate, bound and reference line padded by 8%) and its ticks."""
     values = [v for it in plot.items for v in (it.estimate, it.low, it.high) if _finite(v)]
     values += [r.x for r in plot.refs if _finite(r.x)]
     if plot.x_range:
@@ -118,28 +152,27 @@ def forest_svg(plot: Forest, *, width: int = 880) -> str:
     else:
         lo, hi = -1.0, 1.0
     ticks = nice_ticks(lo, hi)
-    lo, hi = min(lo, ticks[0]), max(hi, ticks[-1])
+    return min(lo, ticks[0]), max(hi, ticks[-1]), ticks
 
-    def sx(v: float) -> float:
-        return x0 + (v - lo) / (hi - lo) * (x1 - x0)
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot forest" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(plot.title or "forest plot")}" {FONT} '
-           f'font-size="13">']
-    out.append(f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>')
-    if plot.title:
-        out.append(f'<text x="8" y="20" font-size="15" font-weight="600" fill="#222">{esc(plot.title)}</text>')
-    plot_bottom = top + row_h * max(len(plot.items), 1)
+def _forest_axis(x_label: str, sx: _Scale, ticks: list[float], top: int, plot_bottom: int) -> list[str]:
+    out = []
     for t in ticks:
         x = sx(t)
         out.append(f'<line x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{plot_bottom}" stroke="{COLORS["grid"]}"/>')
         out.append(f'<text x="{x:.1f}" y="{plot_bottom + 16}" text-anchor="middle" fill="{COLORS["axis"]}" '
                    f'font-size="11">{esc(_tick_label(t, ticks))}</text>')
+    x0, x1 = sx.x0, sx.x1
     out.append(f'<line x1="{x0}" y1="{plot_bottom}" x2="{x1}" y2="{plot_bottom}" stroke="{COLORS["axis"]}"/>')
     out.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{plot_bottom + 34}" text-anchor="middle" fill="{COLORS["axis"]}" '
-               f'font-size="12">{esc(plot.x_label)}</text>')
-    # reference lines; a label goes left of its line when another line is close on the right
-    refs = sorted((r for r in plot.refs if _finite(r.x)), key=lambda r: r.x)
+               f'font-size="12">{esc(x_label)}</text>')
+    return out
+
+
+def _forest_refs(refs: list[RefLine], sx: _Scale, top: int, plot_bottom: int) -> list[str]:
+    """Reference lines; a label goes left of its line when another line is close on the right."""
+    out = []
+    refs = sorted((r for r in refs if _finite(r.x)), key=lambda r: r.x)
     xs = [sx(r.x) for r in refs]
     for k, ref in enumerate(refs):
         x = xs[k]
@@ -152,37 +185,37 @@ def forest_svg(plot: Forest, *, width: int = 880) -> str:
         y = top - 12 - (12 if close_right and close_left else 0)
         out.append(f'<text x="{x + dx:.1f}" y="{y}" text-anchor="{anchor}" fill="{ref.color}" font-size="11">'
                    f'{esc(ref.label)}</text>')
-    for i, item in enumerate(plot.items):
-        cy = top + row_h * i + row_h / 2
-        if i % 2 == 1:
-            out.append(f'<rect x="0" y="{top + row_h * i}" width="{width}" height="{row_h}" fill="#f6f8fa" '
-                       f'fill-opacity="0.6"/>')
-        out.append('<g>')
-        if item.tooltip:
-            out.append(f'<title>{esc(item.tooltip)}</title>')
-        label_y = cy + (-2 if item.sublabel else 4)
-        out.append(f'<text x="8" y="{label_y:.1f}" fill="#222" font-weight="600">{esc(_clip(item.label, 26))}</text>')
-        if item.sublabel:
-            out.append(f'<text x="8" y="{cy + 12:.1f}" fill="#666" font-size="11">{esc(_clip(item.sublabel, 34))}</text>')
-        if _finite(item.low) and _finite(item.high):
-            xa, xb = sx(max(item.low, lo)), sx(min(item.high, hi))
-            out.append(f'<line x1="{xa:.1f}" y1="{cy:.1f}" x2="{xb:.1f}" y2="{cy:.1f}" stroke="{item.color}" '
-                       f'stroke-width="2.5"/>')
-            for xe in (xa, xb):
-                out.append(f'<line x1="{xe:.1f}" y1="{cy - 6:.1f}" x2="{xe:.1f}" y2="{cy + 6:.1f}" '
-                           f'stroke="{item.color}" stroke-width="2"/>')
-        if _finite(item.estimate):
-            fill = item.color if item.filled else "#ffffff"
-            out.append(f'<rect x="{sx(item.estimate) - 5:.1f}" y="{cy - 5:.1f}" width="10" height="10" '
-                       f'fill="{fill}" stroke="{item.color}" stroke-width="2"/>')
-        if item.note:
-            out.append(f'<text x="{x1 + 12}" y="{cy + 4:.1f}" fill="#222" font-size="12">{esc(item.note)}</text>')
-        out.append('</g>')
-    if not plot.items:
-        out.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{top + row_h / 2 + 4}" text-anchor="middle" fill="#666">'
-                   'no scores to plot</text>')
-    out.append('</svg>')
-    return "\n".join(out)
+    return out
+
+
+def _forest_row(item: ForestItem, sx: _Scale, *, y: int, row_h: int, width: int, shaded: bool) -> list[str]:
+    """One item: label and sublabel, the CI whisker clipped to the range, the estimate, the note."""
+    cy = y + row_h / 2
+    out = []
+    if shaded:
+        out.append(f'<rect x="0" y="{y}" width="{width}" height="{row_h}" fill="#f6f8fa" fill-opacity="0.6"/>')
+    out.append('<g>')
+    if item.tooltip:
+        out.append(f'<title>{esc(item.tooltip)}</title>')
+    label_y = cy + (-2 if item.sublabel else 4)
+    out.append(f'<text x="8" y="{label_y:.1f}" fill="#222" font-weight="600">{esc(_clip(item.label, 26))}</text>')
+    if item.sublabel:
+        out.append(f'<text x="8" y="{cy + 12:.1f}" fill="#666" font-size="11">{esc(_clip(item.sublabel, 34))}</text>')
+    if _finite(item.low) and _finite(item.high):
+        xa, xb = sx(max(item.low, sx.lo)), sx(min(item.high, sx.hi))
+        out.append(f'<line x1="{xa:.1f}" y1="{cy:.1f}" x2="{xb:.1f}" y2="{cy:.1f}" stroke="{item.color}" '
+                   f'stroke-width="2.5"/>')
+        for xe in (xa, xb):
+            out.append(f'<line x1="{xe:.1f}" y1="{cy - 6:.1f}" x2="{xe:.1f}" y2="{cy + 6:.1f}" '
+                       f'stroke="{item.color}" stroke-width="2"/>')
+    if _finite(item.estimate):
+        fill = item.color if item.filled else "#ffffff"
+        out.append(f'<rect x="{sx(item.estimate) - 5:.1f}" y="{cy - 5:.1f}" width="10" height="10" '
+                   f'fill="{fill}" stroke="{item.color}" stroke-width="2"/>')
+    if item.note:
+        out.append(f'<text x="{sx.x1 + 12}" y="{cy + 4:.1f}" fill="#222" font-size="12">{esc(item.note)}</text>')
+    out.append('</g>')
+    return out
 
 
 def histogram_svg(title: str, baseline: Sequence[float], candidate: Sequence[float], *,
