@@ -16,6 +16,7 @@ from bt_flywheel.dataset.facets import FacetDefinition, FacetDefinitions
 from bt_flywheel.dataset.row_model import DatasetRow
 from bt_flywheel.evals.eval_config import EvalConfig
 from bt_flywheel.handoff.draft_model import HandoffDraft, HandoffInvalid
+from bt_flywheel.label.judge import JudgeDoc
 from bt_flywheel.label.labels_doc import LabelsDoc
 from bt_flywheel.verify.ledger import Ledger
 from bt_flywheel.verify.ledger_model import LedgerDoc
@@ -147,6 +148,26 @@ def test_handoff_draft_round_trip_and_every_violation() -> None:
     assert info.value.one_line().startswith("draft.yaml: invalid handoff draft: $.next_steps[0].idempotency_key: "
                                             "computed by `handoff build`")
     assert [v.path for v in info.value.violations] == ["$.next_steps[0].idempotency_key", "$.severity"]
+
+
+JUDGE = {"contract": "bt-flywheel-judge/v1", "kind": "export", "created_at": "2026-01-01T00:00:00Z",
+         "experiment": {"id": "exp-1", "name": "candidate", "project_id": "p1"},
+         "rubric": {"version": "j1", "sha256": "ab", "text": "judge helpfulness",
+                    "dimensions": [{"name": "helpful", "scale": [1, 5], "description": "d"}]},
+         "judged_by": "judge-1", "instructions": "judge each row",
+         "rows": [{"id": "r1", "dataset_row_id": "d1", "trial": 0, "input": "q", "expected": None, "output": "a",
+                   "scores": {"helpful": 4}, "rationales": {"helpful": "answers it"}},
+                  {"id": "r2", "dataset_row_id": None, "trial": 1, "input": "q2", "expected": "e", "output": "b",
+                   "scores": {"helpful": None}, "rationales": {"helpful": None}}]}
+
+
+def test_judge_file_round_trip_and_bad_field() -> None:
+    doc = JudgeDoc.from_dict(JUDGE, source="judge.json")
+    assert doc.to_dict() == JUDGE and JudgeDoc.from_dict(doc.to_dict()) == doc
+    assert doc.rubric.dimension("helpful").high == 5 and doc.rows[0].scores == {"helpful": 4}
+    with pytest.raises(InputError) as info:
+        JudgeDoc.from_dict({**JUDGE, "experiment": {"name": "x"}}, source="judge.json")
+    assert info.value.one_line().startswith("judge.json: $.experiment.id: required property is missing")
 
 
 # -- one reader per document ---------------------------------------------------------------------
