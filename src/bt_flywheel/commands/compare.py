@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Pair two experiments by dataset row id, average trials per row, and report the "
         "effect, CI, p, verdict per score (DESIGN.md §8): paired t (cluster-robust with --cluster), exact "
         "McNemar for binary scores, a paired bootstrap cross-check, TOST, non-inferiority for guards, Holm "
-        "across scores, Benjamini-Hochberg across slices, and the rows needed when inconclusive. Reads the "
+        "across scores, Benjamini-Hochberg across slices, and the rows needed when inconclusive. Reported "
+        "beside the verdict (not voting): McNemar odds ratio, Wilcoxon, Hodges-Lehmann, Cohen's d_z, Cliff's "
+        "delta, a permutation test and the minimum detectable effect. Reads the "
         "local store, or Braintrust experiments through btql with --remote (automatic when "
         "BRAINTRUST_API_KEY is set).")
     parser.add_argument("baseline", help="baseline experiment name or id")
@@ -42,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="a row regressed if its score dropped by more than this (default 0.25)")
     parser.add_argument("--resamples", type=int, default=10_000,
                         help="bootstrap resamples for the cross-check (default 10000; 0 skips it)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap and permutation seed (default 0)")
     parser.add_argument("--out", metavar="FILE", help="also write the JSON result to FILE (atomically)")
     add_output_args(parser, json_help="print JSON instead of tables")
     add_settings_args(parser)
@@ -120,6 +122,8 @@ def print_report(doc: dict[str, Any]) -> None:
         })
     _say("cross-checks:")
     print_table(checks)
+    _say("reported beside the verdict (not voting; see references/stats.md):")
+    print_table([_reported_row(s) for s in doc["scores"]])
     keep = "keep the candidate" if doc["keep"] else "do not keep the candidate"
     guards = "" if doc["guards_ok"] is None else f"; guards {'ok' if doc['guards_ok'] else 'NOT ok'}"
     _say(f"status: {doc['status']} - target {doc['target']} {doc['target_verdict']}{guards}; {keep}")
@@ -146,3 +150,18 @@ def print_report(doc: dict[str, Any]) -> None:
         _say()
         for note in notes:
             _say(f"note: {note}")
+
+
+def _reported_row(s: dict[str, Any]) -> dict[str, Any]:
+    r = s.get("reported") or {}
+    mcn = s.get("mcnemar") or {}
+    hl, dz, cliff, perm, wil, mde = (r.get(k) or {} for k in ("hodges_lehmann", "cohens_dz", "cliffs_delta",
+                                                               "permutation", "wilcoxon", "mde"))
+    return {"score": s["name"],
+            "McNemar OR": f"{_num(mcn.get('odds_ratio'), 2)} {_ci(mcn.get('odds_ratio_ci') or [])}" if mcn else "-",
+            "Wilcoxon p": _p(wil.get("p")),
+            "Hodges-Lehmann": f"{_num(hl.get('estimate'), sign=True)} {_ci(hl.get('ci') or [])}" if hl else "-",
+            "d_z": f"{_num(dz.get('estimate'), 2, sign=True)} {_ci(dz.get('ci') or [])}" if dz else "-",
+            "Cliff's δ": _num(cliff.get("estimate"), 3, sign=True) if cliff else "-",
+            "permutation p": f"{_p(perm.get('p'))}{' (exact)' if perm.get('exact') else ''}" if perm else "-",
+            "MDE": _num(mde.get("effect")) if mde else "-"}

@@ -31,15 +31,18 @@ tests. A local store is opened read-only.
           # min_effect, margin, trials {baseline,candidate: {min,max}}, missing {baseline_only,
           # candidate_only, fraction, exceeds_limit, limit, *_ids}, bootstrap {ci, se,
           # n_resamples, method} | null, mcnemar {lost, gained, both_pass, both_fail, ties, p,
-          # method} | null, tost {margin, p, p_lower, p_upper, equivalent}, noninferiority
+          # method, odds_ratio, odds_ratio_ci} | null, tost {margin, p, p_lower, p_upper, equivalent}, noninferiority
           # {margin, lower_bound, p, non_inferior} | null (guards), power {effect, sd, n,
           # power_at_n, required_n, target_power, note} | null (inconclusive only),
-          # regressions [{id, baseline, candidate, drop}], notes [str]
+          # regressions [{id, baseline, candidate, drop}], notes [str], reported {wilcoxon,
+          # hodges_lehmann, cohens_dz, cliffs_delta, permutation, mde} (beside the verdict, never
+          # voting: verify.reported)
       "regressions": [{"score", "row_id", "baseline", "candidate", "drop"}],  # all scores, by drop
       "multiplicity": {"method": "holm", "applies_to": "..."},
       "slices": {"key": str, "correction": "benjamini_hochberg", "tests": int,
                  "results": [{"value", "score", "role", "n", "baseline_mean", "candidate_mean",
-                              "effect", "ci", "p", "q", "significant", "direction"}]} | null,
+                              "effect", "ci", "p", "q", "significant", "direction", "se",
+                              "reported"}]} | null,
       "health": {"stuck_scores": [names whose every row scored the same 0 or 1 on both sides]},
       "notes": [str]
     }
@@ -107,6 +110,8 @@ class SliceResult:
     ci: stats.ConfidenceInterval
     p: float
     q: float = math.nan
+    se: float = math.nan
+    reported: dict[str, Any] | None = None
 
     def to_dict(self, alpha: float) -> dict[str, Any]:
         f = stats._nan_to_none
@@ -117,7 +122,7 @@ class SliceResult:
         return {"value": self.value, "score": self.score, "role": self.role, "n": self.n,
                 "baseline_mean": f(self.baseline_mean), "candidate_mean": f(self.candidate_mean),
                 "effect": f(self.effect), "ci": self.ci.as_list(), "p": f(self.p), "q": f(self.q),
-                "significant": significant, "direction": direction}
+                "significant": significant, "direction": direction, "se": f(self.se), "reported": self.reported}
 
 
 @dataclass
@@ -371,7 +376,7 @@ def _slices(paired_by_score: dict[str, stats.PairedRows], results: list[verdict.
                 r = verdict.compare_paired({}, {}, paired=sub, name=res.name, role=res.role, alpha=alpha,
                                          margin=margin, min_effect=min_effect, n_resamples=0)
             out.append(SliceResult(value, res.name, res.role, r.n, r.baseline_mean, r.candidate_mean, r.effect,
-                                   r.ci, r.p if r.p is not None else math.nan))
+                                   r.ci, r.p if r.p is not None else math.nan, se=r.se, reported=r.reported))
     qs = stats.benjamini_hochberg([s.p for s in out]) if out else []
     for s, q in zip(out, qs, strict=True):
         s.q = float(q)

@@ -73,6 +73,7 @@ class ScoreResult:
     effect: float | None
     ci: Interval
     confidence_level: float
+    se: float | None
     sd: float | None
     p: float | None
     p_holm: float | None
@@ -105,7 +106,7 @@ class ScoreResult:
         return cls(
             name=d["name"], role=d["role"], kind=d["kind"], n=d["n"], baseline_mean=d["baseline_mean"],
             candidate_mean=d["candidate_mean"], effect=d["effect"], ci=Interval.of(d["ci"]),
-            confidence_level=d["confidence_level"], sd=d["sd"], p=d["p"], p_holm=d["p_holm"], method=d["method"],
+            confidence_level=d["confidence_level"], se=d["se"], sd=d["sd"], p=d["p"], p_holm=d["p_holm"], method=d["method"],
             verdict=d["verdict"], binary=d["binary"], min_effect=d["min_effect"], margin=d["margin"],
             missing=missing["baseline_only"] + missing["candidate_only"],
             missing_exceeds_limit=missing["exceeds_limit"], bootstrap=d["bootstrap"],

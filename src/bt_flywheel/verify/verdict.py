@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from bt_flywheel.verify.keep import GUARD_HELD, GUARD_NOT_ENOUGH_ROWS, GUARD_REGRESSED
+from bt_flywheel.verify.reported import mcnemar_odds_ratio, reported_figures
 from bt_flywheel.verify.stats import (
     DEFAULT_ALPHA,
     DEFAULT_MARGIN,
@@ -109,8 +110,10 @@ class ScoreComparison:
                                 "n_resamples": b.n_resamples, "method": b.method}
         if self.mcnemar:
             m = self.mcnemar
+            odds = mcnemar_odds_ratio(m.gained, m.lost, alpha=self.alpha)
             out["mcnemar"] = {"lost": m.lost, "gained": m.gained, "both_pass": m.both_pass,
-                              "both_fail": m.both_fail, "ties": m.ties, "p": f(m.pvalue), "method": m.method}
+                              "both_fail": m.both_fail, "ties": m.ties, "p": f(m.pvalue), "method": m.method,
+                              "odds_ratio": f(odds.estimate), "odds_ratio_ci": [f(odds.low), f(odds.high)]}
         if self.tost:
             t = self.tost
             out["tost"] = {"margin": t.margin, "p": f(t.pvalue), "p_lower": f(t.p_lower),
@@ -218,7 +221,8 @@ def compare_paired(baseline: Mapping[str, Any], candidate: Mapping[str, Any], /,
     if its upper bound < 0; ``equivalent`` only if TOST within ±``margin`` passes; else
     ``inconclusive`` (with ``power.required_n``). Guard verdicts: ``non_inferior`` (held) if the CI
     lower bound > -``margin``; ``regressed`` if the upper bound < 0; else ``not_enough_rows``
-    (with ``power.required_n`` for that same bound).
+    (with ``power.required_n`` for that same bound). Beside the verdict, never voting in it:
+    the McNemar odds ratio and the figures of :mod:`bt_flywheel.verify.reported`.
     ``n_resamples=0`` skips the bootstrap. Pass ``paired`` to reuse an existing pairing.
     """
     opts = _iv(role=role, min_effect=min_effect, margin=margin, alpha=alpha, threshold=threshold,
@@ -227,70 +231,115 @@ def compare_paired(baseline: Mapping[str, Any], candidate: Mapping[str, Any], /,
     if paired is None:
         paired = pair_rows(baseline, candidate, clusters=clusters)
     notes: list[str] = []
-    missing = {"baseline_only": len(paired.baseline_only), "candidate_only": len(paired.candidate_only),
-               "fraction": round(paired.missing_fraction, 6), "exceeds_limit": paired.missing_exceeds_limit,
-               "limit": MISSING_LIMIT, "baseline_only_ids": paired.baseline_only[:20],
-               "candidate_only_ids": paired.candidate_only[:20]}
     if paired.missing_exceeds_limit:
         notes.append(f"{paired.missing_fraction:.1%} of rows are scored on one side only (> {MISSING_LIMIT:.0%}); "
                      f"they are excluded and the verdict rests on the {paired.n} paired rows")
     d = paired.differences
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DegenerateDataWarning)
-        res = ttest_differences(d, clusters=paired.clusters)
-    for w in caught:
-        notes.append(str(w.message))
-        warnings.warn(w.message, DegenerateDataWarning, stacklevel=2)
-    ci = res.confidence_interval(1 - alpha)
-    sd = float(np.std(d, ddof=1)) if d.size >= 2 else math.nan
-    tost_res = _tost_from(res, margin=margin, alpha=alpha)
-    nonin = _noninferiority_from(res, margin=margin, alpha=alpha) if role == "guard" else None
-    p_value, method = res.pvalue, res.method
-    constant = bool(res.se == 0 and d.size >= 2 and np.all(d == d[0]))
-    if constant:
-        ci, p_value, tost_res, nonin = _constant_differences(res.estimate, d.size, alpha=alpha, margin=margin,
-                                                             guard=role == "guard")
-        method = "exact bound (all row differences equal)"
-        notes.append(f"all {d.size} row differences equal {res.estimate:+g}; used the sign test and the "
-                     "Clopper-Pearson bound on the share of rows that could differ (scores in [0, 1])")
-    if not math.isfinite(ci.low):
-        verdict = "inconclusive" if role == "target" else GUARD_NOT_ENOUGH_ROWS
-    elif role == "target":
-        if ci.low > min_effect:
-            verdict = "improved"
-        elif ci.high < 0:
-            verdict = "regressed"
-        elif tost_res.equivalent:
-            verdict = "equivalent"
-        else:
-            verdict = "inconclusive"
-    else:
-        verdict = (GUARD_HELD if nonin and nonin.non_inferior
-                   else GUARD_REGRESSED if ci.high < 0 else GUARD_NOT_ENOUGH_ROWS)
-    mcn = None
-    if paired.binary and paired.n:
-        mcn = mcnemar_exact(majority(paired.baseline), majority(paired.candidate))
-    boot = None
-    if opts["n_resamples"] and paired.n >= 2:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DegenerateDataWarning)
-            boot = paired_bootstrap(d, n_resamples=opts["n_resamples"], confidence_level=1 - alpha,
-                                    rng=opts["rng"], clusters=paired.clusters)
+    res = _ttest_noting(d, paired.clusters, notes)
+    bounds = _bounds(res, d, role=role, alpha=alpha, margin=margin, notes=notes)
+    verdict = str(target_verdicts(bounds.ci.low, bounds.ci.high, bounds.tost.equivalent, min_effect=min_effect)
+                  if role == "target" else guard_verdicts(bounds.ci.low, bounds.ci.high, margin=margin))
     power = None
     if verdict in ("inconclusive", GUARD_NOT_ENOUGH_ROWS):
         power = (_constant_power(res.estimate, d.size, alpha=alpha, margin=margin, min_effect=min_effect, role=role)
-                 if constant else
-                 _power_for(res, sd, role=role, min_effect=min_effect, margin=margin, alpha=alpha))
-    trials = {"baseline": _trial_summary(paired.baseline_trials), "candidate": _trial_summary(paired.candidate_trials)}
+                 if bounds.constant else
+                 _power_for(res, bounds.sd, role=role, min_effect=min_effect, margin=margin, alpha=alpha))
     return ScoreComparison(
         name=name, role=role, n=paired.n,
         baseline_mean=float(paired.baseline.mean()) if paired.n else math.nan,
         candidate_mean=float(paired.candidate.mean()) if paired.n else math.nan,
-        effect=res.estimate, ci=ci, se=res.se, df=res.df, p=p_value, method=method, verdict=verdict,
-        alpha=alpha, min_effect=min_effect, margin=margin, binary=paired.binary, sd=sd, n_clusters=res.n_clusters,
-        trials=trials, missing=missing, bootstrap=boot, mcnemar=mcn, tost=tost_res, noninferiority=nonin,
-        power=power, regressions=row_regressions(paired, threshold=opts["threshold"]), notes=notes,
+        effect=res.estimate, ci=bounds.ci, se=res.se, df=res.df, p=bounds.p, method=bounds.method, verdict=verdict,
+        alpha=alpha, min_effect=min_effect, margin=margin, binary=paired.binary, sd=bounds.sd,
+        n_clusters=res.n_clusters, trials=trial_summaries(paired), missing=missing_summary(paired),
+        bootstrap=_bootstrap(d, paired, n_resamples=opts["n_resamples"], alpha=alpha, rng=opts["rng"]),
+        mcnemar=(mcnemar_exact(majority(paired.baseline), majority(paired.candidate))
+                 if paired.binary and paired.n else None),
+        tost=bounds.tost, noninferiority=bounds.nonin, power=power,
+        regressions=row_regressions(paired, threshold=opts["threshold"]), notes=notes,
+        reported=(reported_figures(paired.baseline, paired.candidate, alpha=alpha,
+                                   rng=opts["rng"] if rng is not None else 0) if paired.n else None),
     )
+
+
+def target_verdicts(low: Any, high: Any, equivalent: Any, *, min_effect: float) -> np.ndarray:
+    """The target verdict from the (1-α) CI bounds and the TOST decision; broadcasts over arrays
+    (the A/A simulation decides 2,000 comparisons at once with this same rule). NaN bounds
+    (too few rows) are inconclusive."""
+    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    return np.select([low > min_effect, high < 0, np.asarray(equivalent, dtype=bool) & np.isfinite(low)],
+                     ["improved", "regressed", "equivalent"], "inconclusive")
+
+
+def guard_verdicts(low: Any, high: Any, *, margin: float) -> np.ndarray:
+    """A score guard's verdict from its (1-α) CI bounds: held (non_inferior) when the lower bound
+    is above -margin, regressed when the upper bound is below 0, else not_enough_rows (NaN
+    bounds included); broadcasts over arrays."""
+    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    return np.select([low > -margin, high < 0], [GUARD_HELD, GUARD_REGRESSED], GUARD_NOT_ENOUGH_ROWS)
+
+
+def missing_summary(paired: PairedRows) -> dict[str, Any]:
+    """The `missing` object of a score: rows scored on one side only."""
+    return {"baseline_only": len(paired.baseline_only), "candidate_only": len(paired.candidate_only),
+            "fraction": round(paired.missing_fraction, 6), "exceeds_limit": paired.missing_exceeds_limit,
+            "limit": MISSING_LIMIT, "baseline_only_ids": paired.baseline_only[:20],
+            "candidate_only_ids": paired.candidate_only[:20]}
+
+
+def trial_summaries(paired: PairedRows) -> dict[str, Any]:
+    """The `trials` object of a score: the fewest and most trials per row on each side."""
+    return {"baseline": _trial_summary(paired.baseline_trials), "candidate": _trial_summary(paired.candidate_trials)}
+
+
+def _ttest_noting(d: np.ndarray, clusters: Any, notes: list[str]) -> TTestResult:
+    """The paired t-test; its degenerate-data warnings become notes (and are re-raised)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DegenerateDataWarning)
+        res = ttest_differences(d, clusters=clusters)
+    for w in caught:
+        notes.append(str(w.message))
+        warnings.warn(w.message, DegenerateDataWarning, stacklevel=3)
+    return res
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """The interval a verdict reads, with its p, method, TOST and non-inferiority."""
+
+    ci: ConfidenceInterval
+    p: float
+    method: str
+    tost: TostResult
+    nonin: NonInferiorityResult | None
+    sd: float
+    constant: bool
+
+
+def _bounds(res: TTestResult, d: np.ndarray, *, role: str, alpha: float, margin: float,
+            notes: list[str]) -> _Bounds:
+    """The t-interval, or the exact bound when every row difference is equal (t undefined)."""
+    sd = float(np.std(d, ddof=1)) if d.size >= 2 else math.nan
+    nonin = _noninferiority_from(res, margin=margin, alpha=alpha) if role == "guard" else None
+    constant = bool(res.se == 0 and d.size >= 2 and np.all(d == d[0]))
+    if not constant:
+        return _Bounds(res.confidence_interval(1 - alpha), res.pvalue, res.method,
+                       _tost_from(res, margin=margin, alpha=alpha), nonin, sd, False)
+    ci, p_value, tost_res, nonin = _constant_differences(res.estimate, d.size, alpha=alpha, margin=margin,
+                                                         guard=role == "guard")
+    notes.append(f"all {d.size} row differences equal {res.estimate:+g}; used the sign test and the "
+                 "Clopper-Pearson bound on the share of rows that could differ (scores in [0, 1])")
+    return _Bounds(ci, p_value, "exact bound (all row differences equal)", tost_res, nonin, sd, True)
+
+
+def _bootstrap(d: np.ndarray, paired: PairedRows, *, n_resamples: int, alpha: float, rng: Any
+               ) -> BootstrapResult | None:
+    """The paired bootstrap cross-check (None when skipped or below 2 rows)."""
+    if not n_resamples or paired.n < 2:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        return paired_bootstrap(d, n_resamples=n_resamples, confidence_level=1 - alpha, rng=rng,
+                                clusters=paired.clusters)
 
 
 def _trial_summary(counts: np.ndarray) -> dict[str, Any]:
