@@ -106,24 +106,13 @@ def ingest(store: Store, path: str | Path, *, project: str, skip_bad: bool = Fal
     def bad(message: str) -> None:
         _report_bad(result, message, skip_bad=skip_bad, on_bad=on_bad)
 
-    loaders: dict[tuple[str, str], NativeLoader] = {}
-    with store.memory_limit(INGEST_MEMORY_LIMIT), store.transaction():
-        try:
-            project_id = _resolve_project(store, project, sources)
-            for source in sources:
-                key = _target(store, source, project_id, experiment or dataset)
-                if key not in loaders:
-                    loaders[key] = NativeLoader(store, *key, on_bad=bad)
-                    result.objects.append({"object_type": key[0], "id": key[1]})
-                staged = loaders[key].add_file(source.path)
-                if on_progress:
-                    on_progress(staged)
-            for loader in loaders.values():
-                _add_counts(result, loader.finish())
-        finally:
-            for loader in loaders.values():
-                loader.close()
-    return result
+    def load_file(loader: NativeLoader, source: Source) -> None:
+        staged = loader.add_file(source.path)
+        if on_progress:
+            on_progress(staged)
+
+    return _load_sources(store, sources, result, project=project, name=experiment or dataset,
+                         open_loader=lambda key: NativeLoader(store, *key, on_bad=bad), load_file=load_file)
 
 
 def _sources(path: str | Path, experiment: str | None, dataset: str | None) -> list[Source]:
@@ -131,6 +120,29 @@ def _sources(path: str | Path, experiment: str | None, dataset: str | None) -> l
         raise InputError("--experiment and --dataset: give at most one")
     default_type = "experiment" if experiment else "dataset" if dataset else "project_logs"
     return discover_sources(path, object_type=default_type)
+
+
+def _load_sources(store: Store, sources: list[Source], result: IngestResult, *, project: str, name: str | None,
+                  open_loader: Callable[[tuple[str, str]], Any],
+                  load_file: Callable[[Any, Source], None]) -> IngestResult:
+    """One transaction: a loader per target object (opened on its first file), every file through
+    `load_file`, then each loader's counts; loaders are closed whatever happens."""
+    loaders: dict[tuple[str, str], Any] = {}
+    with store.memory_limit(INGEST_MEMORY_LIMIT), store.transaction():
+        try:
+            project_id = _resolve_project(store, project, sources)
+            for source in sources:
+                key = _target(store, source, project_id, name)
+                if key not in loaders:
+                    loaders[key] = open_loader(key)
+                    result.objects.append({"object_type": key[0], "id": key[1]})
+                load_file(loaders[key], source)
+            for loader in loaders.values():
+                _add_counts(result, loader.finish())
+        finally:
+            for loader in loaders.values():
+                loader.close()
+    return result
 
 
 def _report_bad(result: IngestResult, message: str, *, skip_bad: bool,
@@ -158,29 +170,18 @@ def ingest_rowwise(store: Store, path: str | Path, *, project: str, skip_bad: bo
     did before it let DuckDB parse; kept as the naive baseline of benchmarks/sql_bench.py."""
     sources = _sources(path, experiment, dataset)
     result = IngestResult(files=len(sources))
-    loaders: dict[tuple[str, str], Any] = {}
-    with store.memory_limit(INGEST_MEMORY_LIMIT), store.transaction():
-        try:
-            project_id = _resolve_project(store, project, sources)
-            for source in sources:
-                key = _target(store, source, project_id, experiment or dataset)
-                if key not in loaders:
-                    loaders[key] = store.bulk_loader(*key, batch_size=25_000)
-                    result.objects.append({"object_type": key[0], "id": key[1]})
-                loader = loaders[key]
-                for number, line in iter_lines(source.path):
-                    problem = _add_line(loader, line)
-                    if problem is None:
-                        if on_progress:
-                            on_progress(1)
-                        continue
-                    _report_bad(result, f"{source.path}:{number}: {problem}", skip_bad=skip_bad, on_bad=on_bad)
-            for loader in loaders.values():
-                _add_counts(result, loader.finish())
-        finally:
-            for loader in loaders.values():
-                loader.close()
-    return result
+
+    def load_file(loader: Any, source: Source) -> None:
+        for number, line in iter_lines(source.path):
+            problem = _add_line(loader, line)
+            if problem is None:
+                if on_progress:
+                    on_progress(1)
+                continue
+            _report_bad(result, f"{source.path}:{number}: {problem}", skip_bad=skip_bad, on_bad=on_bad)
+
+    return _load_sources(store, sources, result, project=project, name=experiment or dataset,
+                         open_loader=lambda key: store.bulk_loader(*key, batch_size=25_000), load_file=load_file)
 
 
 def _add_line(loader: Any, line: bytes) -> str | None:
