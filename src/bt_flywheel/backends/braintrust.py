@@ -168,3 +168,16 @@ def _experiment_info(obj: dict[str, Any]) -> ObjectInfo:
         lifted.setdefault("git_sha", commit)
     return ObjectInfo(kind="experiment", id=str(obj["id"]), name=str(obj.get("name") or obj["id"]),
                       project_id=obj.get("project_id"), created=obj.get("created"), metadata=lifted)
+
+
+def sdk_login(settings: Any) -> None:
+    """Log the braintrust SDK in with these settings, forced (a second run in the same process may
+    name another API URL). A forced re-login does not always reach the SDK's background logger,
+    which then keeps posting rows to the old URL: point it at the connection this login made."""
+    import braintrust
+    from braintrust.logger import _internal_get_global_state
+
+    braintrust.login(api_key=settings.get("api_key"), app_url=settings.get("app_url"),
+                     org_name=settings.get("org_name"), force_login=True)
+    state = _internal_get_global_state()
+    state._global_bg_logger.get().internal_replace_api_conn(state.api_conn())

@@ -553,22 +553,14 @@ class _capture:
 
 def _init_remote_experiment(evaluator: Any, settings: Any, project: str, name: str,
                             metadata: dict[str, Any]) -> Any:
-    import braintrust
     from braintrust.framework import init_experiment
     from braintrust.logger import Dataset
 
+    from bt_flywheel.backends.braintrust import sdk_login
     from bt_flywheel.core.errors import BackendError
 
     try:
-        braintrust.login(api_key=settings.get("api_key"), app_url=settings.get("app_url"),
-                         org_name=settings.get("org_name"), force_login=True)
-        # A forced re-login in the same process (a second remote run against another API URL) does
-        # not always reach the SDK's background logger, which then keeps posting rows to the old
-        # URL. Point it at the connection this login made.
-        from braintrust.logger import _internal_get_global_state
-
-        state = _internal_get_global_state()
-        state._global_bg_logger.get().internal_replace_api_conn(state.api_conn())
+        sdk_login(settings)
         return init_experiment(
             project_name=project, experiment_name=name, description=evaluator.description,
             metadata={**(evaluator.metadata or {}), "flywheel": metadata}, tags=evaluator.tags,

@@ -374,15 +374,11 @@ def feedback_sender(settings: Any, project: str, experiment: str) -> Any:
     def send(rubric: JudgeRubric, accepted: list[dict[str, Any]], judged_by: str, judged_at: str) -> dict[str, Any]:
         import braintrust
 
+        from bt_flywheel.backends.braintrust import sdk_login
         from bt_flywheel.core.errors import BackendError
 
         try:
-            braintrust.login(api_key=settings.get("api_key"), app_url=settings.get("app_url"),
-                             org_name=settings.get("org_name"), force_login=True)
-            from braintrust.logger import _internal_get_global_state
-
-            state = _internal_get_global_state()
-            state._global_bg_logger.get().internal_replace_api_conn(state.api_conn())
+            sdk_login(settings)
             exp = braintrust.init(project=project, experiment=experiment, update=True, set_current=False)
             for entry in accepted:
                 comment = "; ".join(f"{k}: {v}" for k, v in entry["rationales"].items())
