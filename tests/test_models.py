@@ -93,6 +93,20 @@ def test_labels_round_trip_and_rows_keep_their_own_problems() -> None:
     assert LabelsDoc.from_dict(compact.to_dict()).entries[0] == compact.entries[0]
 
 
+def test_the_file_labeler_reads_a_labels_json_file_through_the_model(tmp_path: Path) -> None:
+    from bt_flywheel.label.base import FileLabeler, Rubric
+
+    rubric = Rubric(version="v1", text="t", labels=["pass", "fail"])
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps({**LABELS_EXPORT, "rows": [{"id": "r1", "label": "fail", "rationale": "rude"}]}))
+    run = FileLabeler(str(path), rubric).label([{"id": "r1"}, {"id": "r2"}])
+    assert run.labels["r1"].value == "fail" and run.labels["r1"].labeler_model == "judge-1"
+    assert set(run.failed) == {"r2"}
+    path.write_text(json.dumps({"labels": [{"id": "r1", "label": "pass"}]}))  # no contract: not a labels file
+    with pytest.raises(InputError, match=r"labels.json: \$.contract: required property is missing"):
+        FileLabeler(str(path), rubric).label([{"id": "r1"}])
+
+
 def test_labels_bad_top_level_is_one_line_with_the_path() -> None:
     with pytest.raises(InputError) as info:
         LabelsDoc.from_dict({**LABELS_EXPORT, "rubric": {"text": "t"}}, source="e.json")
@@ -213,3 +227,27 @@ def test_every_schema_has_an_owner_and_only_the_owner_names_it() -> None:
     assert not strays, strays
     for owner in {*OWNERS.values(), *CONTRACTS.values()}:
         assert (PACKAGE / owner).is_file(), owner
+
+
+VALIDATORS = {"check", "violations", "schema_errors", "validator", "raise_first", "explain"}
+
+
+def _validates(path: Path) -> set[str]:
+    """The core.schemas validation functions a module uses (imported by name or as `schemas.<fn>`)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    used = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "bt_flywheel.core.schemas":
+            used |= {alias.name for alias in node.names} & VALIDATORS
+        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "schemas"
+              and node.attr in VALIDATORS):
+            used.add(node.attr)
+    return used
+
+
+def test_only_the_models_validate_documents() -> None:
+    """A reader that validated a raw document itself (and then poked at its keys) fails here."""
+    owners = set(OWNERS.values())
+    strays = {str(p.relative_to(PACKAGE)): sorted(_validates(p)) for p in sorted(PACKAGE.rglob("*.py"))
+              if str(p.relative_to(PACKAGE)) not in owners | {"core/schemas.py"} and _validates(p)}
+    assert not strays, f"validate through the document's model instead: {strays}"

@@ -86,10 +86,9 @@ def parse_output(content: str) -> Any:
         return text
 
 
-def _facet_of(row: dict[str, Any]) -> str | None:
-    metadata = row.get("metadata") or {}
-    row_input = row.get("input") if isinstance(row.get("input"), dict) else {}
-    return metadata.get("facet_name") or (metadata.get("curation") or {}).get("facet") or row_input.get("facet_name")
+def _facet_of(metadata: dict[str, Any] | None) -> str | None:
+    """A facet row's facet: `metadata.facet_name`, the one place the dataset-row schema names it."""
+    return (metadata or {}).get("facet_name")
 
 
 class _Task:
@@ -135,8 +134,7 @@ def facet_cases(options: FacetEvalOptions, facets: dict[str, FacetDefinition]) -
 
     cases = []
     for case in local_dataset(options.dataset, project=options.project, store=options.store):
-        row = {"input": case.input, "metadata": case.metadata}
-        name = _facet_of(row)
+        name = _facet_of(case.metadata)
         if name not in facets or (options.facet and name != options.facet):
             continue
         captured = case.input.get("input") if isinstance(case.input, dict) else case.input

@@ -260,7 +260,8 @@ class FileLabel:
 
 
 def read_label_file(path: str | Path, *, label_field: str = "label") -> list[FileLabel]:
-    """CSV (header: id,label[,expected,rationale,labeler_model]), JSONL, or a labels JSON file.
+    """CSV (header: id,label[,expected,rationale,labeler_model]), JSONL, a JSON list, or a labels JSON
+    file (the labels contract, schemas/labels.schema.json: a filled export or kind=labels).
 
     Each entry names its row by `id` (the dataset row id) or by `root_span_id`/`trace_id`
     (the source trace); `label_field` names the column holding the class label."""
