@@ -18,7 +18,9 @@ from bt_flywheel.verify.ledger import Ledger
 from bt_flywheel.verify.route import conditions_from_comparison, decide
 
 GUARD_SETS = [()] + [(v,) for v in GUARD_VERDICTS] + list(itertools.product(GUARD_VERDICTS, repeat=2))
-CASES = [(t, g) for t in TARGET_VERDICTS for g in GUARD_SETS]
+# the last guard is a score guard, or a span-metric guard (tokens, judged as a ratio; verify/metrics.py)
+KINDS = {0: [""], 1: ["score", "metric"], 2: ["score", "metric"]}
+CASES = [(t, g, k) for t in TARGET_VERDICTS for g in GUARD_SETS for k in KINDS[len(g)]]
 
 
 def expected_status(target: str, guards: tuple[str, ...]) -> str:
@@ -31,15 +33,21 @@ def expected_status(target: str, guards: tuple[str, ...]) -> str:
     return "inconclusive"
 
 
-@pytest.mark.parametrize(("target", "guards"), CASES, ids=[f"{t}-{'+'.join(g) or 'none'}" for t, g in CASES])
-def test_every_reader_applies_the_same_keep_rule(tmp_path: Path, target: str, guards: tuple[str, ...]):
-    doc = comparison(target, guards={f"G{i}": v for i, v in enumerate(guards)})
+@pytest.mark.parametrize(("target", "guards", "kind"), CASES,
+                         ids=[f"{t}-{'+'.join(g) or 'none'}{'-' + k if k else ''}" for t, g, k in CASES])
+def test_every_reader_applies_the_same_keep_rule(tmp_path: Path, target: str, guards: tuple[str, ...], kind: str):
+    named = {f"G{i}": v for i, v in enumerate(guards)}
+    if kind == "metric":  # the last guard reads span metrics
+        named["tokens"] = named.pop(f"G{len(guards) - 1}")
+    metric = {k: v for k, v in named.items() if k == "tokens"}
+    doc = comparison(target, guards={k: v for k, v in named.items() if k != "tokens"}, metric_guards=metric)
+    assert [s["kind"] for s in doc["scores"][1:]] == ["score"] * (len(guards) - len(metric)) + ["metric"] * len(metric)
     status = expected_status(target, guards)
     keep = status == "passed"
     guards_ok = all(g == "non_inferior" for g in guards) if guards else None
     needs_rows = "not_enough_rows" in guards and status != "failed"
 
-    rule = keep_decision(target, {f"G{i}": v for i, v in enumerate(guards)})
+    rule = keep_decision(target, named)
     assert (rule.status, rule.keep, rule.guards_ok, rule.needs_rows) == (status, keep, guards_ok, needs_rows)
     # compare
     assert (doc["status"], doc["keep"], doc["guards_ok"], doc["needs_rows"]) == (status, keep, guards_ok, needs_rows)

@@ -91,6 +91,19 @@ def test_cohens_dz_and_its_noncentral_t_ci():
     assert R.cohens_dz(np.full(10, 0.3)) is None
 
 
+@pytest.mark.parametrize("t", [150.0, 199.0, 250.0, 4e6])
+def test_cohens_dz_far_out_meets_the_normal_approximation(t):
+    """Nearly constant differences (a latency of timestamps ~1.7e9 s apart from their rounding):
+    past |t| = 200 the CI is the normal approximation, which the exact CI approaches there."""
+    n = 24
+    d = 0.05 + np.tile([-1.0, 1.0], n // 2) * 0.05 / (t / math.sqrt(n)) * math.sqrt((n - 1) / n)
+    dz = R.cohens_dz(d)
+    assert dz.estimate * math.sqrt(n) == pytest.approx(t, rel=1e-6)
+    half = st.norm.isf(0.025) * math.sqrt(1 / n + dz.estimate ** 2 / (2 * (n - 1)))
+    assert (dz.low, dz.high) == (pytest.approx(dz.estimate - half, rel=0.02), pytest.approx(dz.estimate + half, rel=0.02))
+    assert ("normal approximation" in dz.method) == (t > 200)
+
+
 def test_cliffs_delta_on_the_tortoise_and_hare_example():
     """Wikipedia, "Mann–Whitney U test", section "Illustration of calculation methods": six
     tortoises and six hares finish in the order T H H H H H T T T T T H; counting, each hare beats

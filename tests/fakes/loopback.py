@@ -292,6 +292,7 @@ class FakeBraintrust(LoopbackServer):
       limit: N [| cursor: "<tok>"]`) answers that experiment's rows a page at a time, in the order
       they were added, with the next page's `cursor`; the only filter understood is the one flywheel
       sends (roots and scorer spans) and any other is a 400, so a changed query cannot pass unnoticed.
+      `select: a, b, c` keeps only those top-level fields of each row (the metric guards' read);
       Any other query answers `btql_rows`;
     - "logs": POST /logs3, GET /version, .../summarize (accepted, not stored).
     Use `url` as BRAINTRUST_APP_URL (and BRAINTRUST_API_URL).
@@ -421,6 +422,9 @@ class FakeBraintrust(LoopbackServer):
         start = int(json.loads(clauses["cursor"])) if "cursor" in clauses else 0
         page = rows[start:start + int(clauses.get("limit") or 1000)]
         more = start + len(page) < len(rows)
+        fields = [f.strip() for f in clauses.get("select", "*").split(",")]
+        if fields != ["*"]:
+            page = [{f: r[f] for f in fields if f in r} for r in page]
         return 200, self._document(page, str(start + len(page)) if more else None)
 
     @staticmethod

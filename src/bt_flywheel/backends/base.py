@@ -103,6 +103,10 @@ class Backend(Protocol):
         """The experiment's root rows, each with every scorer span's score rolled up onto `scores`."""
         ...
 
+    def experiment_span_metrics(self, experiment: ObjectInfo) -> Iterator[dict[str, Any]]:
+        """Every span of the experiment, reduced to what metric guards read (`span_metrics_view`)."""
+        ...
+
     def dataset(self, name_or_id: str, *, project: str | None = None) -> ObjectInfo | None:
         """One dataset by name or id, None when absent."""
         ...
@@ -158,6 +162,18 @@ def rollup_scores(spans: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             else:
                 pending.setdefault(trace, {}).update(scores)
     return list(roots.values())
+
+
+SPAN_METRIC_FIELDS = ("id", "span_id", "root_span_id", "is_root", "span_attributes", "metrics", "metadata")
+
+
+def span_metrics_view(span: dict[str, Any]) -> dict[str, Any]:
+    """A span as metric guards read it: ids, `is_root`, `span_attributes`, `metrics` (tokens,
+    start/end, estimated cost) and `metadata` reduced to its `model` (for the price table)."""
+    view = {k: span.get(k) for k in SPAN_METRIC_FIELDS[:-1]}
+    model = (span.get("metadata") or {}).get("model") if isinstance(span.get("metadata"), dict) else None
+    view["metadata"] = {"model": model} if model is not None else {}
+    return view
 
 
 def _merge_scores(own: dict[str, Any], scorers: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,9 @@ the wire protocol: login, retries, btql, projects, experiments, datasets, /logs3
   `select: * | from: experiment('<id>') spans | filter: is_root = true OR span_attributes.type =
   'score' | sort: _pagination_key ASC | limit: 1000`, paged with `cursor` like `bt sync pull`.
   Scorer spans' scores are rolled up onto their roots (`base.rollup_scores`), because the SDK
-  logs no scores on the root span (BRAINTRUST.md §2).
+  logs no scores on the root span (BRAINTRUST.md §2). Metric guards read every span's metrics:
+  `select: id, span_id, root_span_id, is_root, span_attributes, metrics, metadata | from:
+  experiment('<id>') spans | sort: _pagination_key ASC`, paged the same way.
 - Datasets: the stored rows via `POST /v1/dataset/<id>/fetch` (so stored splits never move),
   upserts by stable id via `/logs3`.
 - Links: the org comes from the login response (`org_info`, as `bt status --json` resolves it).
@@ -17,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from bt_flywheel.backends.base import Links, ObjectInfo, rollup_scores
+from bt_flywheel.backends.base import SPAN_METRIC_FIELDS, Links, ObjectInfo, rollup_scores, span_metrics_view
 from bt_flywheel.backends.remote import RemoteClient
 from bt_flywheel.backends.sql import QueryResult
 from bt_flywheel.core.errors import BackendError, InputError
@@ -96,6 +98,12 @@ class BraintrustBackend:
         spans = self.client.btql_pages(
             f"select: * | from: experiment('{ref}') spans | filter: {_ROOTS_AND_SCORES} | sort: _pagination_key ASC")
         yield from rollup_scores(s for s in spans if isinstance(s, dict))
+
+    def experiment_span_metrics(self, experiment: ObjectInfo) -> Iterator[dict[str, Any]]:
+        ref = experiment.id.replace("'", "''")
+        spans = self.client.btql_pages(f"select: {', '.join(SPAN_METRIC_FIELDS)} | from: experiment('{ref}') spans "
+                                       "| sort: _pagination_key ASC")
+        yield from (span_metrics_view(s) for s in spans if isinstance(s, dict))
 
     # datasets ----------------------------------------------------------------------------------
 

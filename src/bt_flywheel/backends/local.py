@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from bt_flywheel.backends.base import Links, ObjectInfo, rollup_scores
+from bt_flywheel.backends.base import Links, ObjectInfo, rollup_scores, span_metrics_view
 from bt_flywheel.backends.sql import QueryResult
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.core.redact import redact_obj
@@ -77,6 +77,11 @@ class LocalBackend:
             spans = None if all(r.get("scores") for r in roots) else list(
                 store.iter_rows("experiment", experiment.id, where=ROOTS_AND_SCORES_WHERE))
         yield from roots if spans is None else rollup_scores(spans)
+
+    def experiment_span_metrics(self, experiment: ObjectInfo) -> Iterator[dict[str, Any]]:
+        with self._open() as store:
+            spans = [span_metrics_view(s) for s in store.iter_span_metrics("experiment", experiment.id)]
+        yield from spans
 
     def dataset(self, name_or_id: str, *, project: str | None = None) -> ObjectInfo | None:
         if not self.store_path.exists():

@@ -263,6 +263,20 @@ class Store:
             for values in batch:
                 yield record_to_row(dict(zip(_RECORD_COLUMNS, values, strict=True)))
 
+    def iter_span_metrics(self, object_type: str, object_id: str) -> Iterator[dict[str, Any]]:
+        """Every span's ids, `is_root`, `span_attributes`, `metrics` and `metadata.model` (what
+        metric guards read), without the heavy input/output columns; ordered by created then id."""
+        sql = ("SELECT id, span_id, root_span_id, is_root, span_attributes, metrics, "
+               "json_extract_string(metadata, '$.model') FROM spans WHERE object_type = ? AND object_id = ? "
+               "ORDER BY created, id")
+        cursor = self.con.execute(sql, [object_type, object_id])
+        while batch := cursor.fetchmany(1000):
+            for span_id_, span, root, is_root, attrs, metrics, model in batch:
+                yield {"id": span_id_, "span_id": span, "root_span_id": root, "is_root": is_root,
+                       "span_attributes": json.loads(attrs) if isinstance(attrs, str) else attrs,
+                       "metrics": json.loads(metrics) if isinstance(metrics, str) else metrics,
+                       "metadata": {"model": model} if model is not None else {}}
+
     def list_projects(self) -> list[dict[str, Any]]:
         """Every project in the store: id, name, created (oldest first)."""
         rows = self.con.execute("SELECT id, name, created FROM projects ORDER BY created, name").fetchall()

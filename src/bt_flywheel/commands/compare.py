@@ -45,6 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--resamples", type=int, default=10_000,
                         help="bootstrap resamples for the cross-check (default 10000; 0 skips it)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap and permutation seed (default 0)")
+    parser.add_argument("--guard-metric", action="append", default=[], metavar="METRIC[:MAX_INCREASE]",
+                        help="a span metric that must not rise: tokens, cost, latency or duration, with the "
+                        "allowed increase as a fraction (default 0.1 = +10%%); repeatable")
+    parser.add_argument("--price", action="append", default=[], metavar="MODEL=INPUT,OUTPUT",
+                        help="USD per million input and output tokens, for cost from tokens (adds to or overrides "
+                        "the built-in table); repeatable")
     parser.add_argument("--out", metavar="FILE", help="also write the JSON result to FILE (atomically)")
     add_output_args(parser, json_help="print JSON instead of tables")
     add_settings_args(parser)
@@ -55,15 +61,18 @@ def run(args: argparse.Namespace) -> int:
     from bt_flywheel.backends.base import backend_from_settings
     from bt_flywheel.core.fileio import atomic_write_json
     from bt_flywheel.verify.compare import compare_experiments
+    from bt_flywheel.verify.metrics import parse_metric_guard, parse_prices
     from bt_flywheel.verify.objectives import target_and_guards
 
+    metric_guards = [parse_metric_guard(g) for g in args.guard_metric]
+    prices = parse_prices(args.price)
     settings = settings_from_args(args)
     target, guards = target_and_guards(args.optimize, args.target, args.guard)
     comparison = compare_experiments(
         backend_from_settings(settings), args.baseline, args.candidate, target=target, guards=guards,
         min_effect=args.min_effect, margin=args.margin, alpha=args.alpha, threshold=args.threshold,
         slice_key=args.slice_key, cluster_key=args.cluster_key, n_resamples=args.resamples, seed=args.seed,
-        project=settings.project)
+        project=settings.project, metric_guards=metric_guards, prices=prices)
     doc = comparison.to_dict()
     if args.out:
         atomic_write_json(args.out, doc)
@@ -102,28 +111,7 @@ def print_report(doc: dict[str, Any]) -> None:
         e = exps[side]
         _say(f"{side}: {e['name']} ({e['id']}) - {e['rows']} rows, {e['root_rows']} row-trials")
     level = int(round((1 - doc["alpha"]) * 100))
-    rows = []
-    for s in doc["scores"]:
-        rows.append({"score": s["name"], "role": s["role"], "n": s["n"],
-                     "baseline mean": _num(s["baseline_mean"]), "candidate mean": _num(s["candidate_mean"]),
-                     "effect": _num(s["effect"], sign=True), f"{level}% CI": _ci(s["ci"]), "p": _p(s["p"]),
-                     "method": s["method"], "verdict": s["verdict"]})
-    print_table(rows)
-    checks = []
-    for s in doc["scores"]:
-        boot, mcn, tost, power = s["bootstrap"], s["mcnemar"], s["tost"], s["power"]
-        checks.append({
-            "score": s["name"],
-            "bootstrap CI": _ci(boot["ci"]) if boot else "-",
-            "McNemar p (lost/gained)": f"{_p(mcn['p'])} ({mcn['lost']}/{mcn['gained']})" if mcn else "-",
-            f"TOST p (±{_num(doc['margin'])})": _p(tost["p"]) if tost else "-",
-            "p (Holm)": _p(s["p_holm"]),
-            "rows for 80% power": (power["required_n"] if power and power["required_n"] is not None else "-"),
-        })
-    _say("cross-checks:")
-    print_table(checks)
-    _say("reported beside the verdict (not voting; see references/stats.md):")
-    print_table([_reported_row(s) for s in doc["scores"]])
+    _print_scores(doc, level)
     keep = "keep the candidate" if doc["keep"] else "do not keep the candidate"
     guards = "" if doc["guards_ok"] is None else f"; guards {'ok' if doc['guards_ok'] else 'NOT ok'}"
     _say(f"status: {doc['status']} - target {doc['target']} {doc['target_verdict']}{guards}; {keep}")
@@ -152,13 +140,55 @@ def print_report(doc: dict[str, Any]) -> None:
             _say(f"note: {note}")
 
 
+def _print_scores(doc: dict[str, Any], level: int) -> None:
+    """The verdict table, the metric guards' ratios, the cross-checks and the reported figures."""
+    print_table([{"score": s["name"], "role": s["role"], "n": s["n"], "baseline mean": _num(s["baseline_mean"]),
+                  "candidate mean": _num(s["candidate_mean"]), "effect": _num(s["effect"], sign=True),
+                  f"{level}% CI": _ci(s["ci"]), "p": _p(s["p"]), "method": s["method"], "verdict": s["verdict"]}
+                 for s in doc["scores"]])
+    metric_rows = [{"metric": s["name"], "unit": s["metric"]["unit"], "ratio": _num(s["metric"]["ratio"], 3),
+                    f"{level}% CI (Fieller)": _ci(s["metric"]["ratio_ci"]),
+                    "allowed": f"+{s['metric']['max_increase']:.0%}", "verdict": s["verdict"]}
+                   for s in doc["scores"] if s.get("metric")]
+    if metric_rows:
+        _say("metric guards (candidate/baseline ratio of mean per row):")
+        print_table(metric_rows)
+    checks = []
+    for s in doc["scores"]:
+        boot, mcn, tost, power = s["bootstrap"], s["mcnemar"], s["tost"], s["power"]
+        checks.append({
+            "score": s["name"],
+            "bootstrap CI": _ci(boot["ci"]) if boot else "-",
+            "McNemar p (lost/gained)": f"{_p(mcn['p'])} ({mcn['lost']}/{mcn['gained']})" if mcn else "-",
+            f"TOST p (±{_num(doc['margin'])})": _p(tost["p"]) if tost else "-",
+            "p (Holm)": _p(s["p_holm"]),
+            "rows for 80% power": (power["required_n"] if power and power["required_n"] is not None else "-"),
+        })
+    _say("cross-checks:")
+    print_table(checks)
+    _say("reported beside the verdict (not voting; see references/stats.md):")
+    print_table([_reported_row(s) for s in doc["scores"]])
+
+
+def _odds(mcn: dict[str, Any]) -> str:
+    """gained/lost with its CI; an open bound (no row lost) is ∞ (null in the JSON)."""
+    if not (mcn.get("gained") or mcn.get("lost")):
+        return "-"
+    low, high = mcn.get("odds_ratio_ci") or [None, None]
+
+    def shown(v: Any) -> str:
+        return "∞" if v is None else _num(v, 2)
+
+    return f"{shown(mcn.get('odds_ratio'))} [{shown(low)}, {shown(high)}]"
+
+
 def _reported_row(s: dict[str, Any]) -> dict[str, Any]:
     r = s.get("reported") or {}
     mcn = s.get("mcnemar") or {}
     hl, dz, cliff, perm, wil, mde = (r.get(k) or {} for k in ("hodges_lehmann", "cohens_dz", "cliffs_delta",
                                                                "permutation", "wilcoxon", "mde"))
     return {"score": s["name"],
-            "McNemar OR": f"{_num(mcn.get('odds_ratio'), 2)} {_ci(mcn.get('odds_ratio_ci') or [])}" if mcn else "-",
+            "McNemar OR": _odds(mcn) if mcn else "-",
             "Wilcoxon p": _p(wil.get("p")),
             "Hodges-Lehmann": f"{_num(hl.get('estimate'), sign=True)} {_ci(hl.get('ci') or [])}" if hl else "-",
             "d_z": f"{_num(dz.get('estimate'), 2, sign=True)} {_ci(dz.get('ci') or [])}" if dz else "-",

@@ -62,9 +62,11 @@ import numpy as np
 from bt_flywheel.backends.base import Backend, as_backend
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.label.base import is_weak_label
+from bt_flywheel.verify import metrics as metrics_mod
 from bt_flywheel.verify import stats, verdict
 from bt_flywheel.verify.comparison_model import CONTRACT
 from bt_flywheel.verify.keep import KeepDecision, keep_decision
+from bt_flywheel.verify.metrics import MetricGuard
 
 _MISSING_VALUE = "(none)"
 
@@ -84,6 +86,7 @@ class ExperimentScores:
     slices: dict[str, str] = field(default_factory=dict)
     duplicates: int = 0
     weak_label_rows: set[str] = field(default_factory=set)  # rows whose expected is a weak label
+    metrics: dict[str, dict[str, list[float | None]]] = field(default_factory=dict)  # metric -> row -> trials
 
     @property
     def rows(self) -> int:
@@ -143,6 +146,7 @@ class Comparison:
     slices: list[SliceResult] = field(default_factory=list)
     stuck_scores: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    metric_guards: list[MetricGuard] = field(default_factory=list)
 
     @property
     def target_result(self) -> verdict.ScoreComparison:
@@ -188,6 +192,7 @@ class Comparison:
             "experiments": {"baseline": self.baseline.describe(), "candidate": self.candidate.describe()},
             "target": self.target,
             "guards": list(self.guards),
+            "metric_guards": [{"metric": g.metric, "max_increase": g.max_increase} for g in self.metric_guards],
             "status": decision.status,
             "keep": decision.keep,
             "target_verdict": self.target_result.verdict,
@@ -240,8 +245,12 @@ def _label(value: Any) -> str:
 
 
 def load_experiment(backend: Backend, name_or_id: str, score_names: list[str], *, project: str | None = None,
-                    cluster_key: str | None = None, slice_key: str | None = None) -> ExperimentScores:
-    """Read one experiment's root rows (from either backend) into per-row trial scores for ``score_names``."""
+                    cluster_key: str | None = None, slice_key: str | None = None,
+                    metric_names: list[str] | tuple[str, ...] = (),
+                    prices: dict[str, tuple[float, float]] | None = None) -> ExperimentScores:
+    """Read one experiment's root rows (from either backend) into per-row trial scores for
+    ``score_names``; with ``metric_names``, also every span's metrics into per-row trial values
+    (``Backend.experiment_span_metrics``; see :mod:`bt_flywheel.verify.metrics`)."""
     found = backend.experiment(name_or_id, project=project)
     scores: dict[str, dict[str, dict[int, float | None]]] = {n: defaultdict(dict) for n in score_names}
     available: set[str] = set()
@@ -250,6 +259,7 @@ def load_experiment(backend: Backend, name_or_id: str, score_names: list[str], *
     root_rows = duplicates = 0
     weak: set[str] = set()
     next_trial: dict[str, int] = defaultdict(int)
+    traces: dict[str, tuple[str, int]] = {}  # root span id -> (dataset row id, trial)
     for row in backend.experiment_roots(found):
         root_rows += 1
         meta = row.get("metadata") or {}
@@ -261,6 +271,7 @@ def load_experiment(backend: Backend, name_or_id: str, score_names: list[str], *
         if not isinstance(trial, int) or isinstance(trial, bool):
             trial = next_trial[row_id]
         next_trial[row_id] = max(next_trial[row_id], trial + 1)
+        traces[str(row.get("root_span_id") or row.get("span_id") or row.get("id"))] = (row_id, trial)
         row_scores = row.get("scores") or {}
         available.update(k for k, v in row_scores.items() if v is not None)
         seen = False
@@ -276,8 +287,12 @@ def load_experiment(backend: Backend, name_or_id: str, score_names: list[str], *
             clusters.setdefault(row_id, _label(resolve_path(row, cluster_key)))
         if slice_key:
             slices.setdefault(row_id, _label(resolve_path(row, slice_key)))
+    metric_values = (metrics_mod.metric_rows(backend.experiment_span_metrics(found), traces, metric_names,
+                                             prices or metrics_mod.DEFAULT_PRICES, experiment=found.name)
+                     if metric_names else {})
     return ExperimentScores(
         id=found.id, name=found.name, created=found.created, metadata=dict(found.metadata), root_rows=root_rows,
+        metrics=metric_values,
         scores={n: {r: [v[t] for t in sorted(v)] for r, v in per.items()} for n, per in scores.items()},
         available=available, clusters=clusters, slices=slices, duplicates=duplicates, weak_label_rows=weak)
 
@@ -289,26 +304,79 @@ def compare_experiments(source: str | Path | Backend, baseline: str, candidate: 
                         margin: float = stats.DEFAULT_MARGIN, alpha: float = stats.DEFAULT_ALPHA,
                         threshold: float = stats.DEFAULT_THRESHOLD, slice_key: str | None = None,
                         cluster_key: str | None = None, n_resamples: int = stats.DEFAULT_RESAMPLES,
-                        seed: int | None = 0, project: str | None = None) -> Comparison:
-    """Load both experiments from a backend (a store path means the local store) and compare them."""
+                        seed: int | None = 0, project: str | None = None,
+                        metric_guards: list[MetricGuard] | tuple[MetricGuard, ...] = (),
+                        prices: dict[str, tuple[float, float]] | None = None) -> Comparison:
+    """Load both experiments from a backend (a store path means the local store) and compare them;
+    ``metric_guards`` also guard span metrics (tokens, cost, latency, duration; ``prices`` USD per
+    million input/output tokens by model, default ``metrics.DEFAULT_PRICES``)."""
     backend = as_backend(source)
     names = [target, *[g for g in guards if g != target]]
     if len(set(names)) != len(names):
         raise InputError(f"--guard: a score is listed twice ({', '.join(names)})")
     stats._iv(min_effect=min_effect, margin=margin, alpha=alpha, threshold=threshold, n_resamples=n_resamples)
-    base = load_experiment(backend, baseline, names, project=project, cluster_key=cluster_key, slice_key=slice_key)
-    cand = load_experiment(backend, candidate, names, project=project, cluster_key=cluster_key, slice_key=slice_key)
+    _check_metric_guards(metric_guards, names)
+    base, cand = (load_experiment(backend, name, names, project=project, cluster_key=cluster_key,
+                                  slice_key=slice_key, metric_names=[g.metric for g in metric_guards], prices=prices)
+                  for name in (baseline, candidate))
     return compare_loaded(base, cand, target=target, guards=names[1:], min_effect=min_effect, margin=margin,
                           alpha=alpha, threshold=threshold, slice_key=slice_key, cluster_key=cluster_key,
-                          n_resamples=n_resamples, seed=seed)
+                          n_resamples=n_resamples, seed=seed, metric_guards=metric_guards)
+
+
+def _check_metric_guards(metric_guards: Any, score_names: list[str]) -> None:
+    seen: set[str] = set()
+    for g in metric_guards:
+        if g.metric in score_names:
+            raise InputError(f"--guard-metric {g.metric}: also a score name; compare it once")
+        if g.metric in seen:
+            raise InputError(f"--guard-metric {g.metric}: listed twice")
+        seen.add(g.metric)
 
 
 def compare_loaded(base: ExperimentScores, cand: ExperimentScores, *, target: str, guards: list[str],
                    min_effect: float = 0.0, margin: float = stats.DEFAULT_MARGIN,
                    alpha: float = stats.DEFAULT_ALPHA, threshold: float = stats.DEFAULT_THRESHOLD,
                    slice_key: str | None = None, cluster_key: str | None = None,
-                   n_resamples: int = stats.DEFAULT_RESAMPLES, seed: int | None = 0) -> Comparison:
+                   n_resamples: int = stats.DEFAULT_RESAMPLES, seed: int | None = 0,
+                   metric_guards: list[MetricGuard] | tuple[MetricGuard, ...] = ()) -> Comparison:
     """Compare two loaded experiments (see :func:`compare_experiments`)."""
+    notes = _check_and_note(base, cand, target, guards)
+    rng = np.random.default_rng(seed)
+    clusters = {**cand.clusters, **base.clusters} if cluster_key else None
+    results: list[verdict.ScoreComparison] = []
+    paired_by_score: dict[str, stats.PairedRows] = {}
+    stuck: list[str] = []
+    for name in [target, *guards]:
+        paired = stats.pair_rows(base.scores[name], cand.scores[name], clusters=clusters)
+        paired_by_score[name] = paired
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+            results.append(verdict.compare_paired(
+                {}, {}, paired=paired, name=name, role="target" if name == target else "guard",
+                min_effect=min_effect, margin=margin, alpha=alpha, threshold=threshold, n_resamples=n_resamples,
+                rng=rng))
+        values = np.concatenate([paired.baseline, paired.candidate])
+        if values.size and np.all(values == values[0]) and values[0] in (0.0, 1.0):
+            stuck.append(name)
+    for guard in metric_guards:
+        paired = stats.pair_rows(_metric_values(base, guard), _metric_values(cand, guard), clusters=clusters)
+        results.append(metrics_mod.compare_metric(paired, guard, alpha=alpha, rng=rng))
+    verdict.apply_holm(results)
+    comparison = Comparison(base, cand, target, list(guards), results, alpha, min_effect, margin, threshold,
+                            n_resamples, seed=seed, cluster_key=cluster_key, slice_key=slice_key,
+                            stuck_scores=stuck, notes=notes, metric_guards=list(metric_guards))
+    if stuck:
+        notes.append(f"score(s) {', '.join(stuck)} are the same 0 or 1 on every row of both experiments: "
+                     "check the scorer before trusting them")
+    if slice_key:
+        comparison.slices = _slices(paired_by_score, results, {**cand.slices, **base.slices}, alpha=alpha,
+                                    margin=margin, min_effect=min_effect)
+    return comparison
+
+
+def _check_and_note(base: ExperimentScores, cand: ExperimentScores, target: str, guards: list[str]) -> list[str]:
+    """Refuse a score either experiment lacks; note what the reader should know about the pairing."""
     notes: list[str] = []
     if base.id == cand.id:
         notes.append("baseline and candidate are the same experiment")
@@ -330,43 +398,21 @@ def compare_loaded(base: ExperimentScores, cand: ExperimentScores, *, target: st
     for exp in (base, cand):
         if exp.duplicates:
             notes.append(f"experiment {exp.name!r}: {exp.duplicates} root rows repeat a (row, trial); the last one is used")
-    rng = np.random.default_rng(seed)
-    clusters = None
-    if cluster_key:
-        clusters = {**cand.clusters, **base.clusters}
-    results: list[verdict.ScoreComparison] = []
-    paired_by_score: dict[str, stats.PairedRows] = {}
-    stuck: list[str] = []
-    for name in [target, *guards]:
-        paired = stats.pair_rows(base.scores[name], cand.scores[name], clusters=clusters)
-        paired_by_score[name] = paired
-        role = "target" if name == target else "guard"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-            res = verdict.compare_paired({}, {}, paired=paired, name=name, role=role, min_effect=min_effect,
-                                       margin=margin, alpha=alpha, threshold=threshold, n_resamples=n_resamples,
-                                       rng=rng)
-        results.append(res)
-        values = np.concatenate([paired.baseline, paired.candidate])
-        if values.size and np.all(values == values[0]) and values[0] in (0.0, 1.0):
-            stuck.append(name)
-    verdict.apply_holm(results)
-    comparison = Comparison(base, cand, target, list(guards), results, alpha, min_effect, margin, threshold,
-                            n_resamples, seed=seed, cluster_key=cluster_key, slice_key=slice_key,
-                            stuck_scores=stuck, notes=notes)
-    if stuck:
-        notes.append(f"score(s) {', '.join(stuck)} are the same 0 or 1 on every row of both experiments: "
-                     "check the scorer before trusting them")
-    if slice_key:
-        comparison.slices = _slices(paired_by_score, results, {**cand.slices, **base.slices}, alpha=alpha,
-                                    margin=margin, min_effect=min_effect)
-    return comparison
+    return notes
+
+
+def _metric_values(exp: ExperimentScores, guard: MetricGuard) -> dict[str, list[float | None]]:
+    if guard.metric not in exp.metrics:
+        raise InputError(f"--guard-metric {guard.metric}: experiment {exp.name!r} was loaded without its span metrics")
+    return exp.metrics[guard.metric]
 
 
 def _slices(paired_by_score: dict[str, stats.PairedRows], results: list[verdict.ScoreComparison],
             labels: dict[str, str], *, alpha: float, margin: float, min_effect: float) -> list[SliceResult]:
     out: list[SliceResult] = []
     for res in results:
+        if res.kind != "score":  # metric guards are judged on the whole set only
+            continue
         paired = paired_by_score[res.name]
         row_labels = np.asarray([labels.get(i, _MISSING_VALUE) for i in paired.ids], dtype=object)
         for value in sorted(set(row_labels.tolist())):

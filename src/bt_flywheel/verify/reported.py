@@ -189,9 +189,14 @@ def _nct_cdf(t: float, df: float, nc: float) -> float:
     return value
 
 
+_NCT_MAX_T = 200.0  # beyond |t| = 200 SciPy's noncentral t is slow and no more exact than the normal
+
+
 def cohens_dz(d: Any, /, *, alpha: float = DEFAULT_ALPHA) -> CohensDz | None:
     """Cohen's d_z = mean(d)/sd(d) with the exact CI from the noncentral t distribution of
-    t = d_z·sqrt(n) (df n-1); None when n < 2 or the SD is 0."""
+    t = d_z·sqrt(n) (df n-1); None when n < 2 or the SD is 0. Past |t| = 200 (differences
+    nearly constant, e.g. timestamps' rounding) the CI is the normal approximation
+    d_z ± z·sqrt(1/n + d_z²/(2(n-1))), which the noncentral t approaches there."""
     alpha = _iv(alpha=alpha)["alpha"]
     d = _as_1d("d", d)
     n = d.size
@@ -202,19 +207,25 @@ def cohens_dz(d: Any, /, *, alpha: float = DEFAULT_ALPHA) -> CohensDz | None:
         return None
     dz = float(d.mean()) / sd
     t, df, root_n = dz * math.sqrt(n), n - 1, math.sqrt(n)
+    spread = math.sqrt(1 + t * t / (2 * df))  # the noncentral t's SD, roughly: scales the bracket
+    if abs(t) > _NCT_MAX_T:
+        half = float(_st.norm.isf(alpha / 2)) * spread / root_n
+        return CohensDz(dz, dz - half, dz + half, "mean/SD of row differences; CI by the normal approximation "
+                        "to the noncentral t (|t| > 200)")
 
     def nc_for(target: float) -> float:  # noncentrality whose P(T <= t) equals target
         def f(nc: float) -> float:
             return _nct_cdf(t, df, nc) - target
-        lo, hi = t - 10.0, t + 10.0
-        for _ in range(100):  # P(T <= t) falls as nc rises: widen until the root is bracketed
+        step = 10.0 * spread
+        lo, hi = t - step, t + step
+        for _ in range(20):  # P(T <= t) falls as nc rises: widen until the root is bracketed
             if f(lo) >= 0:
                 break
-            lo -= 10.0
-        for _ in range(100):
+            lo -= step
+        for _ in range(20):
             if f(hi) <= 0:
                 break
-            hi += 10.0
+            hi += step
         if not (f(lo) >= 0 >= f(hi)):  # the noncentral t is not computable this far out
             return math.nan
         return float(_opt.brentq(f, lo, hi, xtol=1e-12))

@@ -359,7 +359,21 @@ def apply_holm(results: Sequence[ScoreComparison], /) -> None:
             r.verdict = "inconclusive" if r.role == "target" else GUARD_NOT_ENOUGH_ROWS
             r.notes.append(f"CI excludes 0 but the Holm-adjusted p ({adj:.3g}) across {len(results)} scores "
                            f"is not below alpha {r.alpha:g}; no regression is claimed")
-            if r.power is None:
+            if r.power is None and r.kind == "metric":
+                r.power = _rise_power(r)
+            elif r.power is None:
                 res = TTestResult(r.effect, r.se, r.df, math.nan, r.p, r.n, 0.0, r.n_clusters, r.method)
                 r.power = _power_for(res, r.sd, role=r.role, min_effect=r.min_effect, margin=r.margin,
                                      alpha=r.alpha)
+
+
+def _rise_power(r: ScoreComparison) -> PowerResult:
+    """Rows for a metric guard's rise (the ratio's lower bound above 1, i.e. the t-interval of
+    mean(c - b) above 0) to show at 80% power, when Holm withdrew the regression claim."""
+    if r.n < 2 or not (math.isfinite(r.sd) and r.sd > 0 and r.effect > 0):
+        return PowerResult(r.effect, r.sd, r.n, math.nan, None, DEFAULT_POWER, r.alpha,
+                           "too few rows to estimate variance", 1.0, "lower")
+    return PowerResult(r.effect, r.sd, r.n, bound_power(r.effect, r.sd, r.n, alpha=r.alpha),
+                       bound_required_n(r.effect, r.sd, alpha=r.alpha), DEFAULT_POWER, r.alpha,
+                       "rows needed for 80% power to show the increase (the ratio's lower bound above 1) "
+                       "at the observed SD", 1.0, "lower")
