@@ -21,7 +21,7 @@ from bt_flywheel.core.errors import InputError
 PROPERTY = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
-IDS = ["a", "b", "c", "d"]
+IDS = ["a", "b", "c", "d", "e", "f", "g", "h"]   # few enough to repeat, enough to be unique
 CREATED = st.sampled_from([
     "2026-01-02T03:04:05Z", "2026-01-02T03:04:05.123456Z", "2026-01-02T03:04:05.1+02:00", "2026-01-02 03:04",
     "2026-01-02", "2026-01-02T03:04:05", "2026-01-02T03:04:05+0530", "2026-01-02T03Z", "20260102T030405",
@@ -164,3 +164,64 @@ def test_topics_columns_are_carried_by_the_native_path(tmp_path: Path) -> None:
     assert got[2] is None
     assert stored[rows[0]["id"]]["facets"] == rows[0]["facets"]
     assert "facets" not in stored[rows[1]["id"]]
+
+
+def test_each_kind_of_row_takes_its_path_and_matches_the_row_by_row_result(tmp_path: Path) -> None:
+    """One run over two files holding every case the native path sorts rows into: new ids seen
+    once (written straight into `spans`), stored ids seen once (staged and compared: one changed,
+    one the same), ids repeated across files (folded, last wins), a row only Python can judge
+    (epoch `created`) and an `_is_merge` row."""
+    spans = list(generate_spans(40, seed=6))
+    first, second = spans[:20], spans[20:]
+    changed = dict(first[0], output={"text": "edited"})
+    odd = dict(second[5], created=1767225600)
+    merge = {"id": second[6]["id"], "_is_merge": True, "metadata": {"reviewed": True}}
+    repeated = dict(second[7], tags=["again"])
+    files = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    files[0].write_text("".join(json.dumps(r) + "\n" for r in [changed, first[1], *second[:5], second[7]]))
+    files[1].write_text("".join(json.dumps(r) + "\n" for r in [odd, *second[6:], merge, repeated]))
+    results = {}
+    for name, fn in (("native", ingest), ("rowwise", ingest_rowwise)):
+        with Store(tmp_path / f"{name}.duckdb") as store:
+            fn(store, _jsonl(tmp_path / f"{name}-seed.jsonl", first), project="p")
+            outcome = [fn(store, path, project="p").as_dict() for path in files]
+            rows = sorted(store.iter_rows("project_logs", store.find_project("p")), key=lambda r: r["id"])
+        for row in rows:
+            row.pop("_xact_id")
+        results[name] = ([{k: o[k] for k in ("inserted", "updated", "unchanged")} for o in outcome], rows)
+    assert results["native"] == results["rowwise"]
+    rows = {r["id"]: r for r in results["native"][1]}
+    assert rows[first[0]["id"]]["output"] == {"text": "edited"}
+    assert rows[second[6]["id"]]["metadata"]["reviewed"] is True
+    assert rows[second[7]["id"]]["tags"] == ["again"]
+
+
+def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_the_bulk_passes_run_on_every_core(tmp_path: Path) -> None:
+    """Line ordinals (WITH ORDINALITY) make DuckDB run a pipeline on one thread, so only the
+    passes over rare rows (flagged, `_is_merge`, repeated ids) may ask for them: the survey and
+    the passes that write rows seen once must not."""
+    from bt_flywheel.backends import native_ingest as native
+
+    src = _jsonl(tmp_path / "a.jsonl", list(generate_spans(3, seed=7)))
+    with Store(tmp_path / "s.duckdb") as store:
+        con = store.con
+        con.execute("CREATE TEMP TABLE sv (src INTEGER, id VARCHAR, flagged BOOLEAN, is_merge BOOLEAN)")
+        con.execute("CREATE TEMP TABLE pick (id VARCHAR, seq BIGINT)")
+        con.execute("CREATE TEMP TABLE stage (" + ", ".join(f"{c} {t}" for c, t in native._STAGE_COLUMNS.items())
+                    + ")")
+        plans = {
+            "survey": con.execute("EXPLAIN " + native._survey_sql("sv", 0, src, "none")).fetchall(),
+            "direct": con.execute("EXPLAIN " + native._direct_rows_sql(src, "none", "SELECT * FROM pick", 1),
+                                  ["project_logs", "x"]).fetchall(),
+            "stored": con.execute("EXPLAIN " + native._stage_rows_sql("stage", 0, src, "none",
+                                                                      pick="SELECT * FROM pick")).fetchall(),
+            "repeated": con.execute("EXPLAIN " + native._stage_rows_sql("stage", 0, src, "none",
+                                                                        ids="SELECT id FROM pick")).fetchall(),
+        }
+    windowed = {name for name, plan in plans.items() if "STREAMING_WINDOW" in str(plan).upper().replace(" ", "_")}
+    assert windowed == {"repeated"}

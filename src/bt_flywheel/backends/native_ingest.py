@@ -21,6 +21,7 @@ gzip file is first read through once on a separate connection.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import itertools
 import json
@@ -55,10 +56,12 @@ _ISO_NAIVE = r"[1-9][0-9]{3}-[0-1][0-9]-[0-3][0-9]([T ]([01][0-9]|2[0-3]):[0-5][
 _ISO_TZ = r"[1-9][0-9]{3}-[0-1][0-9]-[0-3][0-9][T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?" \
           r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
 # Python's json rejects these, DuckDB's parser accepts them: a trailing comma, and nan/inf literals
-# other than Python's NaN/Infinity (the cheap `contains` guards keep the regex off most rows)
-_LENIENT_JSON = (r"regexp_matches(j, ',\s*[\]}]') OR ((" + " OR ".join(
-    f"contains(j, '{w}')" for w in ("nan", "NaN", "NAN", "inf", "Inf", "INF", "nAN", "iNF"))
-    + r") AND regexp_matches(j, '[:,\[]\s*[-+]?(?i:nan|inf)'))")
+# other than Python's NaN/Infinity. Flags are computed as values, where DuckDB evaluates both sides
+# of an OR, so the costly regex sits behind a CASE that runs it only on rows with such a substring.
+_NAN_WORDS = ("nan", "NaN", "NAN", "inf", "Inf", "INF", "nAN", "iNF")
+_LENIENT_JSON = (r"regexp_matches(j, ',\s*[\]}]') OR CASE WHEN " + " OR ".join(
+    f"contains(j, '{w}')" for w in _NAN_WORDS) + r" THEN regexp_matches(j, '[:,\[]\s*[-+]?(?i:nan|inf)') "
+    "ELSE false END")
 _META_COLUMNS = {"src": "INTEGER", "ord": "BIGINT", "line": "BIGINT", "py": "BOOLEAN", "is_merge": "BOOLEAN",
                  "raw": "JSON"}
 _STAGE_COLUMNS = {**_META_COLUMNS, **_STAGE_TYPES}
@@ -79,8 +82,7 @@ def _kind(name: str) -> str:
 
 def _flag_terms() -> list[str]:
     """Each true when a row must go through Python (see the module docstring)."""
-    scores_ok = (f"list_bool_and(list_transform(json_extract({_f('scores')}, '$.*'), "
-                 "lambda v: json_type(v) IN ('NULL', 'BIGINT', 'UBIGINT', 'DOUBLE'))) IS NOT FALSE")
+    scores_bad = (f"list_has_any(json_type({_f('scores')}, '$.*'), ['BOOLEAN', 'VARCHAR', 'ARRAY', 'OBJECT'])")
     return [
         f"{_kind('id')} IS DISTINCT FROM '\"'", f"{_f('id')}::VARCHAR = '\"\"'",    # also: not an object
         *(f"{_kind(k)} <> '\"'" for k in ("span_id", "root_span_id")),
@@ -93,7 +95,7 @@ def _flag_terms() -> list[str]:
         "NOT (xt IN ('true', 'false') OR left(xt, 1) IN ('{', '[') OR regexp_full_match(xt, "
         r"""'"?[0-9]+"?|-[0-9]+|"[ !#-\[\]-~]*"'))""",
         """(regexp_full_match(xt, '"?[0-9]+"?') AND try_cast(trim(xt, '"') AS BIGINT) IS NULL)""",
-        f"({_kind('scores')} <> '{{' OR NOT ({scores_ok}))",
+        f"CASE WHEN {_kind('scores')} = '{{' THEN {scores_bad} ELSE {_kind('scores')} <> '{{' END",
         "len(k) <> len(list_distinct(k))",
         _LENIENT_JSON,
     ]
@@ -119,8 +121,19 @@ def _columns_sql() -> dict[str, str]:
     return {c: cols[c] for c in _STAGE_TYPES}
 
 
-def _insert_file_sql(stage: str, src: int, path: Path, compression: str) -> str:
-    spec = json.dumps({k: "JSON" for k in _PULLED}).replace("'", "''")
+_SMALL_FIELDS = ("id", "span_id", "root_span_id", "is_root", "span_parents", "created", "_xact_id", "scores",
+                 "_is_merge")   # all the checks need; the survey leaves input/output/metadata unparsed
+_ID = "json_extract_string(json, '$.id')"   # a row's id as DuckDB reads it (the key passes join on)
+
+
+def _scan_sql(path: Path, compression: str, fields: tuple[str, ...], *, ordered: bool = False,
+              ids: str | None = None, pick: str | None = None) -> str:
+    """The CTE chain over one file: `merges` has per row its text `j`, pulled fields `s`, keys
+    `k`, parsed `created`, the `flagged` and `merge_row` bits, and `ord`, its line ordinal, when
+    `ordered` (WITH ORDINALITY runs single-threaded in DuckDB, so only passes that need file order
+    ask for it; the rest run on every core). `ids` (a query of ids) keeps only rows with those
+    ids; `pick` (a query of `id, seq`) joins on the id and carries `seq`."""
+    spec = json.dumps({k: "JSON" for k in fields}).replace("'", "''")
     literal = str(path).replace("'", "''")
     created = "cs"
     cts = (f"CASE WHEN regexp_full_match({created}, '{_ISO_TZ}') THEN try_cast({created} AS TIMESTAMPTZ) "
@@ -129,19 +142,57 @@ def _insert_file_sql(stage: str, src: int, path: Path, compression: str) -> str:
     # a missing field makes a term NULL, which must read as "no problem"
     flagged = " OR ".join(["j IS NULL", *(f"coalesce({t}, false)" for t in _flag_terms())])
     is_merge = f"(coalesce({_f('_is_merge')}::VARCHAR = 'true', false) AND NOT flagged)"
-    columns = _columns_sql()
+    source = f"read_ndjson_objects('{literal}', compression='{compression}', ignore_errors=true)"
+    ord_, seq, where = "NULL::BIGINT", "NULL::BIGINT", ""
+    if ordered:
+        source, ord_ = f"{source} WITH ORDINALITY", "ordinality"
+    if ids is not None:
+        where = f" WHERE {_ID} IN ({ids})"
+    if pick is not None:
+        source, seq = f"{source} f JOIN ({pick}) o ON o.id = json_extract_string(f.json, '$.id')", "o.seq"
     return (
-        f"INSERT INTO {stage} ({', '.join(_STAGE_COLUMNS)}) "
-        f"WITH raw AS (SELECT ordinality AS ord, json AS j, json_transform(json, '{spec}') AS s, "
-        f"json_keys(json) AS k FROM read_ndjson_objects('{literal}', compression='{compression}', "
-        f"ignore_errors=true) WITH ORDINALITY), "
+        f"WITH raw AS (SELECT {ord_} AS ord, {seq} AS seq, json AS j, json_transform(json, '{spec}') AS s, "
+        f"json_keys(json) AS k FROM {source}{where}), "
         f"pulled AS (SELECT *, CASE WHEN {_kind('created')} = '\"' THEN {_f('created')} ->> '$' END AS cs, "
         f"{_f('_xact_id')}::VARCHAR AS xt FROM raw), "
         f"timed AS (SELECT *, {cts} AS cts FROM pulled), "
         f"flags AS (SELECT *, {flagged} AS flagged FROM timed), "
-        f"merges AS (SELECT *, {is_merge} AS merge_row FROM flags) "
-        f"SELECT {src}, ord, NULL, flagged OR merge_row, merge_row, CASE WHEN flagged OR merge_row THEN j END, "
-        + ", ".join(columns[c] for c in _STAGE_TYPES) + " FROM merges")
+        f"merges AS (SELECT *, {is_merge} AS merge_row FROM flags) ")
+
+
+def _survey_sql(survey: str, src: int, path: Path, compression: str) -> str:
+    """Pass 1, on every core: each row's id and whether Python or a fold must see it."""
+    return (f"INSERT INTO {survey} (src, id, flagged, is_merge) "
+            + _scan_sql(path, compression, _SMALL_FIELDS).replace("json AS j,", f"json AS j, {_ID} AS id,")
+            + f"SELECT {src}, id, flagged, merge_row FROM merges")
+
+
+def _odd_rows_sql(path: Path, compression: str) -> str:
+    """The flagged and `_is_merge` rows with their line ordinals and text (in file order)."""
+    return (_scan_sql(path, compression, _SMALL_FIELDS, ordered=True)
+            + "SELECT ord, j, flagged, s.\"id\" ->> '$' FROM merges WHERE flagged OR merge_row ORDER BY ord")
+
+
+def _stage_rows_sql(stage: str, src: int, path: Path, compression: str, *, ids: str | None = None,
+                    pick: str | None = None) -> str:
+    """Every column of the chosen rows into the stage table: rows with an id from `ids` in file
+    order (`ord`), or the rows `pick` names."""
+    columns = _columns_sql()
+    ordered = ids is not None
+    return (f"INSERT INTO {stage} ({', '.join(_STAGE_COLUMNS)}) "
+            + _scan_sql(path, compression, _PULLED, ordered=ordered, ids=ids, pick=pick)
+            + f"SELECT {src}, {'ord' if ordered else 0}, NULL, false, false, NULL, "
+            + ", ".join(columns[c] for c in _STAGE_TYPES) + " FROM merges WHERE NOT flagged AND NOT merge_row")
+
+
+def _direct_rows_sql(path: Path, compression: str, pick: str, first_xact: int) -> str:
+    """The picked rows straight into `spans` (each a new id seen once in the run, unflagged);
+    those without an incoming `_xact_id` are numbered from `first_xact` by `seq`."""
+    columns = _columns_sql()
+    columns["_xact_id"] = f"coalesce({columns['_xact_id']}, {first_xact} + seq)"
+    return (f"INSERT INTO spans (object_type, object_id, {', '.join(_STAGE_TYPES)}) "
+            + _scan_sql(path, compression, _PULLED, pick=pick)
+            + "SELECT ?, ?, " + ", ".join(columns[c] for c in _STAGE_TYPES) + " FROM merges")
 
 
 def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -212,34 +263,49 @@ class NativeLoader:
         self.object_id = object_id
         self.on_bad = on_bad
         self.paths: list[Path] = []
-        self.stage = f"_fw_native_{next(_COUNTER)}"
+        self.compression: dict[int, str] = {}    # the files surveyed by DuckDB (the rest: Python)
+        self.direct: dict[int, int] = {}         # rows per file that go straight into `spans`
+        n = next(_COUNTER)
+        self.stage = f"_fw_native_{n}"
+        self.survey = f"_fw_survey_{n}"
         self.tmpdir = Path(tempfile.mkdtemp(prefix=store.stage_prefix, dir=store.path.parent))
         _LIVE_STAGES.add(self.tmpdir)
         self.result = UpsertResult()
         cols = ", ".join(f"{c} {t}" for c, t in _STAGE_COLUMNS.items())
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {self.stage} ({cols})")
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {self.survey} (src INTEGER, id VARCHAR, "
+                         "flagged BOOLEAN, is_merge BOOLEAN)")
 
     # -- staging ---------------------------------------------------------------------------
 
     def add_file(self, path: Path) -> int:
-        """Stage every good row of `path`; returns how many rows it staged."""
+        """Survey `path` (ids and checks, on every core); check its flagged rows in Python and
+        stage its `_is_merge` rows now; `finish` writes the rest. Returns the file's row count."""
         src = len(self.paths)
         self.paths.append(path)
         gz = _is_gzip(path)
         if _starts_with_bom(path, gz) or (gz and not _gzip_reads_cleanly(path)):
             return self._scan_file(src)
+        compression = "gzip" if gz else "none"
         try:
-            self.con.execute(_insert_file_sql(self.stage, src, path, "gzip" if gz else "none"))
+            with _unordered(self.con):
+                self.con.execute(_survey_sql(self.survey, src, path, compression))
         except duckdb.Error as exc:
             raise InputError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
-        flagged = self.con.execute(f"SELECT ord, raw FROM {self.stage} WHERE src = ? AND py AND NOT is_merge "
-                                   "ORDER BY ord", [src]).fetchall()
-        if flagged and not self._check_flagged(src, flagged):
-            return self._scan_file(src)
-        return self.con.execute(f"SELECT count(*) FROM {self.stage} WHERE src = ?", [src]).fetchone()[0]
+        self.compression[src] = compression
+        rows, odd = self.con.execute(f"SELECT count(*), count(*) FILTER (flagged OR is_merge) FROM {self.survey} "
+                                     "WHERE src = ?", [src]).fetchone()
+        if odd:
+            found = self.con.execute(_odd_rows_sql(path, compression)).fetchall()
+            if not self._check_flagged(src, [(o, raw) for o, raw, flagged, _ in found if flagged]):
+                return self._scan_file(src)
+            self._stage_python([{"src": src, "ord": o, "line": None, "py": True, "is_merge": True,
+                                 "raw": json.loads(raw), "id": row_id}
+                                for o, raw, flagged, row_id in found if not flagged])
+        return rows
 
     def _check_flagged(self, src: int, flagged: list[tuple[int, Any]]) -> bool:
-        """Validate the flagged rows in Python; False (and nothing changed) if any is bad."""
+        """Validate the flagged rows in Python and stage them; False (nothing staged) if any is bad."""
         staged = []
         for ord_, raw in flagged:
             if raw is None:
@@ -251,14 +317,14 @@ class NativeLoader:
             if isinstance(entry, str):
                 return False
             staged.append({**entry, "src": src, "ord": ord_, "line": None})
-        self.con.execute(f"DELETE FROM {self.stage} WHERE src = ? AND ord IN (SELECT unnest(?::BIGINT[]))",
-                         [src, [o for o, _ in flagged]])
         self._stage_python(staged)
         return True
 
     def _scan_file(self, src: int) -> int:
         """The row-by-row reading of one file: every bad row is reported by FILE:LINE."""
         path = self.paths[src]
+        self.compression.pop(src, None)
+        self.con.execute(f"DELETE FROM {self.survey} WHERE src = ?", [src])
         self.con.execute(f"DELETE FROM {self.stage} WHERE src = ?", [src])
         batch: list[dict[str, Any]] = []
         staged = 0
@@ -291,7 +357,10 @@ class NativeLoader:
     # -- folding and writing ---------------------------------------------------------------
 
     def finish(self) -> UpsertResult:
-        """Fold repeated and `_is_merge` ids, then write the object's rows into `spans`."""
+        """Write new ids seen once straight into `spans`; stage the rest, fold repeated and
+        `_is_merge` ids, then merge the stage into `spans`."""
+        self._pick()
+        self._write_direct()
         ids = [r[0] for r in self.con.execute(
             f"SELECT id FROM {self.stage} GROUP BY id HAVING count(*) > 1 OR bool_or(is_merge) ORDER BY id"
         ).fetchall()]
@@ -300,12 +369,54 @@ class NativeLoader:
         if self.object_type == "experiment":
             self._roll_up()
         total = self.con.execute(f"SELECT count(*) FROM {self.stage}").fetchone()[0]
-        next_xact = int(self.con.execute("SELECT coalesce(max(_xact_id), 0) FROM spans").fetchone()[0]) + 1
+        next_xact = self._next_xact()
         new, updated = merge_staged(self.con, self.stage, self.object_type, self.object_id, next_xact)
         self.result.inserted += new
         self.result.updated += updated
         self.result.unchanged += total - new - updated
         return self.result
+
+    def _pick(self) -> None:
+        """Sort the surveyed rows that are neither flagged nor `_is_merge` by their id: `direct`
+        (seen once in this run, not stored for this object: straight into `spans`), `stored` (seen
+        once, stored: staged to compare) or `multi` (seen more than once: staged in file order to
+        fold). Experiment rows are never `direct`: their roots are rolled up from the stage."""
+        experiment = "true" if self.object_type == "experiment" else "false"
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {self.survey}_pick AS "
+            f"WITH counts AS (SELECT id, count(*) AS n FROM (SELECT id FROM {self.survey} WHERE id IS NOT NULL "
+            f"UNION ALL SELECT id FROM {self.stage} WHERE py AND NOT is_merge) GROUP BY id), "
+            "stored AS (SELECT id FROM spans WHERE object_type = ? AND object_id = ?) "
+            "SELECT s.src, s.id, CASE WHEN c.n > 1 THEN 'multi' "
+            f"WHEN {experiment} OR s.id IN (SELECT id FROM stored) THEN 'stored' ELSE 'direct' END AS kind, "
+            "(row_number() OVER (ORDER BY s.src, s.id) - 1)::BIGINT AS seq "
+            f"FROM {self.survey} s JOIN counts c ON c.id = s.id WHERE NOT s.flagged AND NOT s.is_merge",
+            [self.object_type, self.object_id])
+        kinds = {(src, kind): n for src, kind, n in self.con.execute(
+            f"SELECT src, kind, count(*) FROM {self.survey}_pick GROUP BY ALL").fetchall()}
+        for src, compression in self.compression.items():
+            path = self.paths[src]
+            if kinds.get((src, "stored")):
+                with _unordered(self.con):
+                    self.con.execute(_stage_rows_sql(self.stage, src, path, compression, pick=(
+                        f"SELECT id, seq FROM {self.survey}_pick WHERE src = {src} AND kind = 'stored'")))
+            if kinds.get((src, "multi")):
+                self.con.execute(_stage_rows_sql(self.stage, src, path, compression, ids=(
+                    f"SELECT id FROM {self.survey}_pick WHERE src = {src} AND kind = 'multi'")))
+        self.direct = {src: n for (src, kind), n in kinds.items() if kind == "direct"}
+
+    def _write_direct(self) -> None:
+        first_xact = self._next_xact()
+        for src, compression in self.compression.items():
+            if self.direct.get(src):
+                pick = f"SELECT id, seq FROM {self.survey}_pick WHERE src = {src} AND kind = 'direct'"
+                with _unordered(self.con):
+                    self.con.execute(_direct_rows_sql(self.paths[src], compression, pick, first_xact),
+                                     [self.object_type, self.object_id])
+        self.result.inserted += sum(self.direct.values())
+
+    def _next_xact(self) -> int:
+        return int(self.con.execute("SELECT coalesce(max(_xact_id), 0) FROM spans").fetchone()[0]) + 1
 
     def _fold(self, ids: list[str]) -> None:
         """One final record per id, applying its rows in file order like `BulkLoader.add`."""
@@ -386,12 +497,24 @@ class NativeLoader:
         return f"{path}:{next(itertools.islice(lines, staged['ord'] - 1, None), '?')}"
 
     def close(self) -> None:
-        try:
-            self.con.execute(f"DROP TABLE IF EXISTS {self.stage}")
-        except duckdb.Error:
-            pass  # an aborted transaction drops its temp tables with it
+        for table in (self.stage, self.survey, f"{self.survey}_pick"):
+            try:
+                self.con.execute(f"DROP TABLE IF EXISTS {table}")
+            except duckdb.Error:
+                break  # an aborted transaction drops its temp tables with it
         shutil.rmtree(self.tmpdir, ignore_errors=True)
         _LIVE_STAGES.discard(self.tmpdir)
+
+
+@contextlib.contextmanager
+def _unordered(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Let DuckDB run a statement on every core without keeping row order (the passes that need
+    order ask for line ordinals instead)."""
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        con.execute("SET preserve_insertion_order = true")
 
 
 def _stage_entry(row: Any) -> dict[str, Any] | str:
