@@ -1,19 +1,23 @@
 """Ingest at DuckDB speed (issue 12): DuckDB reads and checks the JSONL itself, and Python sees
 only the rows DuckDB cannot vouch for.
 
-Per file, one `INSERT ... SELECT` reads it with `read_ndjson_objects` (plain or gzip), pulls the
-row's fields out with one `json_extract` per row, derives `is_root`, casts `created`, gathers
-unknown keys into `extra`, and flags a row for Python when a check of `store.validate_row` (the
-one definition of a valid row) might fail or might decide differently: not an object, a field of
-an unexpected type, a `created` that is not a plain ISO 8601 string, duplicate keys, JSON that
-DuckDB's parser accepts and Python's does not (trailing commas, `nan`/`inf` spellings), and every
-`_is_merge` row. Flagged rows are checked by `validate_row` one by one; if one is bad, or DuckDB
-could not parse a line, the file is read again line by line in Python (`_scan_file`), so the
-error names FILE:LINE: field and --skip-bad skips exactly the rows the row-by-row path skips.
+Per file, a survey pass (`read_ndjson_objects`, plain or gzip) records each row's id and whether
+it is flagged: a check of `store.validate_row` (the one definition of a valid row) might fail or
+might decide differently (not an object, a field of an unexpected type, a `created` that is not a
+plain ISO 8601 string, duplicate keys, JSON that DuckDB's parser accepts and Python's does not
+such as trailing commas or `nan`/`inf` spellings), or it is an `_is_merge` row. Flagged rows are
+checked by `validate_row` one by one; if one is bad, or DuckDB could not parse a line, the file is
+read again line by line in Python (`_scan_file`), so the error names FILE:LINE: field and
+--skip-bad skips exactly the rows the row-by-row path skips.
 
-All rows of one object from all files of a run go to one temp table. Ids that occur more than
-once or have `_is_merge` rows are folded in Python in file order (Braintrust's merge semantics,
-as `store.BulkLoader` does), then `store.merge_staged` writes new and changed rows set-wise.
+Then every other row is sorted by its id over the whole run (`NativeLoader._pick`): an id seen
+once and not stored for this object goes straight into `spans` (most rows of a first load); an id
+seen once and stored is staged and compared; an id seen more than once is staged in file order
+and folded in Python with the `_is_merge` rows (Braintrust's merge semantics, as
+`store.BulkLoader` does). `store.merge_staged` writes the staged rows set-wise. Line ordinals
+(WITH ORDINALITY) make DuckDB run a pipeline on one thread, so only the passes over those rare
+rows ask for them; the survey and the writes of rows seen once run on every core.
+
 Everything runs inside the caller's transaction. A failed DuckDB statement would abort that
 transaction, so DuckDB reads with `ignore_errors` (a malformed line becomes a NULL row) and a
 gzip file is first read through once on a separate connection.
