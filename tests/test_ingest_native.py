@@ -210,8 +210,8 @@ def test_the_bulk_passes_run_on_every_core(tmp_path: Path) -> None:
     src = _jsonl(tmp_path / "a.jsonl", list(generate_spans(3, seed=7)))
     with Store(tmp_path / "s.duckdb") as store:
         con = store.con
-        con.execute("CREATE TEMP TABLE sv (src INTEGER, id VARCHAR, flagged BOOLEAN, is_merge BOOLEAN)")
-        con.execute("CREATE TEMP TABLE pick (id VARCHAR, seq BIGINT)")
+        con.execute("CREATE TEMP TABLE sv (" + ", ".join(f"{c} {t}" for c, t in native._SURVEY_COLUMNS.items()) + ")")
+        con.execute("CREATE TEMP TABLE pick AS SELECT *, 0::BIGINT AS seq FROM sv")
         con.execute("CREATE TEMP TABLE stage (" + ", ".join(f"{c} {t}" for c, t in native._STAGE_COLUMNS.items())
                     + ")")
         plans = {

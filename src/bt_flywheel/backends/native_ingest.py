@@ -136,7 +136,7 @@ def _scan_sql(path: Path, compression: str, fields: tuple[str, ...], *, ordered:
     `k`, parsed `created`, the `flagged` and `merge_row` bits, and `ord`, its line ordinal, when
     `ordered` (WITH ORDINALITY runs single-threaded in DuckDB, so only passes that need file order
     ask for it; the rest run on every core). `ids` (a query of ids) keeps only rows with those
-    ids; `pick` (a query of `id, seq`) joins on the id and carries `seq`."""
+    ids; `pick` (a query with an `id` column) joins on the id and carries its columns as `o`."""
     spec = json.dumps({k: "JSON" for k in fields}).replace("'", "''")
     literal = str(path).replace("'", "''")
     created = "cs"
@@ -147,15 +147,15 @@ def _scan_sql(path: Path, compression: str, fields: tuple[str, ...], *, ordered:
     flagged = " OR ".join(["j IS NULL", *(f"coalesce({t}, false)" for t in _flag_terms())])
     is_merge = f"(coalesce({_f('_is_merge')}::VARCHAR = 'true', false) AND NOT flagged)"
     source = f"read_ndjson_objects('{literal}', compression='{compression}', ignore_errors=true)"
-    ord_, seq, where = "NULL::BIGINT", "NULL::BIGINT", ""
+    ord_, carry, where = "NULL::BIGINT", "", ""
     if ordered:
         source, ord_ = f"{source} WITH ORDINALITY", "ordinality"
     if ids is not None:
         where = f" WHERE {_ID} IN ({ids})"
     if pick is not None:
-        source, seq = f"{source} f JOIN ({pick}) o ON o.id = json_extract_string(f.json, '$.id')", "o.seq"
+        source, carry = f"{source} f JOIN ({pick}) o ON o.id = json_extract_string(f.json, '$.id')", "o, "
     return (
-        f"WITH raw AS (SELECT {ord_} AS ord, {seq} AS seq, json AS j, json_transform(json, '{spec}') AS s, "
+        f"WITH raw AS (SELECT {ord_} AS ord, {carry}json AS j, json_transform(json, '{spec}') AS s, "
         f"json_keys(json) AS k FROM {source}{where}), "
         f"pulled AS (SELECT *, CASE WHEN {_kind('created')} = '\"' THEN {_f('created')} ->> '$' END AS cs, "
         f"{_f('_xact_id')}::VARCHAR AS xt FROM raw), "
@@ -164,11 +164,20 @@ def _scan_sql(path: Path, compression: str, fields: tuple[str, ...], *, ordered:
         f"merges AS (SELECT *, {is_merge} AS merge_row FROM flags) ")
 
 
+_SURVEY_COLUMNS = {"src": "INTEGER", "id": "VARCHAR", "flagged": "BOOLEAN", "is_merge": "BOOLEAN",
+                   "created": "TIMESTAMPTZ", "xact": "BIGINT", "is_root": "BOOLEAN", "has_extra": "BOOLEAN"}
+
+
 def _survey_sql(survey: str, src: int, path: Path, compression: str) -> str:
-    """Pass 1, on every core: each row's id and whether Python or a fold must see it."""
-    return (f"INSERT INTO {survey} (src, id, flagged, is_merge) "
+    """Pass 1, on every core: each row's id, whether Python or a fold must see it, and the columns
+    derived from its small fields, so the write pass need not parse them again."""
+    columns = _columns_sql()
+    known = "[" + ", ".join(f"'{k}'" for k in _PULLED) + "]"
+    has_extra = f"len(list_filter(k, lambda key: NOT list_contains({known}, key))) > 0"
+    return (f"INSERT INTO {survey} ({', '.join(_SURVEY_COLUMNS)}) "
             + _scan_sql(path, compression, _SMALL_FIELDS).replace("json AS j,", f"json AS j, {_ID} AS id,")
-            + f"SELECT {src}, id, flagged, merge_row FROM merges")
+            + f"SELECT {src}, id, flagged, merge_row, {columns['created']}, {columns['_xact_id']}, "
+            f"{columns['is_root']}, {has_extra} FROM merges")
 
 
 def _odd_rows_sql(path: Path, compression: str) -> str:
@@ -190,10 +199,12 @@ def _stage_rows_sql(stage: str, src: int, path: Path, compression: str, *, ids: 
 
 
 def _direct_rows_sql(path: Path, compression: str, pick: str, first_xact: int) -> str:
-    """The picked rows straight into `spans` (each a new id seen once in the run, unflagged);
-    those without an incoming `_xact_id` are numbered from `first_xact` by `seq`."""
-    columns = _columns_sql()
-    columns["_xact_id"] = f"coalesce({columns['_xact_id']}, {first_xact} + seq)"
+    """The picked rows straight into `spans` (each a new id seen once in the run, unflagged), with
+    the columns the survey derived (`o`); those without an incoming `_xact_id` are numbered from
+    `first_xact` by `seq`."""
+    drop_known = "{" + ", ".join(f'"{k}": null' for k in _PULLED) + "}"
+    columns = {**_columns_sql(), "created": "o.created", "_xact_id": f"coalesce(o.xact, {first_xact} + o.seq)",
+               "is_root": "o.is_root", "extra": f"CASE WHEN o.has_extra THEN json_merge_patch(j, '{drop_known}') END"}
     return (f"INSERT INTO spans (object_type, object_id, {', '.join(_STAGE_TYPES)}) "
             + _scan_sql(path, compression, _PULLED, pick=pick)
             + "SELECT ?, ?, " + ", ".join(columns[c] for c in _STAGE_TYPES) + " FROM merges")
@@ -277,8 +288,8 @@ class NativeLoader:
         self.result = UpsertResult()
         cols = ", ".join(f"{c} {t}" for c, t in _STAGE_COLUMNS.items())
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {self.stage} ({cols})")
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {self.survey} (src INTEGER, id VARCHAR, "
-                         "flagged BOOLEAN, is_merge BOOLEAN)")
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {self.survey} ("
+                         + ", ".join(f"{c} {t}" for c, t in _SURVEY_COLUMNS.items()) + ")")
 
     # -- staging ---------------------------------------------------------------------------
 
@@ -393,7 +404,8 @@ class NativeLoader:
             "stored AS (SELECT id FROM spans WHERE object_type = ? AND object_id = ?) "
             "SELECT s.src, s.id, CASE WHEN c.n > 1 THEN 'multi' "
             f"WHEN {experiment} OR s.id IN (SELECT id FROM stored) THEN 'stored' ELSE 'direct' END AS kind, "
-            "(row_number() OVER (ORDER BY s.src, s.id) - 1)::BIGINT AS seq "
+            "(row_number() OVER (ORDER BY s.src, s.id) - 1)::BIGINT AS seq, s.created, s.xact, s.is_root, "
+            "s.has_extra "
             f"FROM {self.survey} s JOIN counts c ON c.id = s.id WHERE NOT s.flagged AND NOT s.is_merge",
             [self.object_type, self.object_id])
         kinds = {(src, kind): n for src, kind, n in self.con.execute(
@@ -413,7 +425,7 @@ class NativeLoader:
         first_xact = self._next_xact()
         for src, compression in self.compression.items():
             if self.direct.get(src):
-                pick = f"SELECT id, seq FROM {self.survey}_pick WHERE src = {src} AND kind = 'direct'"
+                pick = f"SELECT * FROM {self.survey}_pick WHERE src = {src} AND kind = 'direct'"
                 with _unordered(self.con):
                     self.con.execute(_direct_rows_sql(self.paths[src], compression, pick, first_xact),
                                      [self.object_type, self.object_id])
