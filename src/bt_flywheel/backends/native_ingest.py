@@ -16,7 +16,9 @@ seen once and stored is staged and compared; an id seen more than once is staged
 and folded in Python with the `_is_merge` rows (Braintrust's merge semantics, as
 `store.BulkLoader` does). `store.merge_staged` writes the staged rows set-wise. Line ordinals
 (WITH ORDINALITY) make DuckDB run a pipeline on one thread, so only the passes over those rare
-rows ask for them; the survey and the writes of rows seen once run on every core.
+rows ask for them; the survey (a batch insert, parallel and in file order, so its rowid numbers
+the rows that come without an `_xact_id` in file order, as `_pagination_key` paging expects) and
+the writes of rows seen once run on every core.
 
 Everything runs inside the caller's transaction. A failed DuckDB statement would abort that
 transaction, so DuckDB reads with `ignore_errors` (a malformed line becomes a NULL row) and a
@@ -302,9 +304,8 @@ class NativeLoader:
         if _starts_with_bom(path, gz) or (gz and not _gzip_reads_cleanly(path)):
             return self._scan_file(src)
         compression = "gzip" if gz else "none"
-        try:
-            with _unordered(self.con):
-                self.con.execute(_survey_sql(self.survey, src, path, compression))
+        try:   # keeps file order (a parallel batch insert), so the survey's rowid orders the file's rows
+            self.con.execute(_survey_sql(self.survey, src, path, compression))
         except duckdb.Error as exc:
             raise InputError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
         self.compression[src] = compression
@@ -404,7 +405,7 @@ class NativeLoader:
             "stored AS (SELECT id FROM spans WHERE object_type = ? AND object_id = ?) "
             "SELECT s.src, s.id, CASE WHEN c.n > 1 THEN 'multi' "
             f"WHEN {experiment} OR s.id IN (SELECT id FROM stored) THEN 'stored' ELSE 'direct' END AS kind, "
-            "(row_number() OVER (ORDER BY s.src, s.id) - 1)::BIGINT AS seq, s.created, s.xact, s.is_root, "
+            "(row_number() OVER (ORDER BY s.src, s.rowid) - 1)::BIGINT AS seq, s.created, s.xact, s.is_root, "
             "s.has_extra "
             f"FROM {self.survey} s JOIN counts c ON c.id = s.id WHERE NOT s.flagged AND NOT s.is_merge",
             [self.object_type, self.object_id])
@@ -413,9 +414,8 @@ class NativeLoader:
         for src, compression in self.compression.items():
             path = self.paths[src]
             if kinds.get((src, "stored")):
-                with _unordered(self.con):
-                    self.con.execute(_stage_rows_sql(self.stage, src, path, compression, pick=(
-                        f"SELECT id, seq FROM {self.survey}_pick WHERE src = {src} AND kind = 'stored'")))
+                self.con.execute(_stage_rows_sql(self.stage, src, path, compression, pick=(
+                    f"SELECT id, seq FROM {self.survey}_pick WHERE src = {src} AND kind = 'stored'")))
             if kinds.get((src, "multi")):
                 self.con.execute(_stage_rows_sql(self.stage, src, path, compression, ids=(
                     f"SELECT id FROM {self.survey}_pick WHERE src = {src} AND kind = 'multi'")))
@@ -524,8 +524,7 @@ class NativeLoader:
 
 @contextlib.contextmanager
 def _unordered(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Let DuckDB run a statement on every core without keeping row order (the passes that need
-    order ask for line ordinals instead)."""
+    """Let DuckDB write rows in any order (the direct write: its rows carry their `_xact_id`)."""
     con.execute("SET preserve_insertion_order = false")
     try:
         yield
