@@ -14,7 +14,7 @@ from bt_flywheel.backends.synth import generate_spans, write_jsonl
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def test_deterministic_by_seed_and_exact_count(tmp_path: Path) -> None:
+def test_deterministic_by_seed_and_exact_count(tmp_path: Path, monkeypatch) -> None:
     a = write_jsonl(tmp_path / "a.jsonl", 500, seed=7, now=NOW)
     b = write_jsonl(tmp_path / "b.jsonl.gz", 500, seed=7, now=NOW)
     assert a == b == 500
@@ -22,6 +22,11 @@ def test_deterministic_by_seed_and_exact_count(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "c.jsonl", 500, seed=8, now=NOW)
     assert (tmp_path / "c.jsonl").read_bytes() != (tmp_path / "a.jsonl").read_bytes()
     assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 500
+    # the gzip file itself, header included (no write time in it), is the same on every run
+    (tmp_path / "again").mkdir()
+    monkeypatch.setattr(gzip.time, "time", lambda: 2e9)   # a later run
+    write_jsonl(tmp_path / "again" / "b.jsonl.gz", 500, seed=7, now=NOW)
+    assert (tmp_path / "again" / "b.jsonl.gz").read_bytes() == (tmp_path / "b.jsonl.gz").read_bytes()
 
 
 def test_rows_are_valid_trees_within_30_days() -> None:

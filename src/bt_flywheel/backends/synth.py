@@ -98,7 +98,7 @@ def write_jsonl(path: str | Path, spans: int, *, seed: int = 0, now: datetime | 
     with atomic_output(target) as raw, ExitStack() as stack:
         handle = raw
         if target.name.endswith(".gz"):  # closing the GzipFile writes its trailer, not closing `raw`
-            handle = stack.enter_context(gzip.GzipFile(filename=target.name, mode="wb", fileobj=raw))
+            handle = stack.enter_context(gzip.GzipFile(filename=target.name, mode="wb", fileobj=raw, mtime=0))
         buffer: list[str] = []
         for row in generate_spans(spans, seed=seed, now=now, days=days):
             buffer.append(dumps(row))
