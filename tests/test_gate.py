@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bt_flywheel.core.errors import UsageError
+from bt_flywheel.handoff.contract import HandoffDoc
 from bt_flywheel.handoff.gate import DEFAULT_FAIL_ON, evaluate_gate, parse_fail_on
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +96,7 @@ def test_gate_unknown_fail_on_outcome_is_a_usage_error(run_cli):
 def test_gate_library_defaults():
     assert parse_fail_on(None) == DEFAULT_FAIL_ON == ("needs_work", "blocked", "no_convergence")
     assert parse_fail_on(" blocked , blocked,needs_work ") == ("blocked", "needs_work")
-    result = evaluate_gate(handoff("needs_work"))
+    result = evaluate_gate(HandoffDoc.from_dict(handoff("needs_work")))
     assert (result.passed, result.exit_code) == (False, 1)
     with pytest.raises(UsageError, match="--min-confidence: 'certain'"):
-        evaluate_gate(handoff("improved"), min_confidence="certain")
+        evaluate_gate(HandoffDoc.from_dict(handoff("improved")), min_confidence="certain")

@@ -15,6 +15,7 @@ from bt_flywheel.core.errors import InputError
 from bt_flywheel.dataset.facets import FacetDefinition, FacetDefinitions
 from bt_flywheel.dataset.row_model import DatasetRow
 from bt_flywheel.evals.eval_config import EvalConfig
+from bt_flywheel.handoff.contract import HandoffDoc, load_handoff
 from bt_flywheel.handoff.draft_model import HandoffDraft, HandoffInvalid
 from bt_flywheel.label.judge import JudgeDoc
 from bt_flywheel.label.labels_doc import LabelsDoc
@@ -111,6 +112,18 @@ def test_labels_bad_top_level_is_one_line_with_the_path() -> None:
     with pytest.raises(InputError) as info:
         LabelsDoc.from_dict({**LABELS_EXPORT, "rubric": {"text": "t"}}, source="e.json")
     assert info.value.one_line().startswith("e.json: $.rubric.version: required property is missing")
+
+
+def test_handoff_round_trip_typed_fields_and_bad_field(tmp_path: Path) -> None:
+    example = REPO / "examples" / "handoffs" / "needs_work.json"
+    doc = load_handoff(example)
+    raw = json.loads(example.read_text(encoding="utf-8"))
+    assert doc.to_dict() == raw and HandoffDoc.from_dict(doc.to_dict()) == doc
+    assert (doc.outcome, doc.severity, doc.blocking, doc.confidence, doc.verification_status, doc.project) == (
+        raw["outcome"], raw["severity"], raw["blocking"], raw["confidence"]["level"],
+        raw["verification"]["status"], raw["project"]["name"])
+    with pytest.raises(InputError, match=r"^h\.json: invalid handoff: \$\.confidence\.level: 'sure' is not one of"):
+        HandoffDoc.from_dict({**raw, "confidence": {**raw["confidence"], "level": "sure"}}, source="h.json")
 
 
 def test_eval_config_round_trip_and_bad_field() -> None:

@@ -116,7 +116,7 @@ def run_render(args: argparse.Namespace) -> int:
     from bt_flywheel.handoff.narrative import render_narrative
 
     register_known_secrets(args.env_file)
-    text = render_narrative(load_handoff(args.file))
+    text = render_narrative(load_handoff(args.file).raw)
     if args.out:
         atomic_write_text(args.out, text)
         status(f"wrote {args.out}")

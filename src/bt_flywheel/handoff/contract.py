@@ -18,6 +18,7 @@ Checks beyond the JSON Schema (done here, reported like schema violations):
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import os
@@ -132,11 +133,36 @@ def check_handoff(doc: Any, *, source: str = "handoff") -> dict[str, Any]:
     return doc
 
 
-def load_handoff(path: str | os.PathLike[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class HandoffDoc:
+    """A valid handoff, the one way a reader gets one: the fields decisions are made on, typed, and
+    `raw`, the whole document as written (the narrative renders it; `to_dict` gives it back)."""
+
+    outcome: str
+    severity: str
+    blocking: bool
+    confidence: str
+    verification_status: str
+    project: str
+    raw: Mapping[str, Any]
+
+    @classmethod
+    def from_dict(cls, doc: Any, *, source: str = "handoff") -> HandoffDoc:
+        """Validate (schema and the checks above); InputError naming the first violation."""
+        valid = check_handoff(doc, source=source)
+        return cls(outcome=valid["outcome"], severity=valid["severity"], blocking=valid["blocking"],
+                   confidence=valid["confidence"]["level"], verification_status=valid["verification"]["status"],
+                   project=valid["project"]["name"], raw=valid)
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(dict(self.raw))
+
+
+def load_handoff(path: str | os.PathLike[str]) -> HandoffDoc:
     """Read and validate a handoff file; InputError (exit 2) when missing, unparseable or invalid."""
     from bt_flywheel.core.fileio import read_json_file
 
-    return check_handoff(read_json_file(path), source=str(path))
+    return HandoffDoc.from_dict(read_json_file(path), source=str(path))
 
 
 def parse_time(value: str) -> datetime:

@@ -8,12 +8,11 @@ An invalid or missing handoff is exit 2, decided before any policy (see commands
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from bt_flywheel.core.errors import UsageError
-from bt_flywheel.handoff.contract import CONFIDENCE_LEVELS, OUTCOMES
+from bt_flywheel.handoff.contract import CONFIDENCE_LEVELS, OUTCOMES, HandoffDoc
 
 DEFAULT_FAIL_ON = ("needs_work", "blocked", "no_convergence")
 DEFAULT_MIN_CONFIDENCE = "low"
@@ -41,17 +40,16 @@ def parse_fail_on(text: str | Iterable[str] | None) -> tuple[str, ...]:
     return outcomes
 
 
-def evaluate_gate(handoff: Mapping[str, Any], *, fail_on: Iterable[str] | str | None = None,
+def evaluate_gate(handoff: HandoffDoc, *, fail_on: Iterable[str] | str | None = None,
                   min_confidence: str | None = None) -> GateResult:
     """Apply the policy to a valid handoff. Checks in order: blocking, outcome, confidence."""
     outcomes = parse_fail_on(fail_on)
     floor = min_confidence or DEFAULT_MIN_CONFIDENCE
     if floor not in CONFIDENCE_LEVELS:
         raise UsageError(f"--min-confidence: {floor!r} is not one of {', '.join(CONFIDENCE_LEVELS)}")
-    outcome = handoff["outcome"]
-    level = handoff["confidence"]["level"]
-    facts = f"outcome {outcome}, severity {handoff['severity']}, confidence {level}"
-    if handoff["blocking"]:
+    outcome, level = handoff.outcome, handoff.confidence
+    facts = f"outcome {outcome}, severity {handoff.severity}, confidence {level}"
+    if handoff.blocking:
         return GateResult(False, f"fail: handoff is blocking ({facts})")
     if outcome in outcomes:
         return GateResult(False, f"fail: outcome {outcome} is in --fail-on {','.join(outcomes)} ({facts})")
