@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "delta, a permutation test and the minimum detectable effect. Reads the "
         "local store, or Braintrust experiments through btql with --remote (automatic when "
         "BRAINTRUST_API_KEY is set).")
-    parser.add_argument("baseline", help="baseline experiment name or id")
-    parser.add_argument("candidate", help="candidate experiment name or id")
+    parser.add_argument("baseline", nargs="?", help="baseline experiment name or id")
+    parser.add_argument("candidate", nargs="?", help="candidate experiment name or id")
     parser.add_argument("--target", help="the score to improve (or --optimize)")
     parser.add_argument("--optimize", choices=sorted(OBJECTIVES),
                         help="facet/classifier objective: fp (target negative_specificity, guard positive_recall), "
@@ -51,6 +51,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--price", action="append", default=[], metavar="MODEL=INPUT,OUTPUT",
                         help="USD per million input and output tokens, for cost from tokens (adds to or overrides "
                         "the built-in table); repeatable")
+    parser.add_argument("--pool", action="store_true",
+                        help="pool each score's effect across the --slice values (DerSimonian-Laird random effects)")
+    parser.add_argument("--pool-from", action="append", default=[], metavar="FILE",
+                        help="instead of comparing, pool each score's effect across these comparison files "
+                        "(the same change on other seeds or runs; DerSimonian-Laird); repeatable")
     parser.add_argument("--out", metavar="FILE", help="also write the JSON result to FILE (atomically)")
     add_output_args(parser, json_help="print JSON instead of tables")
     add_settings_args(parser)
@@ -59,11 +64,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bt_flywheel.backends.base import backend_from_settings
+    from bt_flywheel.core.errors import InputError
     from bt_flywheel.core.fileio import atomic_write_json
     from bt_flywheel.verify.compare import compare_experiments
     from bt_flywheel.verify.metrics import parse_metric_guard, parse_prices
     from bt_flywheel.verify.objectives import target_and_guards
 
+    if args.pool_from:
+        return _pool_files(args)
+    if not (args.baseline and args.candidate):
+        raise InputError("compare: give BASELINE and CANDIDATE experiments (or --pool-from FILE ...)")
     metric_guards = [parse_metric_guard(g) for g in args.guard_metric]
     prices = parse_prices(args.price)
     settings = settings_from_args(args)
@@ -72,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         backend_from_settings(settings), args.baseline, args.candidate, target=target, guards=guards,
         min_effect=args.min_effect, margin=args.margin, alpha=args.alpha, threshold=args.threshold,
         slice_key=args.slice_key, cluster_key=args.cluster_key, n_resamples=args.resamples, seed=args.seed,
-        project=settings.project, metric_guards=metric_guards, prices=prices)
+        project=settings.project, metric_guards=metric_guards, prices=prices, pool=args.pool)
     doc = comparison.to_dict()
     if args.out:
         atomic_write_json(args.out, doc)
@@ -80,6 +90,20 @@ def run(args: argparse.Namespace) -> int:
         print_json(doc)
     else:
         print_report(doc)
+    return 0
+
+
+def _pool_files(args: argparse.Namespace) -> int:
+    from bt_flywheel.core.fileio import atomic_write_json, read_json_file
+    from bt_flywheel.verify.compare import pool_comparisons
+
+    doc = pool_comparisons([(f, read_json_file(f)) for f in args.pool_from], alpha=args.alpha)
+    if args.out:
+        atomic_write_json(args.out, doc)
+    if wants_json(args):
+        print_json(doc)
+    else:
+        print_pooled(doc["pooled"], alpha=doc["alpha"])
     return 0
 
 
@@ -133,6 +157,10 @@ def print_report(doc: dict[str, Any]) -> None:
                       f"{level}% CI": _ci(r["ci"]), "p": _p(r["p"]), "q (BH)": _p(r["q"]),
                       "significant": ("yes, " + r["direction"]) if r["significant"] else "no"}
                      for r in slices["results"]])
+    if doc.get("pooled"):
+        _say()
+        _say(f"pooled across the slices of {slices['key'] if slices else '?'} (DerSimonian-Laird random effects):")
+        print_pooled(doc["pooled"], alpha=doc["alpha"])
     notes = list(dict.fromkeys([*doc["notes"], *(n for s in doc["scores"] for n in s["notes"])]))
     if notes:
         _say()
@@ -195,3 +223,10 @@ def _reported_row(s: dict[str, Any]) -> dict[str, Any]:
             "Cliff's δ": _num(cliff.get("estimate"), 3, sign=True) if cliff else "-",
             "permutation p": f"{_p(perm.get('p'))}{' (exact)' if perm.get('exact') else ''}" if perm else "-",
             "MDE": _num(mde.get("effect")) if mde else "-"}
+
+
+def print_pooled(pooled: list[dict[str, Any]], *, alpha: float) -> None:
+    level = int(round((1 - alpha) * 100))
+    print_table([{"score": p["score"], "k": p["k"], "pooled effect": _num(p["effect"], sign=True),
+                  f"{level}% CI": _ci(p["ci"]), "tau²": _num(p["tau2"], 6), "I²": _num(p["i2"], 3),
+                  "Q p": _p(p["q_p"])} for p in pooled])

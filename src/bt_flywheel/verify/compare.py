@@ -67,6 +67,7 @@ from bt_flywheel.verify import stats, verdict
 from bt_flywheel.verify.comparison_model import CONTRACT
 from bt_flywheel.verify.keep import KeepDecision, keep_decision
 from bt_flywheel.verify.metrics import MetricGuard
+from bt_flywheel.verify.reported import dersimonian_laird
 
 _MISSING_VALUE = "(none)"
 
@@ -147,6 +148,7 @@ class Comparison:
     stuck_scores: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     metric_guards: list[MetricGuard] = field(default_factory=list)
+    pool: bool = False
 
     @property
     def target_result(self) -> verdict.ScoreComparison:
@@ -172,6 +174,16 @@ class Comparison:
     @property
     def status(self) -> str:
         return self.decision.status
+
+    def pooled(self) -> list[dict[str, Any]]:
+        """Each score's effect pooled across its slices (DerSimonian-Laird random effects)."""
+        out = []
+        for s in self.scores:
+            parts = [x for x in self.slices if x.score == s.name and math.isfinite(x.se) and x.se > 0]
+            if len(parts) >= 2:
+                out.append(pooled_entry(s.name, [x.effect for x in parts], [x.se for x in parts], alpha=self.alpha,
+                                        sources=[f"{self.slice_key}={x.value}" for x in parts]))
+        return out
 
     def regressions(self) -> list[dict[str, Any]]:
         rows = [{"score": s.name, "row_id": r.id, "baseline": r.baseline, "candidate": r.candidate, "drop": r.drop}
@@ -209,6 +221,7 @@ class Comparison:
                                             "each tested at alpha (intersection-union)"
                                             if len(self.scores) > 1 else "a single score: no correction")},
             "slices": slices,
+            "pooled": self.pooled() if self.pool else None,
             "health": {"stuck_scores": list(self.stuck_scores)},
             "notes": list(self.notes),
         }
@@ -306,7 +319,7 @@ def compare_experiments(source: str | Path | Backend, baseline: str, candidate: 
                         cluster_key: str | None = None, n_resamples: int = stats.DEFAULT_RESAMPLES,
                         seed: int | None = 0, project: str | None = None,
                         metric_guards: list[MetricGuard] | tuple[MetricGuard, ...] = (),
-                        prices: dict[str, tuple[float, float]] | None = None) -> Comparison:
+                        prices: dict[str, tuple[float, float]] | None = None, pool: bool = False) -> Comparison:
     """Load both experiments from a backend (a store path means the local store) and compare them;
     ``metric_guards`` also guard span metrics (tokens, cost, latency, duration; ``prices`` USD per
     million input/output tokens by model, default ``metrics.DEFAULT_PRICES``)."""
@@ -321,7 +334,7 @@ def compare_experiments(source: str | Path | Backend, baseline: str, candidate: 
                   for name in (baseline, candidate))
     return compare_loaded(base, cand, target=target, guards=names[1:], min_effect=min_effect, margin=margin,
                           alpha=alpha, threshold=threshold, slice_key=slice_key, cluster_key=cluster_key,
-                          n_resamples=n_resamples, seed=seed, metric_guards=metric_guards)
+                          n_resamples=n_resamples, seed=seed, metric_guards=metric_guards, pool=pool)
 
 
 def _check_metric_guards(metric_guards: Any, score_names: list[str]) -> None:
@@ -339,8 +352,12 @@ def compare_loaded(base: ExperimentScores, cand: ExperimentScores, *, target: st
                    alpha: float = stats.DEFAULT_ALPHA, threshold: float = stats.DEFAULT_THRESHOLD,
                    slice_key: str | None = None, cluster_key: str | None = None,
                    n_resamples: int = stats.DEFAULT_RESAMPLES, seed: int | None = 0,
-                   metric_guards: list[MetricGuard] | tuple[MetricGuard, ...] = ()) -> Comparison:
-    """Compare two loaded experiments (see :func:`compare_experiments`)."""
+                   metric_guards: list[MetricGuard] | tuple[MetricGuard, ...] = (), pool: bool = False) -> Comparison:
+    """Compare two loaded experiments (see :func:`compare_experiments`); ``pool`` pools each
+    score's slice effects (needs ``slice_key``)."""
+    if pool and not slice_key:
+        raise InputError("--pool: pools each score's effect across slices; give --slice KEY too",
+                         hint="or pool several comparison files: flywheel compare --pool-from A.json --pool-from B.json")
     notes = _check_and_note(base, cand, target, guards)
     rng = np.random.default_rng(seed)
     clusters = {**cand.clusters, **base.clusters} if cluster_key else None
@@ -365,7 +382,7 @@ def compare_loaded(base: ExperimentScores, cand: ExperimentScores, *, target: st
     verdict.apply_holm(results)
     comparison = Comparison(base, cand, target, list(guards), results, alpha, min_effect, margin, threshold,
                             n_resamples, seed=seed, cluster_key=cluster_key, slice_key=slice_key,
-                            stuck_scores=stuck, notes=notes, metric_guards=list(metric_guards))
+                            stuck_scores=stuck, notes=notes, metric_guards=list(metric_guards), pool=pool)
     if stuck:
         notes.append(f"score(s) {', '.join(stuck)} are the same 0 or 1 on every row of both experiments: "
                      "check the scorer before trusting them")
@@ -427,3 +444,31 @@ def _slices(paired_by_score: dict[str, stats.PairedRows], results: list[verdict.
     for s, q in zip(out, qs, strict=True):
         s.q = float(q)
     return out
+
+
+def pooled_entry(score: str, effects: list[float], ses: list[float], *, alpha: float,
+                 sources: list[str]) -> dict[str, Any]:
+    """One `pooled[]` item: DerSimonian-Laird across estimates of the same change's effect."""
+    f = stats._nan_to_none
+    res = dersimonian_laird(effects, [s * s for s in ses], alpha=alpha)
+    return {"score": score, "k": res.k, "effect": f(res.effect), "ci": [f(res.low), f(res.high)], "se": f(res.se),
+            "tau2": f(res.tau2), "i2": f(res.i2), "q": f(res.q), "q_p": f(res.q_pvalue), "method": res.method,
+            "sources": sources}
+
+
+def pool_comparisons(docs: list[tuple[str, Any]], *, alpha: float = stats.DEFAULT_ALPHA) -> dict[str, Any]:
+    """Pool each score's whole-set effect across several comparison files (the same change
+    measured with other seeds or runs): ``{"pooled": [...], "alpha", "files"}``."""
+    from bt_flywheel.verify.comparison_model import as_comparison
+
+    if len(docs) < 2:
+        raise InputError("--pool-from: give at least two comparison files to pool")
+    models = [(src, as_comparison(d, source=str(src))) for src, d in docs]
+    pooled = []
+    for name in [s.name for s in models[0][1].scores]:
+        parts = [(str(src), s) for src, m in models for s in m.scores
+                 if s.name == name and s.effect is not None and s.se is not None and s.se > 0]
+        if len(parts) >= 2:
+            pooled.append(pooled_entry(name, [s.effect for _, s in parts], [s.se for _, s in parts], alpha=alpha,
+                                       sources=[src for src, _ in parts]))
+    return {"pooled": pooled, "alpha": alpha, "files": [str(src) for src, _ in docs]}
