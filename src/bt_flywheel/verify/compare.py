@@ -7,7 +7,10 @@ scores rolled up onto the roots, so SDK-shaped experiments read alike), keys eac
 ``metadata.trial`` and the score from ``scores[<name>]``, runs
 :func:`bt_flywheel.verify.verdict.compare_paired` for the target and every guard, applies Holm across
 the scores (regression claims) and, with ``slice_key``, Benjamini-Hochberg across the slice
-tests. A local store is opened read-only.
+tests. ``metric_guards`` add span-metric guards (tokens, cost, latency, duration; read through
+``Backend.experiment_span_metrics`` and judged by :mod:`bt_flywheel.verify.metrics`), and
+``pool`` pools each score's slice effects (DerSimonian-Laird; :func:`pool_comparisons` pools
+saved comparisons). A local store is opened read-only.
 
 ``Comparison.to_dict()`` (what ``flywheel compare --json`` prints; strict JSON, NaN -> null)::
 
@@ -18,6 +21,7 @@ tests. A local store is opened read-only.
                                    "dataset_id", "dataset_version", "split", "git_sha"},
                       "candidate": {...same...}},
       "target": "<score>", "guards": ["<score>", ...],
+      "metric_guards": [{"metric": "tokens" | "cost" | "latency" | "duration", "max_increase": 0.1}],
       "status": "passed" | "failed" | "inconclusive",   # passed <=> keep; failed: target
                                      # regressed or a guard not non-inferior; else inconclusive
       "keep": bool,                  # target improved and every guard non-inferior
@@ -31,8 +35,10 @@ tests. A local store is opened read-only.
           # min_effect, margin, trials {baseline,candidate: {min,max}}, missing {baseline_only,
           # candidate_only, fraction, exceeds_limit, limit, *_ids}, bootstrap {ci, se,
           # n_resamples, method} | null, mcnemar {lost, gained, both_pass, both_fail, ties, p,
-          # method, odds_ratio, odds_ratio_ci} | null, tost {margin, p, p_lower, p_upper, equivalent}, noninferiority
-          # {margin, lower_bound, p, non_inferior} | null (guards), power {effect, sd, n,
+          # method, odds_ratio, odds_ratio_ci} | null, tost {margin, p, p_lower, p_upper,
+          # equivalent}, noninferiority {margin, lower_bound, p, non_inferior} | null (guards),
+          # kind "score" | "metric" (a metric guard also has metric {metric, unit, ratio,
+          # ratio_ci, max_increase, source}), power {effect, sd, n,
           # power_at_n, required_n, target_power, note} | null (inconclusive only),
           # regressions [{id, baseline, candidate, drop}], notes [str], reported {wilcoxon,
           # hodges_lehmann, cohens_dz, cliffs_delta, permutation, mde} (beside the verdict, never
@@ -43,6 +49,8 @@ tests. A local store is opened read-only.
                  "results": [{"value", "score", "role", "n", "baseline_mean", "candidate_mean",
                               "effect", "ci", "p", "q", "significant", "direction", "se",
                               "reported"}]} | null,
+      "pooled": [{"score", "k", "effect", "ci", "se", "tau2", "i2", "q", "q_p", "method",
+                  "sources"}] | null,        # with pool (compare --pool)
       "health": {"stuck_scores": [names whose every row scored the same 0 or 1 on both sides]},
       "notes": [str]
     }
