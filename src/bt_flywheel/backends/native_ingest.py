@@ -27,7 +27,6 @@ gzip file is first read through once on a separate connection.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import itertools
 import json
@@ -426,9 +425,8 @@ class NativeLoader:
         for src, compression in self.compression.items():
             if self.direct.get(src):
                 pick = f"SELECT * FROM {self.survey}_pick WHERE src = {src} AND kind = 'direct'"
-                with _unordered(self.con):
-                    self.con.execute(_direct_rows_sql(self.paths[src], compression, pick, first_xact),
-                                     [self.object_type, self.object_id])
+                self.con.execute(_direct_rows_sql(self.paths[src], compression, pick, first_xact),
+                                 [self.object_type, self.object_id])
         self.result.inserted += sum(self.direct.values())
 
     def _next_xact(self) -> int:
@@ -520,16 +518,6 @@ class NativeLoader:
                 break  # an aborted transaction drops its temp tables with it
         shutil.rmtree(self.tmpdir, ignore_errors=True)
         _LIVE_STAGES.discard(self.tmpdir)
-
-
-@contextlib.contextmanager
-def _unordered(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Let DuckDB write rows in any order (the direct write: its rows carry their `_xact_id`)."""
-    con.execute("SET preserve_insertion_order = false")
-    try:
-        yield
-    finally:
-        con.execute("SET preserve_insertion_order = true")
 
 
 def _stage_entry(row: Any) -> dict[str, Any] | str:

@@ -11,6 +11,11 @@ Tables
     {"id", "label", "score"|"distance", ...}) are Braintrust Topics' columns on log rows: NULL
     unless a row (or the Topics step) sets them. Stores made before they existed gain them on
     their next writable open (`MIGRATIONS`).
+    An id is unique within its object because every write goes through the loaders, which look
+    each id up first (`merge_staged`, `native_ingest`). `spans` has no primary key on purpose:
+    DuckDB keeps such an index in memory and maintains it on one thread, which at 10M spans
+    outgrew the ingest's memory limit and was the slowest step of a load. Stores made with the
+    key keep it, and work the same.
 """
 
 from __future__ import annotations
@@ -54,8 +59,7 @@ CREATE TABLE IF NOT EXISTS spans (
   created TIMESTAMPTZ, _xact_id BIGINT,
   input JSON, output JSON, expected JSON, metadata JSON, scores JSON, metrics JSON,
   span_attributes JSON, tags JSON, error JSON, origin JSON, extra JSON,
-  facets JSON, classifications JSON,
-  PRIMARY KEY (object_type, object_id, id)
+  facets JSON, classifications JSON
 );
 """
 # Columns added after the first release; applied on every writable open (idempotent).
@@ -517,13 +521,14 @@ def merge_staged(con: duckdb.DuckDBPyConnection, table: str, object_type: str, o
         con.execute("DELETE FROM _flywheel_write WHERE id IN (SELECT unnest(?::VARCHAR[]))", [same_after_all])
     new = con.execute("SELECT count(*) FROM _flywheel_write WHERE NOT present").fetchone()[0]
     cols = ", ".join(_RECORD_COLUMNS)
-    # new rows go in with a plain INSERT (half the work of INSERT OR REPLACE); changed ones replace
+    # a changed row replaces its stored version: delete, then insert with the new ones
+    con.execute("DELETE FROM spans WHERE object_type = ? AND object_id = ? AND id IN "
+                "(SELECT id FROM _flywheel_write WHERE present)", key)
     for present, first_xact in ((False, next_xact), (True, next_xact + new)):
         select = ", ".join(
             f"coalesce(s._xact_id, {first_xact} + row_number() OVER () - 1)" if c == "_xact_id" else f"s.{c}"
             for c in _RECORD_COLUMNS)
-        verb = "INSERT OR REPLACE" if present else "INSERT"
-        con.execute(f"{verb} INTO spans (object_type, object_id, {cols}) SELECT ?, ?, {select} FROM {table} s "
+        con.execute(f"INSERT INTO spans (object_type, object_id, {cols}) SELECT ?, ?, {select} FROM {table} s "
                     f"SEMI JOIN (SELECT id FROM _flywheel_write WHERE present = {present}) w ON w.id = s.id", key)
     con.execute("DROP TABLE _flywheel_write")
     return new, len(changed) - len(same_after_all)
