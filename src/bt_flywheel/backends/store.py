@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -99,18 +100,38 @@ class Store:
                              hint="load traces with `flywheel ingest FILE --project NAME`")
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
-                raise StoreBusy(f"{self.path}: the local store is in use by another flywheel process",
-                                hint="wait for it to finish, or use --store for a separate file") from None
-            raise BackendError(f"{self.path}: cannot open the local store ({exc})") from None
+        self.con = self._connect()
         self.con.execute("SET enable_progress_bar = false")
         if not read_only:
             self.con.execute(SCHEMA)
             self.con.execute(MIGRATIONS)
             self._remove_stale_stages()
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        """DuckDB's connection; a store another process is still creating (the file exists, its
+        header is not written yet) is waited for briefly, then reads as in use like a locked one."""
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=self.read_only)
+            except duckdb.IOException as exc:
+                message = str(exc)
+                if "not a valid DuckDB database file" in message and self._being_created():
+                    if time.monotonic() < deadline:
+                        time.sleep(0.05)
+                        continue
+                    message = "lock"
+                if "lock" in message.lower():
+                    raise StoreBusy(f"{self.path}: the local store is in use by another flywheel process",
+                                    hint="wait for it to finish, or use --store for a separate file") from None
+                raise BackendError(f"{self.path}: cannot open the local store ({exc})") from None
+
+    def _being_created(self) -> bool:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return True
+        return stat.st_size < 3 * 4096 and time.time() - stat.st_mtime < 5
 
     @property
     def stage_prefix(self) -> str:
