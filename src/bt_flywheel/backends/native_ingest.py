@@ -27,9 +27,11 @@ gzip file is first read through once on a separate connection.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import itertools
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -413,20 +415,23 @@ class NativeLoader:
         for src, compression in self.compression.items():
             path = self.paths[src]
             if kinds.get((src, "stored")):
-                self.con.execute(_stage_rows_sql(self.stage, src, path, compression, pick=(
-                    f"SELECT id, seq FROM {self.survey}_pick WHERE src = {src} AND kind = 'stored'")))
+                with _hash_the_pick(self.con):
+                    self.con.execute(_stage_rows_sql(self.stage, src, path, compression, pick=(
+                        f"SELECT id, seq FROM {self.survey}_pick WHERE src = {src} AND kind = 'stored'")))
             if kinds.get((src, "multi")):
                 self.con.execute(_stage_rows_sql(self.stage, src, path, compression, ids=(
                     f"SELECT id FROM {self.survey}_pick WHERE src = {src} AND kind = 'multi'")))
         self.direct = {src: n for (src, kind), n in kinds.items() if kind == "direct"}
 
     def _write_direct(self) -> None:
+        _room_for_ids(self.con, sum(self.direct.values()))
         first_xact = self._next_xact()
         for src, compression in self.compression.items():
             if self.direct.get(src):
                 pick = f"SELECT * FROM {self.survey}_pick WHERE src = {src} AND kind = 'direct'"
-                self.con.execute(_direct_rows_sql(self.paths[src], compression, pick, first_xact),
-                                 [self.object_type, self.object_id])
+                with _hash_the_pick(self.con):
+                    self.con.execute(_direct_rows_sql(self.paths[src], compression, pick, first_xact),
+                                     [self.object_type, self.object_id])
         self.result.inserted += sum(self.direct.values())
 
     def _next_xact(self) -> int:
@@ -518,6 +523,42 @@ class NativeLoader:
                 break  # an aborted transaction drops its temp tables with it
         shutil.rmtree(self.tmpdir, ignore_errors=True)
         _LIVE_STAGES.discard(self.tmpdir)
+
+
+_BYTES_PER_PICKED_ID = 160   # the hash table of picked ids with the columns they carry, measured
+
+
+def _room_for_ids(con: duckdb.DuckDBPyConnection, ids: int) -> None:
+    """Raise DuckDB's memory limit, if need be, to hold the picked ids' hash table (it cannot spill
+    enough of it): the ingest's base limit plus about 160 bytes an id, at most half the machine's
+    memory. About 1.1 GB for 10M new ids; a 1M-span load stays at the base limit's neighbourhood."""
+    base = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    wanted = _bytes(base) + ids * _BYTES_PER_PICKED_ID
+    ceiling = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    limit = min(wanted, max(ceiling, _bytes(base)))
+    if limit > _bytes(base):
+        con.execute(f"SET memory_limit = '{limit // 2**20}MB'")
+
+
+def _bytes(setting: str) -> int:
+    """DuckDB's memory setting as it reports it ('488.2 MiB', '1.5 GiB') in bytes."""
+    number, unit = setting.split()
+    return int(float(number) * 2 ** (10 * ("KiB", "MiB", "GiB", "TiB").index(unit) + 10))
+
+
+@contextlib.contextmanager
+def _hash_the_pick(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Join a file to its picked ids with the ids as the hash table, as the query is written.
+    DuckDB guesses a JSON file holds a few dozen rows and would otherwise hash the file: all of
+    its text in memory (at 10M spans, past the ingest's memory limit) and built on one thread."""
+    con.execute("SET disabled_optimizers = 'build_side_probe_side'")
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(duckdb.Error):   # an aborted transaction refuses even a RESET
+            con.execute("RESET disabled_optimizers")
+            con.execute("RESET preserve_insertion_order")
 
 
 def _stage_entry(row: Any) -> dict[str, Any] | str:
