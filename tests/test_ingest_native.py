@@ -107,6 +107,7 @@ def test_native_and_rowwise_ingest_agree(tmp_path_factory: pytest.TempPathFactor
     native = _run(ingest, base / "native.duckdb", paths, skip_bad)
     rowwise = _run(ingest_rowwise, base / "rowwise.duckdb", paths, skip_bad)
     assert native[1] == rowwise[1]
+    assert len({r["id"] for r in native[1]}) == len(native[1])   # no primary key: the loaders keep ids unique
     got, want = _for_compare(native[0], base), _for_compare(rowwise[0], base)
     if skip_bad:
         # the native path checks `_is_merge` rows after the file's other rows, so the list of bad
