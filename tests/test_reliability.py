@@ -2,8 +2,8 @@
 
 Each property feeds a generated bad file or query to the CLI in-process and checks the error
 contract: a non-zero exit (2 = invalid input), one `error:` line on stderr naming the file, field
-or row, no traceback, and nothing already stored changed (the store's tables are snapshotted
-before and after). tests/test_reliability_subprocess.py repeats a handful through a real
+or row, no traceback, and nothing already stored changed (`store_state` before and after: the
+same bytes, or the same tables where the bytes moved). tests/test_reliability_subprocess.py repeats a handful through a real
 subprocess, where a traceback would reach stderr uncaught.
 """
 
@@ -12,12 +12,13 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.checks import assert_one_line_error, store_snapshot
+from fakes.checks import assert_one_line_error, store_snapshot, store_state
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -42,15 +43,36 @@ def good_row(i: int) -> dict[str, Any]:
             "output": f"answer {i}", "scores": {"resolution": i % 2}, "metadata": {"channel": "email"}}
 
 
-@pytest.fixture
-def store(tmp_path: Path, run_cli) -> Path:
-    """A local store holding 12 spans of project 'acme', the thing no failed command may change."""
-    path = tmp_path / "base.duckdb"
-    src = tmp_path / "base.jsonl"
+@pytest.fixture(scope="module")
+def base_store(tmp_path_factory: pytest.TempPathFactory, run_cli_once) -> Path:
+    """12 spans of project 'acme' ingested through the CLI, once for this module."""
+    folder = tmp_path_factory.mktemp("base-store")
+    src = folder / "base.jsonl"
     src.write_text("".join(json.dumps(good_row(i)) + "\n" for i in range(12)))
-    code, _, err = run_cli("ingest", str(src), "--project", "acme", "--store", str(path), "--quiet")
+    code, _, err = run_cli_once("ingest", str(src), "--project", "acme", "--store", str(folder / "base.duckdb"),
+                                "--quiet", cwd=folder)
     assert code == 0, err
+    assert not (folder / "base.duckdb.wal").exists()
+    return folder / "base.duckdb"
+
+
+@pytest.fixture
+def store(tmp_path: Path, base_store: Path) -> Path:
+    """A local store holding 12 spans of project 'acme' (this test's own copy of `base_store`), the
+    thing no failed command may change."""
+    path = tmp_path / "base.duckdb"
+    shutil.copyfile(base_store, path)
     return path
+
+
+def test_store_state_sees_a_changed_row(tmp_path: Path, run_cli, store: Path) -> None:
+    """`store_state` (the check below) compares bytes first and the tables when the bytes differ."""
+    before = store_state(store)
+    assert store_state(store) == before and before.tables() == store_snapshot(store)
+    (tmp_path / "one.jsonl").write_text(json.dumps({**good_row(0), "output": "changed"}) + "\n")
+    assert run_cli("ingest", str(tmp_path / "one.jsonl"), "--project", "acme", "--store", str(store))[0] == 0
+    after = store_state(store)
+    assert after != before and after.tables() == store_snapshot(store) != before.tables()
 
 
 # -- ingest: malformed JSONL, wrong types, truncated gzip -----------------------------------------
@@ -135,12 +157,12 @@ def test_ingest_rejects_a_bad_row_by_file_line_and_field_and_stores_nothing(
     data = ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass")
     path = tmp_path / ("bad.jsonl.gz" if gz else "bad.jsonl")
     path.write_bytes(gzip.compress(data) if gz else data)
-    before = store_snapshot(store)
+    before = store_state(store)
     code, out, err = run_cli("ingest", str(path), "--project", "acme", "--store", str(store))
     line = assert_one_line_error(code, err, names=(f"{path}:{number}:",))
     if field:
         assert field in line
-    assert store_snapshot(store) == before
+    assert store_state(store) == before
 
 
 @FEW
@@ -152,11 +174,11 @@ def test_ingest_of_truncated_gzip_fails_naming_the_file_and_stores_nothing(
     size = 2 + int(cut * (len(whole) - 3))      # keep the magic number, drop at least one byte
     path = tmp_path / "cut.jsonl.gz"
     path.write_bytes(whole[:size])
-    before = store_snapshot(store)
+    before = store_state(store)
     args = ["ingest", str(path), "--project", "acme", "--store", str(store)]
     code, out, err = run_cli(*args, *(["--skip-bad"] if keep_going else []))
     assert_one_line_error(code, err, names=(str(path),), only_line=not keep_going)
-    assert store_snapshot(store) == before
+    assert store_state(store) == before
 
 
 def test_ingest_skip_bad_keeps_good_rows_and_names_each_bad_one(tmp_path: Path, run_cli, store: Path) -> None:
@@ -230,12 +252,12 @@ def test_curate_rejects_invalid_facet_files_naming_the_file(tmp_path: Path, run_
                 and len({f["name"] for f in parsed["facets"]}) == len(parsed["facets"])))
     facets = tmp_path / "facet_definitions.yaml"
     facets.write_text(text)
-    before = store_snapshot(store)
+    before = store_state(store)
     out_dir = tmp_path / "curated"
     code, out, err = run_cli("curate", "--facets", str(facets), "--labeler", "score", "--label-score", "resolution", "--project", "acme",
                              "--store", str(store), "--out", str(out_dir), "--yes")
     assert_one_line_error(code, err, names=(str(facets),))
-    assert store_snapshot(store) == before
+    assert store_state(store) == before
     assert not (out_dir / "dataset_rows.jsonl").exists()
 
 
@@ -249,11 +271,11 @@ def test_curate_runs_facet_span_filters_as_read_only_select_only(tmp_path: Path,
                                                                   span_filter: str) -> None:
     facets = tmp_path / "facets.yaml"
     facets.write_text(json.dumps({"facets": [{"name": "issues", "span_filter": span_filter, "value_path": "output"}]}))
-    before = store_snapshot(store)
+    before = store_state(store)
     code, out, err = run_cli("curate", "--facets", str(facets), "--labeler", "score", "--label-score", "resolution", "--project", "acme",
                              "--store", str(store), "--out", str(tmp_path / "o"), "--yes", "--window-days", "3650")
     assert_one_line_error(code, err, names=("sql", "facet 'issues'"), only_line=False)
-    assert store_snapshot(store) == before
+    assert store_state(store) == before
     assert not (tmp_path / "leak.csv").exists()
 
 
@@ -487,11 +509,11 @@ def _fill(template: str, tmp_path: Path, secret_file: Path) -> str:
 def test_sql_refuses_hostile_statements(tmp_path: Path, run_cli, store: Path, secret_file: Path,
                                         template: str) -> None:
     query = _fill(template, tmp_path, secret_file)
-    before = store_snapshot(store)
+    before = store_state(store)
     code, out, err = run_cli("sql", query, "--store", str(store), "--project", "acme", "--json")
     assert_one_line_error(code, err, names=("sql",))
     assert out == "" and "TOPSECRET" not in err
-    assert store_snapshot(store) == before
+    assert store_state(store) == before
     assert not (tmp_path / "leak.csv").exists() and not (tmp_path / "exported").exists()
 
 
@@ -513,11 +535,11 @@ def test_sql_refuses_file_and_catalog_functions_wherever_they_hide(tmp_path: Pat
         "nested_from": f"SELECT * FROM (SELECT * FROM (SELECT * FROM {f}) AS x) AS y",
         "cte_like": f"SELECT * FROM (SELECT * FROM {SOURCE} WHERE {BOUND}) AS a, (SELECT * FROM {f}) AS b",
     }[where]
-    before = store_snapshot(store)
+    before = store_state(store)
     code, out, err = run_cli("sql", query, "--store", str(store), "--project", "acme")
     assert_one_line_error(code, err, names=("sql",))
     assert "TOPSECRET" not in out + err
-    assert store_snapshot(store) == before
+    assert store_state(store) == before
 
 
 @FEW
@@ -527,10 +549,10 @@ def test_sql_refuses_file_and_catalog_functions_wherever_they_hide(tmp_path: Pat
 def test_sql_refuses_any_second_statement(tmp_path: Path, run_cli, store: Path, secret_file: Path, first: str,
                                           second: str, sep: str) -> None:
     query = first + sep + _fill(second, tmp_path, secret_file)
-    before = store_snapshot(store)
+    before = store_state(store)
     code, out, err = run_cli("sql", query, "--store", str(store), "--project", "acme")
     assert_one_line_error(code, err, names=("sql",))
-    assert store_snapshot(store) == before
+    assert store_state(store) == before
     assert not (tmp_path / "leak.csv").exists()
 
 
@@ -538,11 +560,11 @@ def test_sql_refuses_any_second_statement(tmp_path: Path, run_cli, store: Path, 
 @given(query=st.text(max_size=60))
 def test_sql_on_arbitrary_text_is_a_clean_answer_or_a_clean_error(run_cli, store: Path, query: str) -> None:
     assume("\x00" not in query)
-    before = store_snapshot(store)
+    before = store_state(store)
     code, out, err = run_cli("sql", query, "--store", str(store), "--project", "acme", "--force-ignore-linter")
     if code != 0:
         assert_one_line_error(code, err, names=("sql",))
-    assert store_snapshot(store) == before
+    assert store_state(store) == before
 
 
 def test_a_plain_select_still_works_after_all_that(run_cli, store: Path) -> None:

@@ -87,3 +87,16 @@ def test_duckdb_sandbox_blocks_files_even_if_the_parser_missed_it(store: Path, m
         with pytest.raises(InputError):
             run_query(store, "SELECT 1")
     assert not Path("leak.csv").exists() and not Path("x.duckdb").exists()
+
+
+def test_the_linter_override_variable_is_read_when_the_command_runs(run_cli, store: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """BRAINTRUST_SQL_FORCE_IGNORE_LINTER=1 does what --force-ignore-linter does. The CLI builds its
+    parser once per process, so the variable is read when `sql` runs, not when the parser is built."""
+    query = "SELECT count(*) AS n FROM project_logs('demo')"
+    code, out, err = run_cli("sql", query, "--json")
+    assert code == 2 and out == "" and "lint" in err
+    monkeypatch.setenv("BRAINTRUST_SQL_FORCE_IGNORE_LINTER", "1")
+    code, out, err = run_cli("sql", query, "--json")
+    assert code == 0, err
+    assert json.loads(out)["data"] == [{"n": 30}]

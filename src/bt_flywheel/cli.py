@@ -7,6 +7,7 @@ Each area's commands live in `bt_flywheel.commands.<area>` and expose
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import pkgutil
@@ -53,8 +54,16 @@ def _add_debug(parser: argparse.ArgumentParser) -> None:
                 _add_debug(child)
 
 
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    """The parser, built once per process: building it registers every command (a few hundred
+    arguments), and parsing never changes it, so in-process callers (tests, notebooks) reuse it.
+    Registration therefore reads no environment; commands read it when they run."""
+    return build_parser()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = _parser()
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False) or os.environ.get("FLYWHEEL_DEBUG") == "1"
     was_quiet = set_quiet(getattr(args, "quiet", False))

@@ -18,7 +18,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "filter unless --force-ignore-linter. --json prints one object {data, schema, cursor} like bt sql --json.")
     parser.add_argument("query", metavar="QUERY", help="one Braintrust SQL SELECT statement")
     parser.add_argument("--force-ignore-linter", action="store_true",
-                        default=os.environ.get("BRAINTRUST_SQL_FORCE_IGNORE_LINTER", "").lower() in ("1", "true"),
                         help="run a query the linter would block (env BRAINTRUST_SQL_FORCE_IGNORE_LINTER=1)")
     add_output_args(parser, csv=True, jsonl=True)
     add_settings_args(parser)
@@ -31,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from bt_flywheel.core.redact import redact
 
     settings = settings_from_args(args)
-    result = backend_from_settings(settings).query(args.query, project=settings.project,
-                                                   force_ignore_linter=args.force_ignore_linter)
+    force = args.force_ignore_linter or os.environ.get("BRAINTRUST_SQL_FORCE_IGNORE_LINTER", "").lower() in ("1", "true")
+    result = backend_from_settings(settings).query(args.query, project=settings.project, force_ignore_linter=force)
     if args.output == "json":
         import json
         import sys
