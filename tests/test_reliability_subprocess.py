@@ -7,12 +7,13 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from fakes.checks import assert_one_line_error, store_snapshot
+from fakes.checks import assert_one_line_error, store_state
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,8 +24,10 @@ def _env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bad inputs and a store holding the good rows (ingested by a real process), made once."""
+    tmp_path = tmp_path_factory.mktemp("prepared")
     rows = [{"id": f"r{i}", "is_root": True, "created": "2026-01-02T00:00:00Z", "input": {"q": i},
              "scores": {"resolution": i % 2}} for i in range(5)]
     (tmp_path / "good.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -42,6 +45,12 @@ def workdir(tmp_path: Path) -> Path:
                           cwd=tmp_path, env=_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return tmp_path
+
+
+@pytest.fixture
+def workdir(prepared: Path, tmp_path: Path) -> Path:
+    """This test's own copy of `prepared`."""
+    return Path(shutil.copytree(prepared, tmp_path / "work"))
 
 
 CASES = [
@@ -68,12 +77,12 @@ CASES = [
 def test_bad_input_through_a_real_process_has_no_traceback(workdir: Path, argv: list[str], code: int,
                                                              names: tuple[str, ...]) -> None:
     store = workdir / ".flywheel" / "store.duckdb"
-    before = store_snapshot(store)
+    before = store_state(store)
     done = subprocess.run([sys.executable, "-m", "bt_flywheel", *argv], cwd=workdir, env=_env(),
                           capture_output=True, text=True, timeout=120)
     multiline_ok = argv[:2] == ["label", "apply"]            # apply also names each bad row on its own line
     assert_one_line_error(done.returncode, done.stderr, expect_code=code, names=names, only_line=not multiline_ok)
     if multiline_ok:
         assert "bad row: labels.json: labels[0] (id nope)" in done.stderr
-    assert store_snapshot(store) == before
+    assert store_state(store) == before
     assert not (workdir / "leak.csv").exists()
