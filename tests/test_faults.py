@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,12 +47,6 @@ def cli_env(**extra: str) -> dict[str, str]:
     env.pop("CI", None)
     env.update(extra)
     return env
-
-
-def flywheel(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
-             ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bt_flywheel", *args], cwd=cwd, env=env or cli_env(),
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def popen(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -164,14 +159,24 @@ def test_remote_sql_final_failure_is_exit_3_with_one_line(tmp_path: Path, run_cl
 RUBRIC_YAML = "version: r1\ninstructions: fail when the bot mishandled the request\nlabels: [pass, fail]\n"
 
 
+@pytest.fixture(scope="module")
+def traces_template(tmp_path_factory: pytest.TempPathFactory, run_cli_once) -> Path:
+    """A folder with a local store of 600 synthetic spans of project 'acme' and a rubric file, made
+    once for this module through the CLI."""
+    folder = tmp_path_factory.mktemp("traces")
+    code, _, err = run_cli_once("synth", "--spans", "600", "--seed", "3", "--out", "t.jsonl", cwd=folder)
+    assert code == 0, err
+    code, _, err = run_cli_once("ingest", "t.jsonl", "--project", "acme", "--quiet", cwd=folder)
+    assert code == 0, err
+    (folder / "rubric.yaml").write_text(RUBRIC_YAML)
+    return folder
+
+
 @pytest.fixture
-def traces(tmp_path: Path, run_cli) -> Path:
-    """A local store with 600 synthetic spans of project 'acme', and a rubric file."""
-    code, _, err = run_cli("synth", "--spans", "600", "--seed", "3", "--out", str(tmp_path / "t.jsonl"))
-    assert code == 0, err
-    code, _, err = run_cli("ingest", str(tmp_path / "t.jsonl"), "--project", "acme", "--quiet")
-    assert code == 0, err
-    (tmp_path / "rubric.yaml").write_text(RUBRIC_YAML)
+def traces(tmp_path: Path, traces_template: Path) -> Path:
+    """This test's copy of `traces_template` in its working folder; returns the store's path."""
+    shutil.copytree(traces_template / ".flywheel", tmp_path / ".flywheel")
+    shutil.copyfile(traces_template / "rubric.yaml", tmp_path / "rubric.yaml")
     return tmp_path / ".flywheel" / "store.duckdb"
 
 
@@ -221,26 +226,52 @@ def _spans_without_xact(path: Path) -> list[tuple[str, ...]]:
     return sorted(row[:8] + row[9:] for row in snapshot)     # column 8 is _xact_id (allocation order)
 
 
+BIG = 20000
+
+
+@pytest.fixture(scope="module")
+def big_load(tmp_path_factory: pytest.TempPathFactory, run_cli_once) -> tuple[Path, list[tuple[str, ...]]]:
+    """20,000 synthetic spans and what a clean, never killed ingest of them stores; made once."""
+    folder = tmp_path_factory.mktemp("big")
+    code, _, err = run_cli_once("synth", "--spans", str(BIG), "--seed", "5", "--out", "big.jsonl", cwd=folder)
+    assert code == 0, err
+    code, _, err = run_cli_once("ingest", "big.jsonl", "--project", "acme", "--store", "clean.duckdb", "--quiet",
+                                cwd=folder)
+    assert code == 0, err
+    return folder / "big.jsonl", _spans_without_xact(folder / "clean.duckdb")
+
+
+def _kill_while_loading(proc: subprocess.Popen[str], store: Path, delay: float) -> bool:
+    """SIGKILL `proc` `delay` seconds after its load began (its staging folder beside `store`
+    appeared), unless it finished first; True when it was killed. Waiting for the load instead of
+    a fixed time from the start keeps the kill inside the work whatever interpreter start costs."""
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if any(store.parent.glob(f".{store.name}.stage-*")):
+            break
+        time.sleep(0.002)
+    return _kill_after(proc, delay)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
-def test_ingest_killed_at_a_random_point_then_rerun_matches_a_clean_run(tmp_path: Path, run_cli, seed: int) -> None:
-    code, _, err = run_cli("synth", "--spans", "20000", "--seed", "5", "--out", str(tmp_path / "big.jsonl"))
-    assert code == 0, err
-    clean = tmp_path / "clean.duckdb"
-    code, _, err = run_cli("ingest", str(tmp_path / "big.jsonl"), "--project", "acme", "--store", str(clean), "--quiet")
-    assert code == 0, err
+def test_ingest_killed_at_a_random_point_then_rerun_matches_a_clean_run(tmp_path: Path, run_cli, seed: int,
+                                                                        big_load) -> None:
+    """A real `flywheel ingest` process is killed at a random point of its load; the rerun (here
+    in-process: what matters is the store the killed process left) finishes it, with no duplicates."""
+    source, clean = big_load
     killed_store = tmp_path / "killed.duckdb"
-    proc = popen("ingest", str(tmp_path / "big.jsonl"), "--project", "acme", "--store", str(killed_store), "--quiet",
-                 cwd=tmp_path)
-    killed = _kill_after(proc, random.Random(seed).uniform(0.3, 2.5))
-    rerun = flywheel("ingest", "big.jsonl", "--project", "acme", "--store", str(killed_store), "--json", cwd=tmp_path)
-    assert rerun.returncode == 0, rerun.stderr
-    counts = json.loads(rerun.stdout)
+    proc = popen("ingest", str(source), "--project", "acme", "--store", str(killed_store), "--quiet", cwd=tmp_path)
+    killed = _kill_while_loading(proc, killed_store, random.Random(seed).uniform(0.0, 0.5))
+    code, out, err = run_cli("ingest", str(source), "--project", "acme", "--store", str(killed_store), "--json")
+    assert code == 0, err
+    counts = json.loads(out)
     # one transaction: the killed run stored all of it (killed after its commit, while exiting) or none
-    assert counts["rows"] == 20000 and counts["inserted"] in ((0, 20000) if killed else (0,))
-    assert counts["inserted"] + counts["unchanged"] == 20000
-    assert _spans_without_xact(killed_store) == _spans_without_xact(clean)
-    again = flywheel("ingest", "big.jsonl", "--project", "acme", "--store", str(killed_store), "--json", cwd=tmp_path)
-    assert json.loads(again.stdout)["unchanged"] == 20000     # idempotent: no duplicates on a third run
+    assert counts["rows"] == BIG and counts["inserted"] in ((0, BIG) if killed else (0,))
+    assert counts["inserted"] + counts["unchanged"] == BIG
+    assert _spans_without_xact(killed_store) == clean
+    code, out, err = run_cli("ingest", str(source), "--project", "acme", "--store", str(killed_store), "--json")
+    assert code == 0, err
+    assert json.loads(out)["unchanged"] == BIG                 # idempotent: no duplicates on a third run
     assert not list(tmp_path.glob(".killed.duckdb.stage-*"))  # the killed load's staging folder is cleaned up
 
 
@@ -253,17 +284,21 @@ def _labels(out_dir: Path) -> dict[str, tuple[Any, Any, str]]:
     return result
 
 
-def test_llm_labeling_killed_mid_run_resumes_from_the_cache_with_the_same_result(tmp_path: Path, run_cli,
-                                                                                 traces: Path) -> None:
-    with FakeModelServer(delay=0.05) as server:
+def test_llm_labeling_killed_mid_run_resumes_from_the_cache_with_the_same_result(
+        tmp_path: Path, run_cli, traces: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The labeling run killed is a real process; the reference and the resumed run are in-process."""
+    with FakeModelServer() as server:
         env = cli_env(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY=OPENAI_KEY)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
         args = [*CURATE, "--per-bucket", "20"]
-        reference = flywheel(*args, "--out", "reference", cwd=tmp_path, env=env)
-        assert reference.returncode == 0, reference.stderr
+        code, _, err = run_cli(*args, "--out", "reference")     # the unkilled reference, in-process
+        assert code == 0, err
         reference_calls = len(server.requests_to("chat"))
         n = len(_labels(tmp_path / "reference"))
         assert reference_calls == n and n >= 20
 
+        server.delay = 0.05                                     # slow enough to be killed mid-run
         proc = popen(*args, "--out", "killed", "--dataset", "golden", cwd=tmp_path, env=env)
         cache = tmp_path / "killed" / "label_cache.jsonl"
         deadline = time.monotonic() + 60
@@ -277,9 +312,10 @@ def test_llm_labeling_killed_mid_run_resumes_from_the_cache_with_the_same_result
         cached_before = cache.read_text().count("\n")
         assert 0 < cached_before < n, "the kill should land mid-run"
 
-        resumed = flywheel(*args, "--out", "killed", "--dataset", "golden", "--json", cwd=tmp_path, env=env)
-        assert resumed.returncode == 0, resumed.stderr
-        summary = json.loads(resumed.stdout)
+        server.delay = 0.0
+        code, out, err = run_cli(*args, "--out", "killed", "--dataset", "golden", "--json")   # resumed
+        assert code == 0, err
+        summary = json.loads(out)
         total_calls = len(server.requests_to("chat")) - reference_calls
 
     assert summary["labeling"]["cached"] >= cached_before   # every cached label reused, none asked twice
