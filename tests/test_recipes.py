@@ -29,7 +29,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -137,6 +137,19 @@ def _commands(body: str) -> list[tuple[int, str]]:
 ALL_RECIPES = [recipe for path in RECIPE_FILES for recipe in extract_recipes(path)]
 SQL_RECIPES = [r for r in ALL_RECIPES if r.kind == "sql"]
 BASH_RECIPES = [r for r in ALL_RECIPES if r.kind == "bash"]
+
+
+def distinct_commands(recipes: list[Recipe]) -> list[Recipe]:
+    """One recipe per distinct command line. A line printed in several places (the demo in the
+    README and in SKILL.md; `./scripts/flywheel` and `scripts/flywheel` are the same program) runs
+    once, in its own fresh copy of the fixture, under a source naming every place it is printed."""
+    by_command: dict[str, list[Recipe]] = {}
+    for recipe in recipes:
+        by_command.setdefault(recipe.text.removeprefix("./"), []).append(recipe)
+    return [replace(same[0], source="+".join(r.source for r in same)) for same in by_command.values()]
+
+
+BASH_COMMANDS = distinct_commands(BASH_RECIPES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -588,6 +601,12 @@ def test_extraction_joins_continuations_and_drops_comments(tmp_path: Path) -> No
     assert _commands(body) == [(1, 'scripts/flywheel sql --json "SELECT 1"'), (4, "bt status --json")]
 
 
+def test_each_printed_command_runs_once_and_every_place_is_named() -> None:
+    commands = {r.text.removeprefix("./") for r in BASH_RECIPES}
+    assert {r.text.removeprefix("./") for r in BASH_COMMANDS} == commands and len(BASH_COMMANDS) == len(commands)
+    assert sorted(s for r in BASH_COMMANDS for s in r.source.split("+")) == sorted(r.source for r in BASH_RECIPES)
+
+
 def test_every_placeholder_is_documented() -> None:
     doc = (REPO / "references" / "sql-patterns.md").read_text(encoding="utf-8")
     used = {m for r in ALL_RECIPES for m in _PLACEHOLDER.findall(r.text)}
@@ -607,7 +626,7 @@ def test_sql_recipe_runs_on_local_backend(recipe: Recipe, recipe_fixture: Fixtur
     json.dumps(result.rows, default=str)  # values come back as JSON values
 
 
-@pytest.mark.parametrize("recipe", BASH_RECIPES, ids=str)
+@pytest.mark.parametrize("recipe", BASH_COMMANDS, ids=str)
 def test_bash_recipe_runs(recipe: Recipe, recipe_fixture: Fixture, workdir: Path,
                           capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     line = fill(recipe.text, recipe_fixture.values)
