@@ -117,7 +117,8 @@ def test_default_demo_improves_with_a_significant_target_effect(run_cli, default
 
 
 def test_noop_variant_ends_no_convergence_after_three_loops(run_cli, tmp_path):
-    handoff, stdout, stderr = _run_demo(run_cli, tmp_path / "noop", "--variant", "noop")
+    # no edit changes anything, whatever the size: the smallest demo size (the default size is run above)
+    handoff, stdout, stderr = _run_demo(run_cli, tmp_path / "noop", "--variant", "noop", "--spans", "800")
     assert handoff["outcome"] == "no_convergence"
     assert handoff["loops"]["count"] == 3 and handoff["loops"]["max"] == 3
     ledger = handoff["loops"]["ledger"]
