@@ -5,7 +5,9 @@ report the same counts, and reject the same input naming the same FILE:LINE: fie
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,16 +76,15 @@ def a_file(draw: st.DrawFn) -> list[str]:
     return lines
 
 
-def _run(fn: Any, store_path: Path, files: list[Path], skip_bad: bool) -> tuple[Any, list[dict[str, Any]]]:
-    with Store(store_path) as store:
-        outcomes = []
-        for path in files:
-            try:
-                outcomes.append(fn(store, path, project="p", skip_bad=skip_bad).as_dict())
-            except InputError as exc:
-                outcomes.append(f"error: {exc}")
-        pid = store.find_project("p")
-        rows = list(store.iter_rows("project_logs", pid)) if pid else []
+def _run(fn: Any, store: Store, project: str, files: list[Path], skip_bad: bool) -> tuple[Any, list[dict[str, Any]]]:
+    outcomes = []
+    for path in files:
+        try:
+            outcomes.append(fn(store, path, project=project, skip_bad=skip_bad).as_dict())
+        except InputError as exc:
+            outcomes.append(f"error: {exc}")
+    pid = store.find_project(project)
+    rows = list(store.iter_rows("project_logs", pid)) if pid else []
     for row in rows:
         row.pop("_xact_id")   # numbered per write; both paths keep incoming ones (checked below)
     return outcomes, rows
@@ -93,19 +94,32 @@ def _for_compare(outcomes: list[Any], base: Path) -> list[Any]:
     return [json.loads(json.dumps(o).replace(str(base), "")) for o in outcomes]
 
 
+@pytest.fixture
+def stores(tmp_path: Path) -> Iterator[tuple[Store, Store]]:
+    """A store for each path, open for the whole property. Each example loads into a project of its
+    own, which starts empty as a new store would (rows are keyed by project), so examples cannot
+    see each other's rows; opening two new DuckDB files per example cost most of the test's time."""
+    with Store(tmp_path / "native.duckdb") as native, Store(tmp_path / "rowwise.duckdb") as rowwise:
+        yield native, rowwise
+
+
+_EXAMPLES = itertools.count()
+
+
 @PROPERTY
 @given(files=st.lists(a_file(), min_size=1, max_size=3), skip_bad=st.booleans(), gz=st.booleans())
-def test_native_and_rowwise_ingest_agree(tmp_path_factory: pytest.TempPathFactory, files: list[list[str]],
-                                         skip_bad: bool, gz: bool) -> None:
+def test_native_and_rowwise_ingest_agree(tmp_path_factory: pytest.TempPathFactory, stores: tuple[Store, Store],
+                                         files: list[list[str]], skip_bad: bool, gz: bool) -> None:
     base = tmp_path_factory.mktemp("agree")
+    project = f"p{next(_EXAMPLES)}"
     paths = []
     for i, lines in enumerate(files):
         data = ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass")
         path = base / f"f{i}.jsonl{'.gz' if gz else ''}"
         path.write_bytes(gzip.compress(data) if gz else data)
         paths.append(path)
-    native = _run(ingest, base / "native.duckdb", paths, skip_bad)
-    rowwise = _run(ingest_rowwise, base / "rowwise.duckdb", paths, skip_bad)
+    native = _run(ingest, stores[0], project, paths, skip_bad)
+    rowwise = _run(ingest_rowwise, stores[1], project, paths, skip_bad)
     assert native[1] == rowwise[1]
     assert len({r["id"] for r in native[1]}) == len(native[1])   # no primary key: the loaders keep ids unique
     got, want = _for_compare(native[0], base), _for_compare(rowwise[0], base)
@@ -119,7 +133,7 @@ def test_native_and_rowwise_ingest_agree(tmp_path_factory: pytest.TempPathFactor
         if isinstance(mine, str) and mine != theirs:
             # also an error, but maybe another bad row of the same file: it must be one the
             # row-by-row path also rejects
-            bad = _run(ingest_rowwise, base / f"all-bad-{path.name}.duckdb", [path], True)[0][0]["bad_rows"]
+            bad = _run(ingest_rowwise, stores[1], f"{project}-all-bad-{path.name}", [path], True)[0][0]["bad_rows"]
             assert mine.removeprefix("error: ") in _for_compare(bad, base), (mine, bad)
         else:
             assert mine == theirs
