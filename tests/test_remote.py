@@ -229,9 +229,9 @@ def _cut_short_then_whole_server(replies: int) -> tuple[str, list[int]]:
                 with conn:
                     conn.recv(65536)
                     body, length = (b'{"ok":', 100) if i == 0 else (b'{"ok":true}', 11)
+                    served.append(i)   # before sending: the client may return before this thread runs again
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                                  b"Content-Length: %d\r\n\r\n%s" % (length, body))
-                    served.append(i)
 
     threading.Thread(target=serve, daemon=True).start()
     return f"http://127.0.0.1:{srv.getsockname()[1]}", served
