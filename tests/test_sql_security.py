@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -54,11 +55,19 @@ HOSTILE = [
 ]
 
 
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory: pytest.TempPathFactory, run_cli_once) -> Path:
+    """A folder whose default store holds 30 spans of project 'demo', ingested once for this module."""
+    folder = tmp_path_factory.mktemp("ingested")
+    (folder / "s.jsonl").write_text("".join(json.dumps(r) + "\n" for r in generate_spans(30, seed=5)))
+    assert run_cli_once("ingest", "s.jsonl", "--project", "demo", "--quiet", cwd=folder)[0] == 0
+    return folder
+
+
 @pytest.fixture
-def store(run_cli, tmp_path: Path) -> Path:
-    src = tmp_path / "s.jsonl"
-    src.write_text("".join(json.dumps(r) + "\n" for r in generate_spans(30, seed=5)))
-    assert run_cli("ingest", str(src), "--project", "demo", "--quiet")[0] == 0
+def store(ingested: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the ingested store, at the default place in its working folder."""
+    shutil.copytree(ingested / ".flywheel", tmp_path / ".flywheel")
     return tmp_path / ".flywheel" / "store.duckdb"
 
 
