@@ -59,7 +59,8 @@ def a_row(draw: st.DrawFn) -> dict[str, Any]:
 
 
 ODD_LINES = st.sampled_from(['{"id": "a",}', '{"id": "a", "x": nan}', '{"id": "a", "x": NaN}',
-                             '{"id": "a", "x": -Infinity}', '{"id": "a", "x": inf}', '{"id": "a", "id": "b"}',
+                             '{"id": "a", "x": -Infinity}', '{"id": "a", "x": inf}', '{"id": "a", "x": Nan}',
+                             '{"id": "a", "x": [iNf]}', '{"id": "a", "x": -InFiNiTy}', '{"id": "a", "id": "b"}',
                              '{"id": "\\ud800"}', "[1, 2]", '"a"', "{oops", '{"id": "a"} x',
                              '{"id": "a", "t": "a,}"}', '{"id": "a", "t": ": nan"}', '\ufeff{"id": "a"}',
                              '{"id": "a", "n": 123456789012345678901234567890}', "   "])
@@ -240,3 +241,24 @@ def test_the_bulk_passes_run_on_every_core(tmp_path: Path) -> None:
         }
     windowed = {name for name, plan in plans.items() if "STREAMING_WINDOW" in str(plan).upper().replace(" ", "_")}
     assert windowed == {"repeated"}
+
+
+@pytest.mark.parametrize("literal", ["nan", "NaN", "Nan", "naN", "nAn", "inf", "iNf", "-InFiNiTy", "+inf",
+                                     "Infinity", "-Infinity"])
+def test_nan_and_inf_words_in_any_case_are_judged_like_the_row_by_row_path(tmp_path: Path, literal: str) -> None:
+    """DuckDB's parser takes nan/inf words in any letter case; Python's json takes only NaN,
+    Infinity and -Infinity, so the native path must accept exactly those and reject the rest."""
+    src = _jsonl(tmp_path / "a.jsonl", list(generate_spans(2, seed=8)))
+    with open(src, "a") as handle:
+        handle.write('{"id": "odd", "metrics": {"x": ' + literal + "}}\n")
+    outcomes = []
+    for fn in (ingest, ingest_rowwise):
+        with Store(tmp_path / f"{fn.__name__}.duckdb") as store:
+            try:
+                fn(store, src, project="p")
+                outcomes.append(sorted(r["id"] for r in store.iter_rows("project_logs", store.find_project("p"))))
+            except InputError as exc:
+                outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1]
+    python_reads_it = literal in ("NaN", "Infinity", "-Infinity")
+    assert isinstance(outcomes[0], list) == python_reads_it, outcomes[0]
