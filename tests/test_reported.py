@@ -53,6 +53,22 @@ def test_wilcoxon_is_scipys_with_pratt_zero_handling(ties):
     assert R.wilcoxon_signed_rank(np.zeros(10)) is None
 
 
+def test_wilcoxon_on_a_few_rows_with_ties_or_zeros_is_scipys_exact_permutation_p():
+    """Up to 13 rows with ties or zeros SciPy enumerates every sign flip; ours must give its p."""
+    rng = np.random.default_rng(11)
+    checked = 0
+    for n in (2, 3, 5, 7, 9, 10):
+        for _ in range(3):
+            d = rng.choice([-1.0, -0.5, 0.0, 0.0, 0.25, 0.5, 1.0], size=n)
+            if not d.any():
+                continue
+            ours, ref = R.wilcoxon_signed_rank(d), st.wilcoxon(d, zero_method="pratt")
+            assert ours.statistic == pytest.approx(ref.statistic, abs=TOL)
+            assert ours.pvalue == pytest.approx(ref.pvalue, abs=TOL), d
+            checked += 1
+    assert checked >= 15
+
+
 @pytest.mark.parametrize("n", [12, 30, 50, 400])
 def test_hodges_lehmann_is_the_median_walsh_average_and_inverts_scipys_wilcoxon(n):
     d = _diffs(n, n)
