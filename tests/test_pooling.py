@@ -10,27 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes.comparisons import sliced_experiments
 from statsmodels.stats.meta_analysis import combine_effects
 from test_compare import make_pair
 
-from bt_flywheel.verify.compare import ExperimentScores, compare_loaded, pool_comparisons
+from bt_flywheel.verify.compare import compare_loaded, pool_comparisons
 from bt_flywheel.verify.comparison_model import ComparisonDoc
 
 TOL = 1e-6
-
-
-def _experiments(shift: float, seed: int) -> list[ExperimentScores]:
-    rng = np.random.default_rng(seed)
-    ids = [f"r{i:03d}" for i in range(90)]
-    ease = rng.uniform(0.2, 0.8, 90)
-    out = []
-    for name, lift in (("base", 0.0), ("cand", shift)):
-        trials = rng.random((90, 3)) < np.clip(ease + lift, 0, 1)[:, None]
-        out.append(ExperimentScores(
-            id=name, name=name, created=None, metadata={}, root_rows=270,
-            scores={"acc": {r: [float(v) for v in trials[k]] for k, r in enumerate(ids)}}, available={"acc"},
-            slices={r: ("short", "long", "mixed")[k % 3] for k, r in enumerate(ids)}))
-    return out
 
 
 def _check_against_statsmodels(pooled: dict, effects: np.ndarray, variances: np.ndarray) -> None:
@@ -48,7 +35,7 @@ def _check_against_statsmodels(pooled: dict, effects: np.ndarray, variances: np.
 @pytest.mark.filterwarnings("ignore:invalid value encountered in sqrt:RuntimeWarning")  # statsmodels' sqrt(tau2 < 0)
 @pytest.mark.parametrize("seed", [5, 12])
 def test_pool_across_slices_matches_statsmodels(seed):
-    base, cand = _experiments(0.1, seed)
+    base, cand = sliced_experiments(0.1, seed)
     doc = compare_loaded(base, cand, target="acc", guards=[], slice_key="metadata.length", n_resamples=0,
                          pool=True).to_dict()
     ComparisonDoc.from_dict(doc)
@@ -68,7 +55,7 @@ def _t(item: dict) -> float:
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered in sqrt:RuntimeWarning")
 def test_pool_from_comparison_files_matches_statsmodels():
-    runs = [compare_loaded(*_experiments(shift, seed), target="acc", guards=[], n_resamples=0).to_dict()
+    runs = [compare_loaded(*sliced_experiments(shift, seed), target="acc", guards=[], n_resamples=0).to_dict()
             for shift, seed in ((0.05, 6), (0.15, 7), (0.1, 8), (0.25, 9))]
     out = pool_comparisons([(f"run{i}.json", d) for i, d in enumerate(runs)])
     (pooled,) = out["pooled"]

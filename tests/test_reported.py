@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from fakes.comparisons import sliced_experiments
 from scipy import stats as st
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.meta_analysis import combine_effects
@@ -209,26 +210,10 @@ def test_bad_pooling_input_is_a_one_line_error():
         R.dersimonian_laird([0.1, 0.2], [0.01, 0.0])
 
 
-def _experiments(shift: float, seed: int):
-    from bt_flywheel.verify.compare import ExperimentScores
-
-    rng = np.random.default_rng(seed)
-    ids = [f"r{i:03d}" for i in range(90)]
-    ease = rng.uniform(0.2, 0.8, 90)
-    out = []
-    for name, lift in (("base", 0.0), ("cand", shift)):
-        trials = rng.random((90, 3)) < np.clip(ease + lift, 0, 1)[:, None]
-        out.append(ExperimentScores(
-            id=name, name=name, created=None, metadata={}, root_rows=270,
-            scores={"acc": {r: [float(v) for v in trials[k]] for k, r in enumerate(ids)}}, available={"acc"},
-            slices={r: ("short", "long", "mixed")[k % 3] for k, r in enumerate(ids)}))
-    return out
-
-
 def test_compare_reports_every_figure_per_score_and_per_slice():
     from bt_flywheel.verify.compare import compare_loaded
 
-    base, cand = _experiments(0.1, 4)
+    base, cand = sliced_experiments(0.1, 4)
     doc = compare_loaded(base, cand, target="acc", guards=[], slice_key="metadata.length", n_resamples=0).to_dict()
     ComparisonDoc.from_dict(doc)  # the contract (schemas/comparison.schema.json) carries them
     target = doc["scores"][0]

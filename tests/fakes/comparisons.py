@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bt_flywheel.verify import compare
 from bt_flywheel.verify.metrics import MetricGuard
 
@@ -82,3 +84,19 @@ def comparison(verdict: str = "improved", *, guard: str | None = "non_inferior",
     for name, v in (metric_guards or {}).items():
         assert got[name] == v, (name, got[name], v)
     return doc
+
+
+def sliced_experiments(shift: float, seed: int) -> list[compare.ExperimentScores]:
+    """A baseline and a candidate over 90 rows x 3 trials of a binary score `acc`, the candidate's
+    pass rate lifted by `shift`, each row in one of three slices (short, long, mixed)."""
+    rng = np.random.default_rng(seed)
+    ids = [f"r{i:03d}" for i in range(90)]
+    ease = rng.uniform(0.2, 0.8, 90)
+    out = []
+    for name, lift in (("base", 0.0), ("cand", shift)):
+        trials = rng.random((90, 3)) < np.clip(ease + lift, 0, 1)[:, None]
+        out.append(compare.ExperimentScores(
+            id=name, name=name, created=None, metadata={}, root_rows=270,
+            scores={"acc": {r: [float(v) for v in trials[k]] for k, r in enumerate(ids)}}, available={"acc"},
+            slices={r: ("short", "long", "mixed")[k % 3] for k, r in enumerate(ids)}))
+    return out
