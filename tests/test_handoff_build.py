@@ -144,11 +144,12 @@ def test_build_fills_every_computed_field_from_the_real_inputs(workspace: Path, 
             want["name"], want["effect"], want["ci"], want["p"], want["n"], want["verdict"])
     assert ver["guards"]["margin"] == comp["margin"]
 
-    # loops from the ledger; started_at is the ledger's creation
+    # loops from the ledger; started_at is when Orient ran (the ledger is made a moment before it)
     ledger = json.loads((workspace / "ledger.json").read_text(encoding="utf-8"))
     assert doc["loops"]["count"] == 1 and doc["loops"]["max"] == ledger["max_loops"]
     assert doc["loops"]["ledger"][0]["candidate"] == comp["candidate"]
-    assert doc["started_at"] == ledger["created_at"]
+    orient = json.loads((workspace / "orient.json").read_text(encoding="utf-8"))
+    assert doc["started_at"] == orient["started_at"]
 
     # mode, goal and project from orient.json
     orient = json.loads((workspace / "orient.json").read_text(encoding="utf-8"))
