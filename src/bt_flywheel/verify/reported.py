@@ -94,21 +94,10 @@ def wilcoxon_signed_rank(d: Any, /) -> WilcoxonResult | None:
     tied = np.unique(ranks).size < ranks.size
     if d.size <= 13 and (tied or nonzero < d.size):
         r_plus, r_minus = float(ranks[d > 0].sum()), float(ranks[d < 0].sum())
-        return WilcoxonResult(min(r_plus, r_minus), _exact_sign_flip_p(d, ranks, r_plus), nonzero)
+        null = (np.where(_sign_patterns(d.size) == 1, -d, d) > 0) @ ranks   # r_plus under every sign flip
+        return WilcoxonResult(min(r_plus, r_minus), _two_sided_p(null, r_plus), nonzero)
     res = _st.wilcoxon(d, zero_method="pratt")
     return WilcoxonResult(float(res.statistic), float(res.pvalue), nonzero)
-
-
-def _exact_sign_flip_p(d: np.ndarray, ranks: np.ndarray, observed: float) -> float:
-    """Two-sided p of the Pratt signed-rank sum over all 2**n sign flips, as
-    ``scipy.stats.permutation_test`` computes it (2 x the smaller tail, ties within 100 eps)."""
-    n = d.size
-    flips = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)   # every +-1 pattern
-    null = ((d * flips) > 0) @ ranks
-    gamma = abs(np.finfo(float).eps * 100 * observed)
-    greater = np.mean(null >= observed - gamma)
-    less = np.mean(null <= observed + gamma)
-    return float(min(1.0, 2 * min(greater, less)))
 
 
 # ------------------------------------------------------------------------------ Hodges-Lehmann
@@ -297,22 +286,28 @@ def paired_permutation(d: Any, /, *, rng: Any = 0, exact_max: int = EXACT_PERMUT
     if nz.size < 2:  # both signs of one changed row give the same |mean|
         return PermutationResult(1.0, True, 2 ** nz.size, "sign-flip permutation (at most one row changed)")
     exact = 2 ** nz.size <= exact_max
-    null = _exact_sign_flips(nz) if exact else _random_sign_flips(nz, n_resamples, opts["rng"])
-    observed = float(np.mean(nz))
-    gamma = abs(np.finfo(float).eps * 100 * observed)  # SciPy's tolerance for ties with the observed mean
-    adjustment = 0 if exact else 1
-    less = (np.count_nonzero(null <= observed + gamma) + adjustment) / (null.size + adjustment)
-    greater = (np.count_nonzero(null >= observed - gamma) + adjustment) / (null.size + adjustment)
+    if exact:
+        null = np.mean(np.where(_sign_patterns(nz.size) == 1, -nz, nz), axis=-1)
+    else:
+        null = _random_sign_flips(nz, n_resamples, opts["rng"])
     how = (f"exact sign-flip permutation over {2 ** nz.size} sign patterns" if exact else
            f"Monte-Carlo sign-flip permutation, {n_resamples} seeded resamples")
-    return PermutationResult(float(min(1.0, 2 * min(less, greater))), exact,
+    return PermutationResult(_two_sided_p(null, float(np.mean(nz)), adjustment=0 if exact else 1), exact,
                              int(2 ** nz.size if exact else n_resamples), how)
 
 
-def _exact_sign_flips(x: np.ndarray) -> np.ndarray:
-    """The mean under every one of the 2^n sign patterns."""
-    patterns = (np.arange(2 ** x.size)[:, None] >> np.arange(x.size)) & 1
-    return np.mean(np.where(patterns == 1, -x, x), axis=-1)
+def _sign_patterns(n: int) -> np.ndarray:
+    """Every one of the 2^n sign patterns of n rows: 1 where the row's sign is flipped."""
+    return (np.arange(2 ** n)[:, None] >> np.arange(n)) & 1
+
+
+def _two_sided_p(null: np.ndarray, observed: float, *, adjustment: int = 0) -> float:
+    """``scipy.stats.permutation_test``'s two-sided p: twice the smaller tail, with its tolerance
+    (100 eps of the observed value) for ties, and +1 on both sides for a Monte-Carlo null."""
+    gamma = abs(np.finfo(float).eps * 100 * observed)
+    less = (np.count_nonzero(null <= observed + gamma) + adjustment) / (null.size + adjustment)
+    greater = (np.count_nonzero(null >= observed - gamma) + adjustment) / (null.size + adjustment)
+    return float(min(1.0, 2 * min(less, greater)))
 
 
 def _random_sign_flips(x: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
