@@ -53,6 +53,7 @@ from bt_flywheel.backends.store import (
     _same_record,
     _stage_line,
     merge_staged,
+    next_xact_id,
     validate_row,
 )
 from bt_flywheel.core.errors import InputError
@@ -108,10 +109,18 @@ def _flag_terms() -> list[str]:
     ]
 
 
+_HAS_UNKNOWN_KEYS = ("len(list_filter(k, lambda key: NOT list_contains(["
+                     + ", ".join(f"'{k}'" for k in _PULLED) + "], key))) > 0")
+
+
+def _extra_sql(has_unknown_keys: str) -> str:
+    """The `extra` column: the row without its known keys, when it has others."""
+    drop_known = "{" + ", ".join(f'"{k}": null' for k in _PULLED) + "}"
+    return f"CASE WHEN {has_unknown_keys} THEN json_merge_patch(j, '{drop_known}') END"
+
+
 def _columns_sql() -> dict[str, str]:
     """Each stored column as SQL over the pulled fields (meaningful for rows not flagged)."""
-    known = "[" + ", ".join(f"'{k}'" for k in _PULLED) + "]"
-    drop_known = "{" + ", ".join(f'"{k}": null' for k in _PULLED) + "}"
     cols = {
         "id": f"{_f('id')} ->> '$'", "span_id": f"{_f('span_id')} ->> '$'",
         "root_span_id": f"{_f('root_span_id')} ->> '$'",
@@ -120,8 +129,7 @@ def _columns_sql() -> dict[str, str]:
                     f"THEN true ELSE json_array_length({_f('span_parents')}) = 0 END"),
         "created": "CASE WHEN cs <> '' THEN cts END",
         "_xact_id": """CASE WHEN regexp_full_match(xt, '"?[0-9]+"?') THEN try_cast(trim(xt, '"') AS BIGINT) END""",
-        "extra": (f"CASE WHEN len(list_filter(k, lambda key: NOT list_contains({known}, key))) > 0 "
-                  f"THEN json_merge_patch(j, '{drop_known}') END"),
+        "extra": _extra_sql(_HAS_UNKNOWN_KEYS),
     }
     for name in JSON_COLUMNS:
         cols[name] = _f(name)
@@ -130,7 +138,9 @@ def _columns_sql() -> dict[str, str]:
 
 _SMALL_FIELDS = ("id", "span_id", "root_span_id", "is_root", "span_parents", "created", "_xact_id", "scores",
                  "_is_merge")   # all the checks need; the survey leaves input/output/metadata unparsed
-_ID = "json_extract_string(json, '$.id')"   # a row's id as DuckDB reads it (the key passes join on)
+def _id_of(text: str) -> str:
+    """A row's id as DuckDB reads it from the row's text (the key the passes join on)."""
+    return f"json_extract_string({text}, '$.id')"
 
 
 def _scan_sql(path: Path, compression: str, fields: tuple[str, ...], *, ordered: bool = False,
@@ -154,9 +164,9 @@ def _scan_sql(path: Path, compression: str, fields: tuple[str, ...], *, ordered:
     if ordered:
         source, ord_ = f"{source} WITH ORDINALITY", "ordinality"
     if ids is not None:
-        where = f" WHERE {_ID} IN ({ids})"
+        where = f" WHERE {_id_of('json')} IN ({ids})"
     if pick is not None:
-        source, carry = f"{source} f JOIN ({pick}) o ON o.id = json_extract_string(f.json, '$.id')", "o, "
+        source, carry = f"{source} f JOIN ({pick}) o ON o.id = {_id_of('f.json')}", "o, "
     return (
         f"WITH raw AS (SELECT {ord_} AS ord, {carry}json AS j, json_transform(json, '{spec}') AS s, "
         f"json_keys(json) AS k FROM {source}{where}), "
@@ -175,12 +185,10 @@ def _survey_sql(survey: str, src: int, path: Path, compression: str) -> str:
     """Pass 1, on every core: each row's id, whether Python or a fold must see it, and the columns
     derived from its small fields, so the write pass need not parse them again."""
     columns = _columns_sql()
-    known = "[" + ", ".join(f"'{k}'" for k in _PULLED) + "]"
-    has_extra = f"len(list_filter(k, lambda key: NOT list_contains({known}, key))) > 0"
     return (f"INSERT INTO {survey} ({', '.join(_SURVEY_COLUMNS)}) "
-            + _scan_sql(path, compression, _SMALL_FIELDS).replace("json AS j,", f"json AS j, {_ID} AS id,")
-            + f"SELECT {src}, id, flagged, merge_row, {columns['created']}, {columns['_xact_id']}, "
-            f"{columns['is_root']}, {has_extra} FROM merges")
+            + _scan_sql(path, compression, _SMALL_FIELDS)
+            + f"SELECT {src}, {_id_of('j')}, flagged, merge_row, {columns['created']}, "
+            f"{columns['_xact_id']}, {columns['is_root']}, {_HAS_UNKNOWN_KEYS} FROM merges")
 
 
 def _odd_rows_sql(path: Path, compression: str) -> str:
@@ -205,9 +213,8 @@ def _direct_rows_sql(path: Path, compression: str, pick: str, first_xact: int) -
     """The picked rows straight into `spans` (each a new id seen once in the run, unflagged), with
     the columns the survey derived (`o`); those without an incoming `_xact_id` are numbered from
     `first_xact` by `seq`."""
-    drop_known = "{" + ", ".join(f'"{k}": null' for k in _PULLED) + "}"
     columns = {**_columns_sql(), "created": "o.created", "_xact_id": f"coalesce(o.xact, {first_xact} + o.seq)",
-               "is_root": "o.is_root", "extra": f"CASE WHEN o.has_extra THEN json_merge_patch(j, '{drop_known}') END"}
+               "is_root": "o.is_root", "extra": _extra_sql("o.has_extra")}
     return (f"INSERT INTO spans (object_type, object_id, {', '.join(_STAGE_TYPES)}) "
             + _scan_sql(path, compression, _PULLED, pick=pick)
             + "SELECT ?, ?, " + ", ".join(columns[c] for c in _STAGE_TYPES) + " FROM merges")
@@ -386,7 +393,7 @@ class NativeLoader:
         if self.object_type == "experiment":
             self._roll_up()
         total = self.con.execute(f"SELECT count(*) FROM {self.stage}").fetchone()[0]
-        next_xact = self._next_xact()
+        next_xact = next_xact_id(self.con)
         new, updated = merge_staged(self.con, self.stage, self.object_type, self.object_id, next_xact)
         self.result.inserted += new
         self.result.updated += updated
@@ -425,7 +432,7 @@ class NativeLoader:
 
     def _write_direct(self) -> None:
         _room_for_ids(self.con, sum(self.direct.values()))
-        first_xact = self._next_xact()
+        first_xact = next_xact_id(self.con)
         for src, compression in self.compression.items():
             if self.direct.get(src):
                 pick = f"SELECT * FROM {self.survey}_pick WHERE src = {src} AND kind = 'direct'"
@@ -433,9 +440,6 @@ class NativeLoader:
                     self.con.execute(_direct_rows_sql(self.paths[src], compression, pick, first_xact),
                                      [self.object_type, self.object_id])
         self.result.inserted += sum(self.direct.values())
-
-    def _next_xact(self) -> int:
-        return int(self.con.execute("SELECT coalesce(max(_xact_id), 0) FROM spans").fetchone()[0]) + 1
 
     def _fold(self, ids: list[str]) -> None:
         """One final record per id, applying its rows in file order like `BulkLoader.add`."""
@@ -550,7 +554,8 @@ def _bytes(setting: str) -> int:
 def _hash_the_pick(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Join a file to its picked ids with the ids as the hash table, as the query is written.
     DuckDB guesses a JSON file holds a few dozen rows and would otherwise hash the file: all of
-    its text in memory (at 10M spans, past the ingest's memory limit) and built on one thread."""
+    its text in memory (at 10M spans, past the ingest's memory limit) and built on one thread.
+    The joined rows may land in any order: each carries its own `seq`."""
     con.execute("SET disabled_optimizers = 'build_side_probe_side'")
     con.execute("SET preserve_insertion_order = false")
     try:

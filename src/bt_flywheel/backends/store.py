@@ -466,7 +466,7 @@ class BulkLoader:
         self.pending: dict[str, dict[str, Any]] = {}
         self.tmpdir = Path(tempfile.mkdtemp(prefix=store.stage_prefix, dir=store.path.parent))
         _LIVE_STAGES.add(self.tmpdir)
-        self.next_xact = int(self.con.execute("SELECT coalesce(max(_xact_id), 0) FROM spans").fetchone()[0]) + 1
+        self.next_xact = next_xact_id(self.con)
 
     def add(self, row: dict[str, Any]) -> None:
         """Validate and queue one row (ValueError names the field on a bad row; nothing is queued)."""
@@ -523,6 +523,11 @@ class BulkLoader:
     def close(self) -> None:
         shutil.rmtree(self.tmpdir, ignore_errors=True)
         _LIVE_STAGES.discard(self.tmpdir)
+
+
+def next_xact_id(con: duckdb.DuckDBPyConnection) -> int:
+    """The first `_xact_id` a new write may number rows from: one past the store's highest."""
+    return int(con.execute("SELECT coalesce(max(_xact_id), 0) FROM spans").fetchone()[0]) + 1
 
 
 def merge_staged(con: duckdb.DuckDBPyConnection, table: str, object_type: str, object_id: str,
