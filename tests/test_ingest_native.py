@@ -63,7 +63,9 @@ ODD_LINES = st.sampled_from(['{"id": "a",}', '{"id": "a", "x": nan}', '{"id": "a
                              '{"id": "a", "x": [iNf]}', '{"id": "a", "x": -InFiNiTy}', '{"id": "a", "id": "b"}',
                              '{"id": "\\ud800"}', "[1, 2]", '"a"', "{oops", '{"id": "a"} x',
                              '{"id": "a", "t": "a,}"}', '{"id": "a", "t": ": nan"}', '\ufeff{"id": "a"}',
-                             '{"id": "a", "n": 123456789012345678901234567890}', "   "])
+                             '{"id": "a", "n": 123456789012345678901234567890}', "   ",
+                             '{"id": "a", "x": 1, "x": 2}', '{"id": "a", "x": 1, "y": 2, "id": "a"}',
+                             '{"id": "a", "x": [1 ,]}', '{"id": "a", "x": [ nAn]}', '{"id": "a", "x":-Inf}'])
 
 
 @st.composite
@@ -217,30 +219,56 @@ def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def test_the_bulk_passes_run_on_every_core(tmp_path: Path) -> None:
-    """Line ordinals (WITH ORDINALITY) make DuckDB run a pipeline on one thread, so only the
-    passes over rare rows (flagged, `_is_merge`, repeated ids) may ask for them: the survey and
-    the passes that write rows seen once must not."""
+def test_the_one_pass_runs_on_every_core(tmp_path: Path) -> None:
+    """Line ordinals (WITH ORDINALITY) or a window make DuckDB run a pipeline on one thread: the
+    pass that reads, checks and writes every row must ask for neither (rowid keeps file order)."""
     from bt_flywheel.backends import native_ingest as native
 
     src = _jsonl(tmp_path / "a.jsonl", list(generate_spans(3, seed=7)))
     with Store(tmp_path / "s.duckdb") as store:
-        con = store.con
-        con.execute("CREATE TEMP TABLE sv (" + ", ".join(f"{c} {t}" for c, t in native._SURVEY_COLUMNS.items()) + ")")
-        con.execute("CREATE TEMP TABLE pick AS SELECT *, 0::BIGINT AS seq FROM sv")
-        con.execute("CREATE TEMP TABLE stage (" + ", ".join(f"{c} {t}" for c, t in native._STAGE_COLUMNS.items())
-                    + ")")
-        plans = {
-            "survey": con.execute("EXPLAIN " + native._survey_sql("sv", 0, src, "none")).fetchall(),
-            "direct": con.execute("EXPLAIN " + native._direct_rows_sql(src, "none", "SELECT * FROM pick", 1),
-                                  ["project_logs", "x"]).fetchall(),
-            "stored": con.execute("EXPLAIN " + native._stage_rows_sql("stage", 0, src, "none",
-                                                                      pick="SELECT * FROM pick")).fetchall(),
-            "repeated": con.execute("EXPLAIN " + native._stage_rows_sql("stage", 0, src, "none",
-                                                                        ids="SELECT id FROM pick")).fetchall(),
-        }
-    windowed = {name for name, plan in plans.items() if "STREAMING_WINDOW" in str(plan).upper().replace(" ", "_")}
-    assert windowed == {"repeated"}
+        plan = str(store.con.execute("EXPLAIN " + native._one_pass_sql(src, "none", "t/0")).fetchall()).upper()
+    assert "READ_NDJSON_OBJECTS" in plan
+    assert "WINDOW" not in plan.replace(" ", "_") and "ORDINALITY" not in plan
+
+
+def test_a_store_made_with_the_old_primary_key_loses_it_and_loads_repeated_ids(tmp_path: Path) -> None:
+    """Stores written before the key was dropped: their rows survive the rebuild, and a file that
+    repeats an id (which the key would refuse while the row is in flight) loads like row by row."""
+    import duckdb
+
+    from bt_flywheel.backends.store import SCHEMA
+
+    path = tmp_path / "old.duckdb"
+    spans = list(generate_spans(6, seed=8))
+    with Store(path) as store:
+        ingest(store, _jsonl(tmp_path / "seed.jsonl", spans[:3]), project="p")
+        before = sorted(store.iter_rows("project_logs", store.find_project("p")), key=lambda r: r["id"])
+    con = duckdb.connect(str(path))
+    keyed = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS spans"):].replace(
+        "CREATE TABLE IF NOT EXISTS spans", "CREATE TABLE keyed").replace(
+        "facets JSON, classifications JSON", "facets JSON, classifications JSON, PRIMARY KEY (object_type, object_id, id)")
+    con.execute(keyed)
+    con.execute("INSERT INTO keyed SELECT * FROM spans")
+    con.execute("DROP TABLE spans")
+    con.execute("ALTER TABLE keyed RENAME TO spans")
+    con.close()
+    repeated = [spans[3], dict(spans[3], tags=["again"]), spans[4]]
+    results = {}
+    for name, fn in (("native", ingest), ("rowwise", ingest_rowwise)):
+        copy = tmp_path / f"{name}.duckdb"
+        copy.write_bytes(path.read_bytes())
+        with Store(copy) as store:
+            keys = store.con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'spans' "
+                                     "AND constraint_type = 'PRIMARY KEY'").fetchone()[0]
+            outcome = fn(store, _jsonl(tmp_path / f"{name}.jsonl", repeated), project="p").as_dict()
+            rows = sorted(store.iter_rows("project_logs", store.find_project("p")), key=lambda r: r["id"])
+        assert keys == 0
+        for row in rows:
+            row.pop("_xact_id")
+        results[name] = ({k: outcome[k] for k in ("inserted", "updated", "unchanged")}, rows)
+    assert results["native"] == results["rowwise"]
+    assert {r["id"] for r in before} <= {r["id"] for r in results["native"][1]}
+    assert {r["id"]: r for r in results["native"][1]}[spans[3]["id"]]["tags"] == ["again"]
 
 
 @pytest.mark.parametrize("literal", ["nan", "NaN", "Nan", "naN", "nAn", "inf", "iNf", "-InFiNiTy", "+inf",
@@ -262,3 +290,38 @@ def test_nan_and_inf_words_in_any_case_are_judged_like_the_row_by_row_path(tmp_p
     assert outcomes[0] == outcomes[1]
     python_reads_it = literal in ("NaN", "Infinity", "-Infinity")
     assert isinstance(outcomes[0], list) == python_reads_it, outcomes[0]
+
+
+@pytest.mark.parametrize("line", [
+    '{"id": "odd", "metrics": {"x": [1, nAn]}}', '{"id": "odd", "metrics": {"x": [ -inf]}}',
+    '{"id": "odd", "metrics": {"x":\tINF}}', '{"id": "odd", "tags": ["a" ,]}', '{"id": "odd", "metrics": {"x": 1 , }}',
+    '{"id": "odd", "id": "odd"}', '{"id": "odd", "tags": [], "tags": ["a"]}',
+    '{"id": "odd", "project_id": "p1", "project_id": "p2"}', '{"id": "odd", "a": 1, "b": 2, "a": 3}',
+    '{"id": "odd", "project_id": "p1", "log_id": "g"}'])
+def test_rows_only_python_can_judge_are_judged_like_the_row_by_row_path(tmp_path: Path, line: str) -> None:
+    """Lenient JSON wherever it sits and duplicate keys, known or not: the native path must store
+    exactly what the row-by-row path stores (Python keeps a repeated key's last value)."""
+    src = _jsonl(tmp_path / "a.jsonl", list(generate_spans(2, seed=8)))
+    with open(src, "a") as handle:
+        handle.write(line + "\n")
+    outcomes = []
+    for fn in (ingest, ingest_rowwise):
+        with Store(tmp_path / f"{fn.__name__}.duckdb") as store:
+            try:
+                fn(store, src, project="p")
+                rows = sorted(store.iter_rows("project_logs", store.find_project("p")), key=lambda r: r["id"])
+                outcomes.append([{k: v for k, v in r.items() if k != "_xact_id"} for r in rows])
+                texts = store.con.execute("SELECT extra::VARCHAR, metrics::VARCHAR, tags::VARCHAR FROM spans").fetchall()
+            except InputError as exc:
+                outcomes.append(str(exc).replace(fn.__name__, ""))
+                continue
+            # what DuckDB's own queries read: a repeated key there would answer with its first value
+            for text in (t for row in texts for t in row if t is not None):
+                json.loads(text, object_pairs_hook=_no_repeated_keys)
+    assert outcomes[0] == outcomes[1]
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    assert len(keys) == len(set(keys)), f"stored JSON repeats a key: {keys}"
+    return dict(pairs)

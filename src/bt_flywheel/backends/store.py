@@ -14,8 +14,8 @@ Tables
     An id is unique within its object because every write goes through the loaders, which look
     each id up first (`merge_staged`, `native_ingest`). `spans` has no primary key on purpose:
     DuckDB keeps such an index in memory and maintains it on one thread, which at 10M spans
-    outgrew the ingest's memory limit and was the slowest step of a load. Stores made with the
-    key keep it, and work the same.
+    outgrew the ingest's memory limit and was the slowest step of a load. A store made with the
+    key loses it on its next writable open (`_drop_spans_key`, one copy of the table).
 """
 
 from __future__ import annotations
@@ -70,6 +70,29 @@ ALTER TABLE spans ADD COLUMN IF NOT EXISTS classifications JSON;
 """
 
 
+def _drop_spans_key(con: duckdb.DuckDBPyConnection) -> None:
+    """Rebuild a `spans` made with the old primary key without it: a native load writes a file's
+    rows before it knows whether an id repeats, which that key would refuse."""
+    keyed = con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'spans' "
+                        "AND constraint_type = 'PRIMARY KEY'").fetchone()[0]
+    if not keyed:
+        return
+    ddl = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS spans"):].replace(
+        "CREATE TABLE IF NOT EXISTS spans", "CREATE TABLE _spans_unkeyed")
+    columns = ", ".join(r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = 'spans' ORDER BY column_index").fetchall())
+    con.execute("BEGIN")
+    try:
+        con.execute(ddl)
+        con.execute(f"INSERT INTO _spans_unkeyed ({columns}) SELECT {columns} FROM spans")
+        con.execute("DROP TABLE spans")
+        con.execute("ALTER TABLE _spans_unkeyed RENAME TO spans")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
 def local_id(kind: str, name: str) -> str:
     """A deterministic id for a locally created project/dataset/experiment name."""
     return str(uuid.uuid5(_LOCAL_NAMESPACE, f"{kind}:{name}"))
@@ -105,6 +128,7 @@ class Store:
         if not read_only:
             self.con.execute(SCHEMA)
             self.con.execute(MIGRATIONS)
+            _drop_spans_key(self.con)
             self._remove_stale_stages()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
@@ -525,9 +549,14 @@ class BulkLoader:
         _LIVE_STAGES.discard(self.tmpdir)
 
 
+IN_FLIGHT = "_fw_ingest"   # the object_type of rows a native load has written and not yet placed
+
+
 def next_xact_id(con: duckdb.DuckDBPyConnection) -> int:
-    """The first `_xact_id` a new write may number rows from: one past the store's highest."""
-    return int(con.execute("SELECT coalesce(max(_xact_id), 0) FROM spans").fetchone()[0]) + 1
+    """The first `_xact_id` a new write may number rows from: one past the store's highest (rows
+    still in flight in a native load do not count)."""
+    return int(con.execute("SELECT coalesce(max(_xact_id), 0) FROM spans WHERE object_type <> ?",
+                           [IN_FLIGHT]).fetchone()[0]) + 1
 
 
 def merge_staged(con: duckdb.DuckDBPyConnection, table: str, object_type: str, object_id: str,
