@@ -226,7 +226,8 @@ def test_the_one_pass_runs_on_every_core(tmp_path: Path) -> None:
 
     src = _jsonl(tmp_path / "a.jsonl", list(generate_spans(3, seed=7)))
     with Store(tmp_path / "s.duckdb") as store:
-        plan = str(store.con.execute("EXPLAIN " + native._one_pass_sql(src, "none", "t/0")).fetchall()).upper()
+        plan = str(store.con.execute("EXPLAIN " + native._one_pass_sql(src, "none", "t/0"),
+                                      ["project_logs", "x"]).fetchall()).upper()
     assert "READ_NDJSON_OBJECTS" in plan
     assert "WINDOW" not in plan.replace(" ", "_") and "ORDINALITY" not in plan
 
@@ -325,3 +326,20 @@ def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [k for k, _ in pairs]
     assert len(keys) == len(set(keys)), f"stored JSON repeats a key: {keys}"
     return dict(pairs)
+
+
+def test_rows_without_an_xact_id_are_numbered_in_file_order_after_every_stored_row(tmp_path: Path) -> None:
+    """`_pagination_key` paging reads `_xact_id` order: a load's rows that come without one are
+    numbered in file order across its files, after what the store held, on both paths."""
+    spans = list(generate_spans(300, seed=9))
+    for i, span in enumerate(spans[:5]):
+        span["_xact_id"] = str(10_000 + i)           # a first load that brings its own ids
+    files = [_jsonl(tmp_path / "a.jsonl", spans[5:150]), _jsonl(tmp_path / "b.jsonl", spans[150:])]
+    for fn in (ingest, ingest_rowwise):
+        with Store(tmp_path / f"{fn.__name__}.duckdb") as store:
+            fn(store, _jsonl(tmp_path / "seed.jsonl", spans[:5]), project="p")
+            for path in files:
+                fn(store, path, project="p")
+            order = store.con.execute("SELECT id, _xact_id FROM spans ORDER BY _xact_id").fetchall()
+        assert [row_id for row_id, _ in order] == [s["id"] for s in spans], fn.__name__
+        assert order[5][1] > 10_004

@@ -2,27 +2,28 @@
 pass per file on every core, and Python sees only the rows DuckDB cannot vouch for.
 
 Per file, one statement (`_one_pass_sql`, over `read_ndjson_objects`, plain or gzip) parses each
-row once and inserts it into `spans` under a marker object (`IN_FLIGHT`, object id
-"LOADER/FILE/state"), with every stored column computed and a state: `new`, `flagged` (a check of
-`store.validate_row`, the one definition of a valid row, might fail or decide differently: not an
-object, a field of an unexpected type, a `created` that is not a plain ISO 8601 string, duplicate
-keys, JSON that DuckDB's parser accepts and Python's does not such as trailing commas or
-`nan`/`inf` spellings) or `merge` (an `_is_merge` row); those two carry the row's text. The
-insert is a parallel batch insert, so rowid keeps file order: it orders every row of the run and
-numbers the rows that come without an `_xact_id`, as `_pagination_key` paging expects.
+row once, computes every stored column and inserts the row into `spans` for its object, except
+two kinds of rows, which go under a marker object (`IN_FLIGHT`, object id "LOADER/FILE/state")
+with their text: `flagged` (a check of `store.validate_row`, the one definition of a valid row,
+might fail or decide differently: not an object, a field of an unexpected type, a `created` that
+is not a plain ISO 8601 string, duplicate keys, JSON that DuckDB's parser accepts and Python's does
+not such as trailing commas or `nan`/`inf` spellings) and `merge` (an `_is_merge` row). The insert
+is a parallel batch insert, so rowid keeps file order: the loader keeps each file's rowid range,
+which orders every row of the run and numbers those that come without an `_xact_id`, as
+`_pagination_key` paging expects.
 
 Flagged rows are checked by `validate_row` one by one; if one is bad, or DuckDB could not parse a
 line, the file's rows are taken out again and the file is read line by line in Python
 (`_scan_file`), so the error names FILE:LINE: field and --skip-bad skips exactly the rows the
 row-by-row path skips. `_is_merge` rows are staged for the fold.
 
-`finish` then sorts the new rows by id over the whole run: an id seen once and not stored for this
-object stays where it is and only gets its real object and `_xact_id` (most rows of a load); an id
+`finish` then sorts the written rows by id over the whole run: an id seen once and not stored for
+this object before stays where it is and only gets its `_xact_id` (most rows of a load); an id
 seen more than once, or already stored, or any experiment row, moves to the stage table, where
 repeated ids are folded in Python with the `_is_merge` rows (Braintrust's merge semantics, as
 `store.BulkLoader` does) and `store.merge_staged` compares and writes them set-wise.
 
-Everything runs inside the caller's transaction, so no marker row outlives a failed load. A failed
+Everything runs inside the caller's transaction, so nothing of a failed load outlives it. A failed
 DuckDB statement would abort that transaction, so DuckDB reads with `ignore_errors` (a malformed
 line becomes a NULL row) and a gzip file is first read through once on a separate connection.
 """
@@ -166,15 +167,17 @@ def _scan_sql(path: Path, compression: str) -> str:
 
 
 def _one_pass_sql(path: Path, compression: str, tag: str) -> str:
-    """Every row of the file into `spans` under the `IN_FLIGHT` object "TAG/state", each column
-    computed; flagged and `_is_merge` rows carry their text in `input` (see the module docstring)."""
+    """Every row of the file into `spans` with each column computed: its object's (the two
+    parameters), or for flagged and `_is_merge` rows the `IN_FLIGHT` object "TAG/state", with
+    their text in `input` (see the module docstring)."""
     plain = _columns_sql()
     columns = {**plain, "input": f"CASE WHEN flagged OR merge_row THEN j ELSE {_f('input')} END",
                "id": f"coalesce({plain['id']}, '')"}    # spans.id is NOT NULL; a flagged row may have none
-    state = "CASE WHEN flagged THEN 'flagged' WHEN merge_row THEN 'merge' ELSE 'new' END"
+    odd = "flagged OR merge_row"
     return (f"INSERT INTO spans (object_type, object_id, {', '.join(_STAGE_TYPES)}) "
             + _scan_sql(path, compression)
-            + f"SELECT '{IN_FLIGHT}', '{tag}/' || {state}, "
+            + f"SELECT CASE WHEN {odd} THEN '{IN_FLIGHT}' ELSE $1 END, "
+            f"CASE WHEN flagged THEN '{tag}/flagged' WHEN merge_row THEN '{tag}/merge' ELSE $2 END, "
             + ", ".join(columns[c] for c in _STAGE_TYPES) + " FROM merges")
 
 
@@ -248,6 +251,7 @@ class NativeLoader:
         self.paths: list[Path] = []
         n = next(_COUNTER)
         self.tag = f"{os.getpid()}.{n}"       # this loader's in-flight rows: object_id "TAG/FILE/state"
+        self.rowids: dict[int, tuple[int, int]] = {}   # per file written by the one pass: its rowid range
         self.stage = f"_fw_native_{n}"
         self.tmpdir = Path(tempfile.mkdtemp(prefix=store.stage_prefix, dir=store.path.parent))
         _LIVE_STAGES.add(self.tmpdir)
@@ -255,10 +259,29 @@ class NativeLoader:
         cols = ", ".join(f"{c} {t}" for c, t in _STAGE_COLUMNS.items())
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {self.stage} ({cols})")
 
-    def _in_flight(self, src: int | None = None, state: str = "%") -> str:
-        """SQL selecting this loader's in-flight rows (of one file, in one state)."""
-        file = "%" if src is None else str(src)
-        return f"object_type = '{IN_FLIGHT}' AND object_id LIKE '{self.tag}/{file}/{state}'"
+    def _in_flight(self, src: int, state: str = "%") -> str:
+        """SQL selecting one file's flagged and `_is_merge` rows (in one state)."""
+        return f"object_type = '{IN_FLIGHT}' AND object_id LIKE '{self.tag}/{src}/{state}'"
+
+    def _written(self) -> str:
+        """SQL selecting the rows the one pass wrote for this object and that are still there."""
+        ranges, merged = sorted(self.rowids.values()), []
+        for low, high in ranges:
+            if merged and merged[-1][1] + 1 == low:
+                merged[-1] = (merged[-1][0], high)
+            else:
+                merged.append((low, high))
+        within = " OR ".join(f"rowid BETWEEN {low} AND {high}" for low, high in merged) or "false"
+        return f"object_type = {_quote(self.object_type)} AND object_id = {_quote(self.object_id)} AND ({within})"
+
+    def _src_of_rowid(self) -> str:
+        if not self.rowids:
+            return "NULL::INTEGER"
+        return "CASE " + " ".join(f"WHEN rowid BETWEEN {low} AND {high} THEN {src}"
+                                  for src, (low, high) in self.rowids.items()) + " END"
+
+    def _last_rowid(self) -> int:
+        return self.con.execute("SELECT coalesce(max(rowid), -1) FROM spans").fetchone()[0]
 
     # -- writing files ---------------------------------------------------------------------
 
@@ -272,17 +295,21 @@ class NativeLoader:
         if _starts_with_bom(path, gz) or (gz and not _gzip_reads_cleanly(path)):
             return self._scan_file(src)
         compression = "gzip" if gz else "none"
+        before = self._last_rowid()
         try:
-            rows = self.con.execute(_one_pass_sql(path, compression, f"{self.tag}/{src}")).fetchone()[0]
+            rows = self.con.execute(_one_pass_sql(path, compression, f"{self.tag}/{src}"),
+                                    [self.object_type, self.object_id]).fetchone()[0]
         except duckdb.Error as exc:
             raise InputError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
+        low, high = before + 1, self._last_rowid()
+        if rows:
+            self.rowids[src] = (low, high)
         odd = self.con.execute(
-            "SELECT rowid, nth, object_id LIKE '%/merge', input, id FROM (SELECT rowid, object_id, input, id, "
-            f"row_number() OVER (ORDER BY rowid) AS nth FROM spans WHERE {self._in_flight(src)}) "
-            "WHERE NOT object_id LIKE '%/new' ORDER BY rowid").fetchall() if self._has_odd(src) else []
+            "SELECT rowid, nth, object_id LIKE '%/merge', input, id FROM (SELECT rowid, object_type, object_id, "
+            f"input, id, row_number() OVER (ORDER BY rowid) AS nth FROM spans WHERE rowid BETWEEN {low} AND {high}) "
+            f"WHERE {self._in_flight(src)} ORDER BY rowid").fetchall() if self._has_odd(src) else []
         if odd:
-            self.con.execute(f"DELETE FROM spans WHERE {self._in_flight(src, 'flagged')} OR "
-                             f"{self._in_flight(src, 'merge')}")
+            self.con.execute(f"DELETE FROM spans WHERE {self._in_flight(src)}")
             flagged = [(rowid, nth, raw) for rowid, nth, merge, raw, _ in odd if not merge]
             if not self._check_flagged(src, flagged):
                 return self._scan_file(src)
@@ -292,8 +319,7 @@ class NativeLoader:
         return rows
 
     def _has_odd(self, src: int) -> bool:
-        return self.con.execute(f"SELECT count(*) FROM spans WHERE {self._in_flight(src)} "
-                                "AND NOT object_id LIKE '%/new'").fetchone()[0] > 0
+        return self.con.execute(f"SELECT count(*) FROM spans WHERE {self._in_flight(src)}").fetchone()[0] > 0
 
     def _check_flagged(self, src: int, flagged: list[tuple[int, int, Any]]) -> bool:
         """Validate the flagged rows in Python and stage them; False (nothing staged) if any is bad."""
@@ -314,7 +340,9 @@ class NativeLoader:
     def _scan_file(self, src: int) -> int:
         """The row-by-row reading of one file: every bad row is reported by FILE:LINE."""
         path = self.paths[src]
-        self.con.execute(f"DELETE FROM spans WHERE {self._in_flight(src)}")
+        if src in self.rowids:
+            low, high = self.rowids.pop(src)
+            self.con.execute(f"DELETE FROM spans WHERE rowid BETWEEN {low} AND {high}")
         self.con.execute(f"DELETE FROM {self.stage} WHERE src = ?", [src])
         batch: list[dict[str, Any]] = []
         staged = 0
@@ -367,34 +395,35 @@ class NativeLoader:
         return self.result
 
     def _stage_repeated_and_stored(self) -> None:
-        """Move the new rows whose id is seen more than once in this run (counting the rows
-        already staged: flagged, `_is_merge` and Python-read ones), or is stored for this object, into the stage, in file order; all of them for an
-        experiment, whose roots are rolled up from the stage."""
-        new = self._in_flight(state="new")
+        """Move the rows the one pass wrote whose id is seen more than once in this run (counting
+        the rows already staged: flagged, `_is_merge` and Python-read ones), or was stored for
+        this object before, into the stage, in file order; all of them for an experiment, whose
+        roots are rolled up from the stage."""
+        written = self._written()
         if self.object_type == "experiment":
-            moving = new
+            moving = written
         else:
             self.con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {self.stage}_ids AS "
-                f"SELECT id FROM (SELECT id FROM spans WHERE {new} UNION ALL SELECT id FROM {self.stage}) "
+                f"SELECT id FROM (SELECT id FROM spans WHERE {written} UNION ALL SELECT id FROM {self.stage}) "
                 "GROUP BY id HAVING count(*) > 1 "
-                f"UNION SELECT id FROM spans WHERE {new} AND id IN "
-                "(SELECT id FROM spans WHERE object_type = ? AND object_id = ?)", [self.object_type, self.object_id])
-            moving = f"{new} AND id IN (SELECT id FROM {self.stage}_ids)"
+                f"UNION SELECT id FROM spans WHERE {written} AND id IN (SELECT id FROM spans WHERE "
+                f"object_type = ? AND object_id = ? AND NOT ({written}))", [self.object_type, self.object_id])
+            moving = f"{written} AND id IN (SELECT id FROM {self.stage}_ids)"
         self.con.execute(f"INSERT INTO {self.stage} ({', '.join(_STAGE_COLUMNS)}) "
-                         "SELECT split_part(object_id, '/', 2)::INTEGER, rowid, NULL, NULL, false, false, NULL, "
+                         f"SELECT {self._src_of_rowid()}, rowid, NULL, NULL, false, false, NULL, "
                          f"{', '.join(_STAGE_TYPES)} FROM spans WHERE {moving}")
         self.con.execute(f"DELETE FROM spans WHERE {moving}")
 
     def _place_new(self) -> None:
-        """The remaining new rows become rows of this object; those without an `_xact_id` are
-        numbered in file order (by rowid) after every placed row."""
-        new = self._in_flight(state="new")
-        first_xact = next_xact_id(self.con)
-        placed = self.con.execute(
-            f"UPDATE spans SET object_type = ?, object_id = ?, _xact_id = coalesce(_xact_id, {first_xact} + rowid - "
-            f"(SELECT min(rowid) FROM spans WHERE {new})) WHERE {new}", [self.object_type, self.object_id]
-        ).fetchone()[0]
+        """The rows the one pass wrote that stay (ids seen once, new to this object) are inserted;
+        those without an `_xact_id` are numbered in file order (by rowid) after every stored row."""
+        written = self._written()
+        placed, first_row = self.con.execute(f"SELECT count(*), min(rowid) FROM spans WHERE {written}").fetchone()
+        if placed:
+            first_xact = next_xact_id(self.con)
+            self.con.execute(f"UPDATE spans SET _xact_id = {first_xact} + rowid - {first_row} "
+                             f"WHERE {written} AND _xact_id IS NULL")
         self.result.inserted += placed
 
     def _fold(self, ids: list[str]) -> None:
@@ -483,6 +512,10 @@ class NativeLoader:
                 break  # an aborted transaction drops its temp tables with it
         shutil.rmtree(self.tmpdir, ignore_errors=True)
         _LIVE_STAGES.discard(self.tmpdir)
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _stage_entry(row: Any) -> dict[str, Any] | str:
