@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from fakes.loopback import stop_server
 from test_curate import STORE, load, make_spans
 
 from bt_flywheel.backends.braintrust import BraintrustBackend
@@ -92,8 +93,7 @@ class FakeBraintrust:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server)
 
 
 @pytest.fixture

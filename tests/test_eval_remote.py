@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from fakes.loopback import stop_server
 
 from bt_flywheel.backends.store import Store
 
@@ -93,8 +94,7 @@ def fake_braintrust() -> Iterator[tuple[str, list]]:
     try:
         yield base, _FakeBraintrust.requests
     finally:
-        server.shutdown()
-        server.server_close()
+        stop_server(server)
 
 
 def test_remote_eval_sends_through_the_sdk_and_mirrors_locally(tmp_path: Path, run_cli, fake_braintrust,
@@ -150,5 +150,4 @@ def test_second_remote_run_in_one_process_sends_rows_to_its_own_server(tmp_path:
             sent = [row for m, p, b in _FakeBraintrust.requests if p == "/logs3" for row in b["rows"]]
             assert sum((r.get("span_attributes") or {}).get("type") == "eval" for r in sent) == 4
         finally:
-            server.shutdown()
-            server.server_close()
+            stop_server(server)

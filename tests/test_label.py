@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.loopback import stop_server
 
 from bt_flywheel.backends.http import parse_retry_after
 from bt_flywheel.core.errors import BackendError, InputError
@@ -95,8 +96,7 @@ class FakeOpenAI:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from fakes.loopback import stop_server
 
 from bt_flywheel.backends.http import HttpClient
 from bt_flywheel.backends.remote import RemoteClient
@@ -70,8 +71,7 @@ class FakeBraintrust:
 def fake() -> Iterator[FakeBraintrust]:
     server = FakeBraintrust()
     yield server
-    server.server.shutdown()
-    server.server.server_close()
+    stop_server(server.server)
 
 
 def _client(fake: FakeBraintrust, **http: Any) -> RemoteClient:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from braintrust import Score
+from fakes.loopback import stop_server
 
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.evals.scorers import (
@@ -168,8 +169,7 @@ def fake_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict]]:
     try:
         yield _FakeOpenAI.requests
     finally:
-        server.shutdown()
-        server.server_close()
+        stop_server(server)
 
 
 def test_rubric_scorer_judges_through_an_openai_compatible_endpoint(fake_openai: list[dict]) -> None:

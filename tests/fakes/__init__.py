@@ -1,5 +1,13 @@
 """Shared loopback fakes for tests (never the network): see tests/fakes/loopback.py."""
 
-from .loopback import FakeBraintrust, FakeModelServer, Fault, LoopbackServer, Recorded, default_judge
+from .loopback import (
+    FakeBraintrust,
+    FakeModelServer,
+    Fault,
+    LoopbackServer,
+    Recorded,
+    default_judge,
+    stop_server,
+)
 
-__all__ = ["FakeBraintrust", "FakeModelServer", "Fault", "LoopbackServer", "Recorded", "default_judge"]
+__all__ = ["FakeBraintrust", "FakeModelServer", "Fault", "LoopbackServer", "Recorded", "default_judge", "stop_server"]
