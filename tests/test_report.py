@@ -6,9 +6,12 @@ candidate's outputs carry a planted <script>."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+import shutil
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,21 +56,31 @@ def write_experiments(store_path, seed: int = 3, *, third: bool = False) -> None
                  "span_attributes": {"name": "eval", "type": "eval"}} for i in range(N)])
 
 
-@pytest.fixture
-def store_path(tmp_path):
-    write_experiments(tmp_path / STORE)
-    return tmp_path / STORE
-
-
-@pytest.fixture
-def comp(store_path) -> dict:
-    return compare_experiments(store_path, "bot-baseline", "bot-candidate", target="refusal_ok",
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, dict, list[dict]]:
+    """The experiments written once per module, with their comparison and report rows: (store, comp, rows).
+    Tests get a copy of each, so one test's writes or edits never reach another."""
+    store_path = tmp_path_factory.mktemp("report-store") / "store.duckdb"
+    write_experiments(store_path)
+    comp = compare_experiments(store_path, "bot-baseline", "bot-candidate", target="refusal_ok",
                                guards=["Factuality"], slice_key="metadata.facet", n_resamples=2000).to_dict()
+    return store_path, comp, load_report_rows(store_path, "bot-baseline", "bot-candidate")
 
 
 @pytest.fixture
-def rows(store_path) -> list[dict]:
-    rows = load_report_rows(store_path, "bot-baseline", "bot-candidate")
+def store_path(tmp_path, built):
+    (tmp_path / STORE).parent.mkdir(parents=True)
+    return Path(shutil.copyfile(built[0], tmp_path / STORE))
+
+
+@pytest.fixture
+def comp(built) -> dict:
+    return copy.deepcopy(built[1])
+
+
+@pytest.fixture
+def rows(built) -> list[dict]:
+    rows = copy.deepcopy(built[2])
     rows[0]["baseline_url"] = "https://www.braintrust.dev/app/acme/p/bot/experiments/bot-baseline?r=row-000"
     rows[1]["candidate_url"] = "javascript:alert(1)"
     return rows
