@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -89,29 +90,38 @@ def _write_experiment(store: Store, project_id: str, name: str, refusal: dict[st
     store.upsert_rows("experiment", exp_id, rows)
 
 
-@pytest.fixture
-def workspace(tmp_path: Path, run_cli) -> Path:
+@pytest.fixture(scope="module")
+def built_workspace(tmp_path_factory: pytest.TempPathFactory, run_cli_once) -> Path:
     """A store with baseline/candidate (candidate fixes refusals on 30 of 40 rows), compare.json
-    from `flywheel compare --out`, a ledger from `flywheel route decide`, a draft and a notes file."""
+    from `flywheel compare --out`, a ledger from `flywheel route decide`, a draft and a notes file;
+    made once per module with the real commands (each test works in its own copy: `workspace`)."""
+    root = tmp_path_factory.mktemp("handoff-build")
     ids = [f"row-{i:02d}" for i in range(40)]
-    with Store(tmp_path / STORE) as store:
+    with Store(root / STORE) as store:
         pid = store.ensure_project(PROJECT)
         _write_experiment(store, pid, "baseline", {r: [0.0, 0.0] if i % 4 else [1.0, 1.0] for i, r in enumerate(ids)})
         _write_experiment(store, pid, "candidate", {r: [1.0, 1.0] if i % 4 or i == 0 else [1.0, 0.0]
                                                     for i, r in enumerate(ids)})
-    code, _, err = run_cli("compare", "baseline", "candidate", "--target", "Refusal", "--guard", "Factuality",
-                           "--resamples", "0", "--out", "compare.json")
+    code, _, err = run_cli_once("compare", "baseline", "candidate", "--target", "Refusal", "--guard", "Factuality",
+                                "--resamples", "0", "--out", "compare.json", cwd=root)
     assert code == 0, err
-    code, _, err = run_cli("route", "decide", "--ledger", "ledger.json", "--comparison", "compare.json",
-                           "--change", "refusal prompt")
+    code, _, err = run_cli_once("route", "decide", "--ledger", "ledger.json", "--comparison", "compare.json",
+                                "--change", "refusal prompt", cwd=root)
     assert code == 0, err
-    code, out, err = run_cli("orient", "--json", "--project", PROJECT)
+    code, out, err = run_cli_once("orient", "--json", "--project", PROJECT, cwd=root)
     assert code == 0, err
-    (tmp_path / "orient.json").write_text(out, encoding="utf-8")
-    (tmp_path / "draft").mkdir()
-    (tmp_path / "draft" / "handoff.yaml").write_text(DRAFT, encoding="utf-8")
-    (tmp_path / "draft" / "notes").mkdir()
-    (tmp_path / "draft" / "notes" / "diagnosis.md").write_text("quoted instructions\n", encoding="utf-8")
+    (root / "orient.json").write_text(out, encoding="utf-8")
+    (root / "draft").mkdir()
+    (root / "draft" / "handoff.yaml").write_text(DRAFT, encoding="utf-8")
+    (root / "draft" / "notes").mkdir()
+    (root / "draft" / "notes" / "diagnosis.md").write_text("quoted instructions\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, built_workspace: Path) -> Path:
+    """This test's own copy of the built workspace, in its working directory."""
+    shutil.copytree(built_workspace, tmp_path, dirs_exist_ok=True)
     return tmp_path
 
 
