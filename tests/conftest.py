@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+import store_cache
 
 from bt_flywheel.cli import main
 
@@ -29,6 +30,14 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, cwd: Path) -> None:
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     _isolate(monkeypatch, tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _store_cache_folder(tmp_path_factory: pytest.TempPathFactory):
+    """The session's folder for stores built once and copied per test (tests/store_cache.py)."""
+    store_cache.set_root(tmp_path_factory.mktemp("store-cache"))
+    yield
+    store_cache.set_root(None)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import store_cache
 from test_label import FakeOpenAI
 
 from bt_flywheel.backends.store import Store
@@ -20,13 +21,14 @@ from bt_flywheel.core.schemas import schema_errors
 from bt_flywheel.dataset.split import validation_count
 
 STORE = ".flywheel/store.duckdb"
+NOW = datetime.now(UTC)   # once per module, so equal calls of make_spans make equal spans (and share a store)
 FACET_VALUES = ["billing dispute", "login failure", "N/A", " none ", "No Match", "", None, "refund request"]
 
 
 def make_spans(n: int, *, start: int = 0, seed: int = 1) -> list[dict[str, Any]]:
     """n traces: a root (input, output, scores.resolution, metadata.facets.issues) and a facet llm span."""
     rng = random.Random(seed)
-    now = datetime.now(UTC)
+    now = NOW
     rows = []
     for i in range(start, start + n):
         root = f"trace-{i:05d}"
@@ -47,11 +49,20 @@ def make_spans(n: int, *, start: int = 0, seed: int = 1) -> list[dict[str, Any]]
     return rows
 
 
-def load(spans: list[dict[str, Any]], project: str = "support") -> str:
-    with Store(STORE) as store:
+def _upsert(path: str | Path, spans: list[dict[str, Any]], project: str) -> str:
+    with Store(path) as store:
         project_id = store.ensure_project(project)
         store.upsert_rows("project_logs", project_id, spans)
     return project_id
+
+
+def load(spans: list[dict[str, Any]], project: str = "support") -> str:
+    """Upsert spans into the test's store; a new store holding the same spans as another test's
+    is a copy of one built once per session (tests/store_cache.py)."""
+    if Path(STORE).exists():
+        return _upsert(STORE, spans, project)
+    return store_cache.copy_of(STORE, store_cache.content_key("curate", project, spans),
+                               lambda path: _upsert(path, spans, project))
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import store_cache
 from sklearn.metrics import adjusted_rand_score
 
 from bt_flywheel.backends import sql
@@ -33,9 +34,14 @@ MODEL_ARI = 0.8          # the issue's bar for the model path
 TFIDF_ARI = 0.2          # the stated bound for TF-IDF alone (references/topics-patterns.md)
 
 
-def _store(path: Path, rows: list[dict]) -> Path:
+def _upsert(path: Path, rows: list[dict]) -> None:
     with Store(path) as store:
         store.upsert_rows("project_logs", store.ensure_project("shop"), rows)
+
+
+def _store(path: Path, rows: list[dict]) -> Path:
+    """A new store at path holding rows (a copy of one built once per session for these rows)."""
+    store_cache.copy_of(path, store_cache.content_key("topics", rows), lambda built: _upsert(built, rows))
     return path
 
 
