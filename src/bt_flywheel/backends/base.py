@@ -13,6 +13,7 @@ scorer span's score (`rollup_scores`): Braintrust's SDK logs scores only on `sco
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -82,6 +83,11 @@ class Backend(Protocol):
     """Where projects, logs, experiments and datasets live (see the module docstring)."""
 
     name: str                      # "local" | "remote"
+
+    def reading(self) -> AbstractContextManager[None]:
+        """Inside this block, reads share what they can (the local store opens once instead of
+        once per call). Only reads may run inside it."""
+        ...
 
     def query(self, sql: str, *, project: str | None = None, force_ignore_linter: bool = False) -> QueryResult:
         """Run one Braintrust SQL statement."""

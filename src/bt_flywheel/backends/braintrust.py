@@ -17,6 +17,7 @@ the wire protocol: login, retries, btql, projects, experiments, datasets, /logs3
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from bt_flywheel.backends.base import SPAN_METRIC_FIELDS, Links, ObjectInfo, rollup_scores, span_metrics_view
@@ -40,6 +41,9 @@ class BraintrustBackend:
     @classmethod
     def from_settings(cls, settings: Any, *, http: Any = None) -> BraintrustBackend:
         return cls(RemoteClient.from_settings(settings, http=http), project=settings.get("project"))
+
+    def reading(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def __repr__(self) -> str:
         return f"BraintrustBackend({self.client.app_url!r})"

@@ -27,9 +27,10 @@ def load_report_rows(source: str | os.PathLike[str] | Backend, baseline: str, ca
     """
     backend = as_backend(source)
     sides: dict[str, dict[str, dict[str, Any]]] = {}
-    for side, name in (("baseline", baseline), ("candidate", candidate)):
-        found = backend.experiment(name, project=project)
-        sides[side] = _collect_side(backend.experiment_roots(found), side, trace_url)
+    with backend.reading():
+        for side, name in (("baseline", baseline), ("candidate", candidate)):
+            found = backend.experiment(name, project=project)
+            sides[side] = _collect_side(backend.experiment_roots(found), side, trace_url)
     out = []
     for row_id in sorted(set(sides["baseline"]) | set(sides["candidate"])):
         b, c = sides["baseline"].get(row_id, {}), sides["candidate"].get(row_id, {})

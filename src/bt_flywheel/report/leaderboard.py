@@ -215,12 +215,13 @@ def load_cells(source: str | os.PathLike[str] | Backend, experiments: Iterable[s
     exps: dict[str, set[str]] = defaultdict(set)
     seen_scores: set[str] = set()
     loaded: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
-    for name in experiments:
-        found = backend.experiment(name, project=project)
-        roots = list(backend.experiment_roots(found))
-        loaded.append((found.as_dict(), roots))
-        for r in roots:
-            seen_scores.update(k for k, v in (r.get("scores") or {}).items() if v is not None)
+    with backend.reading():
+        for name in experiments:
+            found = backend.experiment(name, project=project)
+            roots = list(backend.experiment_roots(found))
+            loaded.append((found.as_dict(), roots))
+            for r in roots:
+                seen_scores.update(k for k, v in (r.get("scores") or {}).items() if v is not None)
     if score is None:
         if len(seen_scores) != 1:
             raise InputError(f"--score: the experiments carry {len(seen_scores)} scores "

@@ -337,9 +337,11 @@ def compare_experiments(source: str | Path | Backend, baseline: str, candidate: 
         raise InputError(f"--guard: a score is listed twice ({', '.join(names)})")
     stats._iv(min_effect=min_effect, margin=margin, alpha=alpha, threshold=threshold, n_resamples=n_resamples)
     _check_metric_guards(metric_guards, names)
-    base, cand = (load_experiment(backend, name, names, project=project, cluster_key=cluster_key,
-                                  slice_key=slice_key, metric_names=[g.metric for g in metric_guards], prices=prices)
-                  for name in (baseline, candidate))
+    with backend.reading():
+        base, cand = (load_experiment(backend, name, names, project=project, cluster_key=cluster_key,
+                                      slice_key=slice_key, metric_names=[g.metric for g in metric_guards],
+                                      prices=prices)
+                      for name in (baseline, candidate))
     return compare_loaded(base, cand, target=target, guards=names[1:], min_effect=min_effect, margin=margin,
                           alpha=alpha, threshold=threshold, slice_key=slice_key, cluster_key=cluster_key,
                           n_resamples=n_resamples, seed=seed, metric_guards=metric_guards, pool=pool)
