@@ -166,6 +166,41 @@ def test_permutation_beyond_the_exact_size_is_seeded_monte_carlo_and_matches_sci
     assert abs(ours.pvalue - st.ttest_1samp(d, 0).pvalue) < 0.03
 
 
+def _sign_flip_means_by_permuted(x, n_resamples, rng):
+    """The sign-flip means as SciPy's permutation_test draws them: ``rng.permuted`` on every
+    row's pair, a batch at a time (what _random_sign_flips did before it read the bits itself)."""
+    batch = min(R.permutation_batch(x.size), n_resamples)
+    pairs = np.tile(np.arange(2), (batch, x.size, 1))
+    out = []
+    for k in range(0, n_resamples, batch):
+        flipped = rng.permuted(pairs, axis=-1)[:min(batch, n_resamples - k), :, 0] == 1
+        out.append(np.mean(np.where(flipped, -x, x), axis=-1))
+    return np.concatenate(out)
+
+
+def _plain(state):  # a bit generator's state with its arrays (MT19937's key) as lists
+    return {k: _plain(v) if isinstance(v, dict) else np.asarray(v).tolist() for k, v in state.items()}
+
+
+@pytest.mark.parametrize(("n", "n_resamples"), [(17, 9_999), (40, 9_999), (300, 9_999), (2, 5), (3, 1), (7, 8)])
+@pytest.mark.parametrize("leftover", [False, True])
+@pytest.mark.parametrize("bit_generator", [np.random.PCG64, np.random.MT19937, np.random.Philox])
+def test_random_sign_flips_are_numpys_pair_shuffles_bit_for_bit(n, n_resamples, leftover, bit_generator):
+    """The Monte-Carlo null reads PCG64's bits directly instead of shuffling each pair with
+    ``rng.permuted``: the same means to the last bit, and the generator left in the same state
+    (with or without half a 64-bit draw pending); other bit generators still shuffle."""
+    x = np.random.default_rng(n).normal(0.05, 0.2, n)
+    ours, ref = (np.random.Generator(bit_generator(n_resamples + n)) for _ in range(2))
+    if leftover:  # a 32-bit draw leaves the other half of a 64-bit output in the state
+        assert ours.integers(0, 1 << 31, dtype=np.uint32) == ref.integers(0, 1 << 31, dtype=np.uint32)
+    fast = R._random_sign_flips(x, n_resamples, ours)
+    slow = _sign_flip_means_by_permuted(x, n_resamples, ref)
+    assert fast.shape == (n_resamples,) and np.array_equal(fast, slow)
+    assert _plain(ours.bit_generator.state) == _plain(ref.bit_generator.state)
+    assert ours.integers(0, 1 << 31, dtype=np.uint32, size=3).tolist() == ref.integers(
+        0, 1 << 31, dtype=np.uint32, size=3).tolist()
+
+
 @pytest.mark.parametrize(("sd", "n"), [(0.2, 30), (0.45, 200), (1.0, 12)])
 def test_minimum_detectable_effect_matches_statsmodels(sd, n):
     mde = R.minimum_detectable_effect(sd, n)

@@ -33,6 +33,7 @@ import math
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -584,10 +585,17 @@ def bound_power(distance: float, sd: float, n: int, /, *, alpha: float = DEFAULT
 def _power(es: float, n: np.ndarray, alpha: float, tails: int = 2) -> np.ndarray:
     df = n - 1
     nc = es * np.sqrt(n)
-    crit = _st.t.isf(alpha / 2, df)  # two tails at alpha, or the one bound of a (1-alpha) CI
+    # two tails at alpha, or the one bound of a (1-alpha) CI
+    crit = _t_isf(alpha / 2, float(df)) if np.ndim(df) == 0 else _st.t.isf(alpha / 2, df)
     if tails == 1:
         return _st.nct.sf(crit, df, nc)
     return _st.nct.sf(crit, df, nc) + _st.nct.cdf(-crit, df, nc)
+
+
+@lru_cache(maxsize=1024)
+def _t_isf(q: float, df: float) -> Any:
+    """The t quantile a power curve keeps asking for at one n (root finders call it ~20 times)."""
+    return _st.t.isf(q, df)
 
 
 def required_n(effect: float, sd: float, /, *, alpha: float = DEFAULT_ALPHA, power: float = DEFAULT_POWER,
