@@ -264,3 +264,42 @@ def test_only_the_models_validate_documents() -> None:
     strays = {str(p.relative_to(PACKAGE)): sorted(_validates(p)) for p in sorted(PACKAGE.rglob("*.py"))
               if str(p.relative_to(PACKAGE)) not in owners | {"core/schemas.py"} and _validates(p)}
     assert not strays, f"validate through the document's model instead: {strays}"
+
+
+def test_a_document_found_valid_is_not_validated_again_but_any_change_is(monkeypatch) -> None:
+    """Readers along one pipeline (handoff, report, route, ledger) each read the same comparison:
+    its content, once found valid, is not validated again in the process. A copy with the same
+    content is the same document; a changed value or a JSON type jsonschema tells apart (a tuple
+    for an array, 1 for true) is validated afresh and still rejected."""
+    import copy
+
+    from bt_flywheel.core import schemas
+    from bt_flywheel.verify.comparison_model import ComparisonDoc
+
+    checked: list[str] = []
+    real = schemas.validator
+
+    class Counting:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def iter_errors(self, instance):
+            checked.append(self.name)
+            return real(self.name).iter_errors(instance)
+
+    monkeypatch.setattr(schemas, "_valid", {})
+    monkeypatch.setattr(schemas, "validator", Counting)
+    doc = comparison("improved")
+    for same in (doc, doc, copy.deepcopy(doc), json.loads(json.dumps(doc))):
+        assert ComparisonDoc.from_dict(same).target_score.verdict == "improved"
+    assert checked == ["comparison.schema.json"]
+    tupled = copy.deepcopy(doc)
+    tupled["scores"][0]["ci"] = tuple(tupled["scores"][0]["ci"])
+    with pytest.raises(InputError, match=r"\$\.scores\[0\]\.ci"):
+        ComparisonDoc.from_dict(tupled)
+    with pytest.raises(InputError, match=r"\$\.keep"):
+        ComparisonDoc.from_dict({**doc, "keep": 1})
+    doc["alpha"] = "0.05"  # the very object found valid before, changed in place
+    with pytest.raises(InputError, match=r"\$\.alpha"):
+        ComparisonDoc.from_dict(doc)
+    assert len(checked) == 4

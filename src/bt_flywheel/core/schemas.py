@@ -10,8 +10,11 @@ FLYWHEEL_SCHEMAS_DIR points elsewhere.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
+import pickle
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -162,9 +165,39 @@ def explain(error: Any, *, hints: Mapping[str, str] | None = None) -> list[Viola
     return [Violation(where, message if len(message) <= 200 else message[:199] + "…")]
 
 
+_VALID_MAX = 4096
+_valid: dict[tuple[str, bytes], None] = {}  # (schema, digest of a document found valid in this process)
+
+
+def _digest(instance: Any) -> bytes | None:
+    """A digest of the document's exact content. Pickle keeps every type jsonschema tells apart
+    (a tuple is not an array, 1 is not true, a key 1 is not "1"), which JSON text would blur;
+    with its memo off (``fast``) a shared sub-object pickles like a copy, so a document read
+    back from its JSON has the digest of the one written. None when it cannot be pickled."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=5)
+    pickler.fast = True
+    try:
+        pickler.dump(instance)
+    except Exception:  # noqa: BLE001 - anything unpicklable (or cyclic) is simply validated every time
+        return None
+    return hashlib.blake2b(buffer.getbuffer(), digest_size=20).digest()
+
+
 def violations(instance: Any, name: str, *, hints: Mapping[str, str] | None = None) -> list[Violation]:
-    """Every schema violation of `instance` against schemas/<name>, sorted by path then message."""
+    """Every schema violation of `instance` against schemas/<name>, sorted by path then message.
+
+    A document is validated once per process: the same content found valid before is valid
+    again (several readers along one pipeline read the same comparison; a validation costs
+    milliseconds, the digest microseconds)."""
+    digest = _digest(instance)
+    if digest is not None and (name, digest) in _valid:
+        return []
     found = [v for error in validator(name).iter_errors(instance) for v in explain(error, hints=hints)]
+    if not found and digest is not None:
+        if len(_valid) >= _VALID_MAX:
+            _valid.clear()
+        _valid[(name, digest)] = None
     return sorted(set(found), key=lambda v: (v.path, v.message))
 
 
