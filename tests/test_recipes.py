@@ -21,6 +21,7 @@ and only ever with --help.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -542,12 +543,14 @@ def run_flywheel(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[i
     return code, out, err
 
 
-def registered_commands() -> set[str]:
+@functools.cache
+def registered_commands() -> frozenset[str]:
+    """The CLI's commands, read from its parser (built once: every recipe asks)."""
     parser = build_parser()
     for action in parser._actions:
         if action.dest == "command":
-            return set(action.choices)
-    return set()
+            return frozenset(action.choices)
+    return frozenset()
 
 
 def require_command(name: str) -> None:
