@@ -383,6 +383,8 @@ class NativeLoader:
         `_is_merge` ids, then merge the stage into `spans`."""
         self._stage_repeated_and_stored()
         self._place_new()
+        if not self.con.execute(f"SELECT count(*) FROM {self.stage}").fetchone()[0]:
+            return self.result     # every row was placed: nothing to fold or compare
         ids = [r[0] for r in self.con.execute(
             f"SELECT id FROM {self.stage} GROUP BY id HAVING count(*) > 1 OR bool_or(is_merge) ORDER BY id"
         ).fetchall()]
@@ -413,6 +415,8 @@ class NativeLoader:
                 "GROUP BY id HAVING count(*) > 1 "
                 f"UNION SELECT id FROM spans WHERE {written} AND id IN (SELECT id FROM spans WHERE "
                 f"object_type = ? AND object_id = ? AND NOT ({written}))", [self.object_type, self.object_id])
+            if not self.con.execute(f"SELECT count(*) FROM {self.stage}_ids").fetchone()[0]:
+                return
             moving = f"{written} AND id IN (SELECT id FROM {self.stage}_ids)"
         self.con.execute(f"INSERT INTO {self.stage} ({', '.join(_STAGE_COLUMNS)}) "
                          f"SELECT {self._src_of_rowid()}, rowid, NULL, NULL, false, false, NULL, "
