@@ -152,11 +152,12 @@ def test_adding_traces_never_moves_old_rows_and_keeps_strata_within_one_row(run_
         load(make_spans(35 if start != 130 else 7, start=start, seed=start))
         code, _, err = run_cli(*args)
         assert code == 0, err
-        after = {r["id"]: r["metadata"]["split"] for r in dataset_rows()}
+        stored = dataset_rows()
+        after = {r["id"]: r["metadata"]["split"] for r in stored}
         assert {i: after[i] for i in before} == before  # old rows keep their split
         assert len(after) > len(before)
         strata: dict[tuple, list[int]] = {}
-        for row in dataset_rows():
+        for row in stored:
             key = (row["metadata"]["curation"]["bucket"], row["metadata"]["label"]["value"])
             entry = strata.setdefault(key, [0, 0])
             entry[0] += 1
