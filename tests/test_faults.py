@@ -1,8 +1,9 @@
 """Faults (issue 8): a loopback Braintrust / OpenAI-compatible server (tests/fakes, never the network)
 answers 429 with Retry-After, 500, too slowly, or with garbage, on a schedule. The clients retry
-with jittered exponential backoff, honour Retry-After (measured at the server: the gap between the
-requests, never a wall-clock bound other than the Retry-After delay itself), recover, and a final
-failure is exit 3 with one line. Runs killed with SIGKILL at a random point and restarted finish
+with jittered exponential backoff, honour Retry-After (the delays the clients ask to wait are recorded
+instead of slept through; one test lets the default wait really happen and measures it at the
+server: the gap between the requests, never a wall-clock bound other than the delay itself),
+recover, and a final failure is exit 3 with one line. Runs killed with SIGKILL at a random point and restarted finish
 with the same result and no duplicate rows.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import FakeBraintrust, FakeModelServer, Fault
+from fakes import FakeBraintrust, FakeModelServer, Fault, record_pauses
 from fakes.checks import assert_one_line_error, store_snapshot
 
 from bt_flywheel.backends.http import HttpClient
@@ -49,6 +50,12 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.fixture
+def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The delays every HTTP client without its own `sleep` waits (the CLI's too), recorded instead of slept."""
+    return record_pauses(monkeypatch)
+
+
 def popen(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "bt_flywheel", *args], cwd=cwd, env=env or cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -56,7 +63,7 @@ def popen(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproces
 
 # -- the LLM labeler's client ------------------------------------------------------------------------
 
-def test_llm_labeler_recovers_from_429_500_timeout_and_garbage_honouring_retry_after() -> None:
+def test_llm_labeler_recovers_from_429_500_timeout_and_garbage_honouring_retry_after(pauses: list[float]) -> None:
     with FakeModelServer() as server:
         server.schedule("chat", [Fault.status(429, retry_after=1), Fault.status(500), Fault.slow(1.5),
                                  Fault.garbage(), Fault.drop()])
@@ -67,8 +74,21 @@ def test_llm_labeler_recovers_from_429_500_timeout_and_garbage_honouring_retry_a
     assert sorted(run.labels) == ["row-0000", "row-0001", "row-0002"] and run.failed == {}
     assert [r.fault for r in chat[:6]] == ["status", "status", "slow", "garbage", "drop", None]
     assert len(chat) == 8                                     # 5 faults + 3 answers, nothing lost or doubled
-    assert gaps(server, "chat")[0] >= 1.0                    # Retry-After: 1 was honoured
+    assert len(pauses) == 5 and pauses[0] == 1.0            # Retry-After: 1 was honoured
+    for k, value in enumerate(pauses[1:], start=1):          # then backoff: 0.05 * 2^k, jittered
+        assert 0.05 * 2**k * 0.5 <= value <= 0.05 * 2**k
     assert all(r.headers.get("authorization") == f"Bearer {OPENAI_KEY}" for r in chat)
+
+
+def test_the_default_pause_really_waits_the_retry_after() -> None:
+    """The one real wait: a client without its own `sleep` waits Retry-After between the requests."""
+    with FakeBraintrust() as server:
+        server.schedule("btql", [Fault.status(429, retry_after=0.2)])
+        http = HttpClient(backoff=0.01)
+        body = http.request_json("POST", server.url + "/btql", body={"query": "select 1"})
+        assert body["data"] == server.btql_rows
+        assert http.delays == [0.2]
+        assert gaps(server, "btql")[0] >= 0.2
 
 
 def test_backoff_is_exponential_with_jitter_and_capped() -> None:
@@ -104,7 +124,7 @@ def test_http_client_backoff_jitter_and_retry_after_cap() -> None:
 
 # -- the remote SQL path -------------------------------------------------------------------------------
 
-def test_remote_sql_recovers_from_429_500_and_a_dropped_connection(tmp_path: Path, run_cli,
+def test_remote_sql_recovers_from_429_500_and_a_dropped_connection(tmp_path: Path, run_cli, pauses: list[float],
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     with FakeBraintrust(btql_rows=[{"id": "a", "n": 1}, {"id": "b", "n": 2}]) as server:
         server.schedule("login", [Fault.status(503, retry_after=0)])
@@ -117,7 +137,7 @@ def test_remote_sql_recovers_from_429_500_and_a_dropped_connection(tmp_path: Pat
         assert json.loads(out)["data"] == [{"id": "a", "n": 1}, {"id": "b", "n": 2}]
         btql = server.requests_to("btql")
         assert [r.fault for r in btql] == ["status", "status", "drop", None]
-        assert gaps(server, "btql")[0] >= 1.0
+        assert pauses[:3] == [0.0, 1.0, 0.0] and len(pauses) == 4   # login's and btql's Retry-After
         assert btql[-1].body["lint_mode"] == "strict"
 
 
@@ -184,7 +204,7 @@ CURATE = ("curate", "--score", "helpfulness", "--labeler", "llm", "--rubric", "r
           "--window-days", "3650", "--yes", "--concurrency", "2")
 
 
-def test_curate_llm_recovers_from_provider_faults(tmp_path: Path, run_cli, traces: Path,
+def test_curate_llm_recovers_from_provider_faults(tmp_path: Path, run_cli, traces: Path, pauses: list[float],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     with FakeModelServer() as server:
         server.schedule("chat", [Fault.status(429, retry_after=1), Fault.status(500), Fault.garbage()])
@@ -195,6 +215,7 @@ def test_curate_llm_recovers_from_provider_faults(tmp_path: Path, run_cli, trace
         summary = json.loads(out)
         assert summary["labeling"]["labeled"] == 8 and summary["unlabeled"] == []
         assert len(server.requests_to("chat")) == 8 + 3
+        assert len(pauses) == 3 and 1.0 in pauses                # one wait per fault, Retry-After: 1 honoured
 
 
 def test_curate_llm_final_failure_is_exit_3_with_one_line(tmp_path: Path, run_cli, traces: Path,

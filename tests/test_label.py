@@ -177,12 +177,13 @@ def test_killed_run_resumes_and_calls_the_model_only_for_unlabeled_rows(fake_ope
 
 def test_sigkilled_labeling_process_resumes_without_paying_twice(tmp_path: Path) -> None:
     """A real labeling subprocess is SIGKILLed mid-run while it talks to the loopback model
-    (80 ms per call); the in-process rerun calls the model only for rows missing from the
-    cache, and every row ends up labeled exactly once in the cache."""
+    (50 ms per call, so 40 rows at concurrency 2 take a second: the kill after 10 calls lands
+    mid-run); the in-process rerun, answered at once, calls the model only for rows missing from
+    the cache, and every row ends up labeled exactly once in the cache."""
     cache = tmp_path / "cache.jsonl"
     rows = make_rows(40)
     (tmp_path / "rows.json").write_text(json.dumps(rows))
-    with FakeOpenAI(latency=0.08) as server:
+    with FakeOpenAI(latency=0.05) as server:
         script = textwrap.dedent(f"""
             import json
             from bt_flywheel.label.base import Rubric
@@ -203,6 +204,7 @@ def test_sigkilled_labeling_process_resumes_without_paying_twice(tmp_path: Path)
         cache_lines = [line for line in cache.read_text().splitlines() if line.strip()] if cache.exists() else []
         cached = {json.loads(line)["row_id"] for line in cache_lines}
         assert 0 < len(cached) < 40
+        server.latency = 0.0
         run = LLMLabeler(RUBRIC, model="judge-1", client=client(server), cache_path=cache, concurrency=4).label(rows)
         assert server.calls - first_calls == 40 - len(cached) == run.calls
         assert len(run.labels) == 40 and run.failed == {}

@@ -167,9 +167,10 @@ def test_a_page_that_fails_midway_is_retried_and_the_result_is_unchanged(both: F
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The remote read goes through the one HTTP client: a 503 with Retry-After and a dropped
     connection between pages are retried, and the comparison is the same as without faults."""
-    from fakes import Fault
+    from fakes import Fault, record_pauses
 
     monkeypatch.setenv("BRAINTRUST_API_KEY", KEY)
+    pauses = record_pauses(monkeypatch)
     code, out, err = run_cli(*COMPARE)
     assert code == 0, err
     clean = json.loads(out)
@@ -178,6 +179,7 @@ def test_a_page_that_fails_midway_is_retried_and_the_result_is_unchanged(both: F
     assert code == 0, err
     assert json.loads(out) == clean
     assert [r.fault for r in both.requests_to("btql")][-6:-4] == ["status", "drop"]
+    assert len(pauses) == 2 and pauses[0] == 0.0       # Retry-After: 0, then a backoff after the drop
 
 
 DRAFT = """\

@@ -7,7 +7,8 @@ from .loopback import (
     LoopbackServer,
     Recorded,
     default_judge,
+    record_pauses,
     stop_server,
 )
 
-__all__ = ["FakeBraintrust", "FakeModelServer", "Fault", "LoopbackServer", "Recorded", "default_judge", "stop_server"]
+__all__ = ["FakeBraintrust", "FakeModelServer", "Fault", "LoopbackServer", "Recorded", "default_judge", "record_pauses", "stop_server"]

@@ -49,6 +49,16 @@ def stop_server(httpd: socketserver.BaseServer) -> None:
     httpd.server_close()
 
 
+def record_pauses(monkeypatch: Any) -> list[float]:
+    """Make every HTTP client without its own `sleep` (those a command builds too) record the delays
+    it would wait (backoff, Retry-After) in the returned list instead of sleeping through them."""
+    from bt_flywheel.backends import http
+
+    waited: list[float] = []
+    monkeypatch.setattr(http, "pause", waited.append)
+    return waited
+
+
 @dataclass(frozen=True)
 class Fault:
     """One scheduled misbehaviour: an HTTP status, a slow answer, a garbage body or a dropped connection."""

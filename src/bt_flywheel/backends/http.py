@@ -30,6 +30,13 @@ RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 USER_AGENT = f"bt-flywheel/{__version__}"
 
 
+def pause(seconds: float) -> None:
+    """The wait between attempts of every client built without its own `sleep`. Looked up when a
+    client waits, so a test can record the delays of clients a command builds (monkeypatch this
+    name) instead of sleeping through real backoffs and Retry-After."""
+    time.sleep(seconds)
+
+
 class HttpError(BackendError):
     """A non-retryable HTTP error response (or the last retryable one)."""
 
@@ -50,7 +57,7 @@ class HttpClient:
     max_retry_after: float = 60.0
     headers: dict[str, str] = field(default_factory=dict)
     retry_statuses: frozenset[int] = RETRY_STATUSES
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] | None = None      # None: `pause` (module level)
     rng: Callable[[], float] = random.random
     delays: list[float] = field(default_factory=list)   # what we slept, for tests and logs
 
@@ -94,7 +101,7 @@ class HttpClient:
                 if retry_after is not None:
                     delay = min(self.max_retry_after, retry_after)
                 self.delays.append(delay)
-                self.sleep(delay)
+                (self.sleep or pause)(delay)
         raise BackendError(f"{where}: {last_problem} (after {self.retries + 1} attempts)",
                            hint="check the network and the service URL")
 

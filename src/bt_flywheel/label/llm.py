@@ -20,7 +20,6 @@ import json
 import os
 import re
 import threading
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -61,7 +60,7 @@ class ChatClient:
     max_retries: int = 4
     backoff_base: float = 0.5
     max_backoff: float = 30.0
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] | None = None      # None: backends.http.pause
     http: HttpClient | None = None
 
     def __post_init__(self) -> None:
