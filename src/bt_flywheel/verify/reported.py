@@ -346,9 +346,8 @@ def _pcg64_pair_shuffles(rng: np.random.Generator, count: int) -> np.ndarray | N
         return None
     first = [state["uinteger"] & 1] if state["has_uint32"] else []
     fresh = count - len(first)
-    raw = bits.random_raw((fresh + 1) // 2)
-    low_bits = np.empty(2 * raw.size, dtype=np.uint8)
-    low_bits[0::2], low_bits[1::2] = raw & 1, (raw >> np.uint64(32)) & 1
+    raw = bits.random_raw((fresh + 1) // 2).astype("<u8", copy=False)
+    low_bits = raw.view(np.uint8)[::4] & 1  # the lowest byte of the low, then the high 32-bit half
     after = bits.state
     if raw.size:
         after["has_uint32"], after["uinteger"] = fresh % 2, int(raw[-1] >> np.uint64(32))
