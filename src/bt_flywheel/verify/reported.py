@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -59,13 +60,19 @@ def mcnemar_odds_ratio(gained: int, lost: int, /, *, alpha: float = DEFAULT_ALPH
     n = gained + lost
     if n == 0:
         return OddsRatio(math.nan, math.nan, math.nan)
-    ci = _st.binomtest(gained, n).proportion_ci(confidence_level=1 - alpha, method="exact")
+    ci = _clopper_pearson(gained, n, alpha)
 
     def odds(p: float) -> float:
         return math.inf if p >= 1 else p / (1 - p)
 
     estimate = math.inf if lost == 0 else gained / lost
     return OddsRatio(estimate, odds(ci.low), odds(ci.high))
+
+
+@lru_cache(maxsize=4096)
+def _clopper_pearson(k: int, n: int, alpha: float) -> Any:
+    """SciPy's exact CI of k/n (each comparison's to_dict asks again for the same counts)."""
+    return _st.binomtest(k, n).proportion_ci(confidence_level=1 - alpha, method="exact")
 
 
 # ------------------------------------------------------------------------------ Wilcoxon

@@ -195,8 +195,8 @@ def _trial_values(side: str, row_id: str, values: Any) -> list[float]:
         raise StatsInputError(f"`{side}`: row {row_id!r} has a non-numeric score {values!r}")
     else:
         values = list(values)
-    if all(type(v) is float and v == v and v not in (math.inf, -math.inf) for v in values):
-        return list(values)  # fast path: plain finite floats
+    if all(type(v) is float for v in values) and math.isfinite(sum(values)):
+        return list(values)  # fast path: plain finite floats (a NaN or an infinity makes the sum non-finite)
     out = []
     for v in values:
         if v is None:
@@ -441,9 +441,16 @@ def mcnemar_exact(baseline: Any, candidate: Any, /) -> McNemarResult:
     lost = int(np.sum((b == 1) & (c == 0)))
     gained = int(np.sum((b == 0) & (c == 1)))
     discordant = lost + gained
-    pvalue = float(_st.binomtest(gained, discordant, 0.5).pvalue) if discordant else 1.0
+    pvalue = _binom_two_sided_half(gained, discordant) if discordant else 1.0
     return McNemarResult(lost, gained, int(np.sum((b == 1) & (c == 1))), int(np.sum((b == 0) & (c == 0))),
                          int((~valid).sum()), pvalue)
+
+
+@lru_cache(maxsize=4096)
+def _binom_two_sided_half(k: int, n: int) -> float:
+    """SciPy's exact two-sided binomial p of k successes in n at p = 0.5 (a few (k, n) pairs
+    recur across the scores, slices and simulations of one process)."""
+    return float(_st.binomtest(k, n, 0.5).pvalue)
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -592,6 +599,12 @@ def _power(es: float, n: np.ndarray, alpha: float, tails: int = 2) -> np.ndarray
     return _st.nct.sf(crit, df, nc) + _st.nct.cdf(-crit, df, nc)
 
 
+@lru_cache(maxsize=64)
+def _z_sum(alpha: float, power: float) -> Any:
+    """z_(α/2) + z_power, the normal-approximation start of every required-n search."""
+    return _st.norm.isf(alpha / 2) + _st.norm.ppf(power)
+
+
 @lru_cache(maxsize=1024)
 def _t_isf(q: float, df: float) -> Any:
     """The t quantile a power curve keeps asking for at one n (root finders call it ~20 times)."""
@@ -627,7 +640,7 @@ def _solve_n(effect: float, sd: float, alpha: float, target: float, hi_cap: int,
     def pw(n: Any) -> Any:
         return _power(es, np.asarray(n, dtype=float), alpha, tails)
 
-    z = _st.norm.isf(alpha / 2) + _st.norm.ppf(target)
+    z = _z_sum(alpha, target)
     if pw(float(hi_cap)) < target:
         return None
     guess = min(hi_cap, max(2, int(min((z / es) ** 2, hi_cap))))
