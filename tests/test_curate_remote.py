@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from fakes.loopback import stop_server
+from fakes.loopback import LoopbackHTTPServer, stop_server
 from test_curate import STORE, load, make_spans
 
 from bt_flywheel.backends.braintrust import BraintrustBackend
@@ -87,7 +87,7 @@ class FakeBraintrust:
                 else:
                     self._send({"error": "not found"}, 404)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -8,11 +8,11 @@ import gzip
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from fakes.loopback import stop_server
+from fakes.loopback import LoopbackHTTPServer, stop_server
 
 from bt_flywheel.backends.store import Store
 
@@ -85,7 +85,7 @@ class _FakeBraintrust(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_braintrust() -> Iterator[tuple[str, list]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeBraintrust)
+    server = LoopbackHTTPServer(("127.0.0.1", 0), _FakeBraintrust)
     base = f"http://127.0.0.1:{server.server_port}"
     _FakeBraintrust.base = base
     _FakeBraintrust.requests = []
@@ -131,7 +131,7 @@ def test_second_remote_run_in_one_process_sends_rows_to_its_own_server(tmp_path:
     monkeypatch.setenv("BRAINTRUST_API_KEY", "sk-fake-remote-key")
     (tmp_path / "eval_hi.py").write_text(EVAL_FILE)
     for attempt in range(2):
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeBraintrust)
+        server = LoopbackHTTPServer(("127.0.0.1", 0), _FakeBraintrust)
         server.daemon_threads = True
         _FakeBraintrust.base = f"http://127.0.0.1:{server.server_port}"
         _FakeBraintrust.requests = []

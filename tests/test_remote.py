@@ -7,11 +7,11 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
-from fakes.loopback import stop_server
+from fakes.loopback import LoopbackHTTPServer, stop_server
 
 from bt_flywheel.backends.http import HttpClient
 from bt_flywheel.backends.remote import RemoteClient
@@ -58,7 +58,7 @@ class FakeBraintrust:
 
             do_GET = do_POST = _serve
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.plan["/api/apikey/login"] = [(200, {"org_info": [{"id": "org1", "name": "acme", "api_url": self.url}]}, {})]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

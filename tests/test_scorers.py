@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 from braintrust import Score
-from fakes.loopback import stop_server
+from fakes.loopback import LoopbackHTTPServer, stop_server
 
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.evals.scorers import (
@@ -160,7 +160,7 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    server = LoopbackHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     _FakeOpenAI.requests = []

@@ -4,6 +4,7 @@ from .loopback import (
     FakeBraintrust,
     FakeModelServer,
     Fault,
+    LoopbackHTTPServer,
     LoopbackServer,
     Recorded,
     default_judge,
@@ -11,4 +12,4 @@ from .loopback import (
     stop_server,
 )
 
-__all__ = ["FakeBraintrust", "FakeModelServer", "Fault", "LoopbackServer", "Recorded", "default_judge", "record_pauses", "stop_server"]
+__all__ = ["FakeBraintrust", "FakeModelServer", "Fault", "LoopbackHTTPServer", "LoopbackServer", "Recorded", "default_judge", "record_pauses", "stop_server"]

@@ -31,6 +31,18 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 
+class LoopbackHTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer on 127.0.0.1 with a listen backlog for a burst of concurrent clients.
+
+    socketserver's default backlog is 5: when a client's thread pool opens more connections than
+    that before the serving thread (starved of the GIL by those same threads) accepts them, the
+    kernel drops the SYNs and each client sits out the 1 s SYN retransmit, or times out and retries.
+    """
+
+    request_queue_size = 128
+    daemon_threads = True
+
+
 def stop_server(httpd: socketserver.BaseServer) -> None:
     """`shutdown()` and close a server running `serve_forever()` in another thread, without the wait.
 
@@ -146,8 +158,7 @@ class LoopbackServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
