@@ -303,3 +303,24 @@ def test_a_document_found_valid_is_not_validated_again_but_any_change_is(monkeyp
     with pytest.raises(InputError, match=r"\$\.alpha"):
         ComparisonDoc.from_dict(doc)
     assert len(checked) == 4
+
+
+def test_every_shipped_schema_is_valid_draft_2020_12_and_an_outside_one_is_checked_when_used(tmp_path, monkeypatch):
+    """core.schemas.validator skips the meta-schema check for the schemas shipped beside the
+    package (it costs every process 10-100 ms a schema): this is that check. A schema given
+    through FLYWHEEL_SCHEMAS_DIR is still checked when first used."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    from bt_flywheel.core import schemas
+
+    shipped = sorted((REPO / "schemas").glob("*.schema.json"))
+    assert shipped and all(p.parent == schemas.SCHEMA_DIR for p in shipped)
+    for path in shipped:
+        Draft202012Validator.check_schema(json.loads(path.read_text(encoding="utf-8")))
+    (tmp_path / "session.schema.json").write_text(json.dumps({"type": "object", "minProperties": "two"}))
+    monkeypatch.setenv("FLYWHEEL_SCHEMAS_DIR", str(tmp_path))
+    monkeypatch.setattr(schemas, "load_schema", schemas.load_schema.__wrapped__)
+    monkeypatch.setattr(schemas, "validator", schemas.validator.__wrapped__)
+    with pytest.raises(SchemaError, match="'two' is not of type 'integer'"):
+        schemas.validator("session.schema.json")
