@@ -115,8 +115,7 @@ def run_query(store_path: str | Path | Store, query: str, *, project: str | None
 
 def _absent_columns(con: Any) -> frozenset[str]:
     """Topics columns a store made before they existed lacks (opened read-only, not migrated)."""
-    present = {r[0] for r in con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'spans'").fetchall()}
+    present = {c[0] for c in con.execute("SELECT * FROM spans LIMIT 0").description}
     return frozenset(c for c in ("facets", "classifications") if c not in present)
 
 
