@@ -182,13 +182,16 @@ def _plain(state):  # a bit generator's state with its arrays (MT19937's key) as
     return {k: _plain(v) if isinstance(v, dict) else np.asarray(v).tolist() for k, v in state.items()}
 
 
-@pytest.mark.parametrize(("n", "n_resamples"), [(17, 9_999), (40, 9_999), (300, 9_999), (2, 5), (3, 1), (7, 8)])
-@pytest.mark.parametrize("leftover", [False, True])
-@pytest.mark.parametrize("bit_generator", [np.random.PCG64, np.random.MT19937, np.random.Philox])
-def test_random_sign_flips_are_numpys_pair_shuffles_bit_for_bit(n, n_resamples, leftover, bit_generator):
+FLIP_CASES = [(np.random.PCG64, n, r, left) for n, r in [(17, 9_999), (300, 9_999), (2, 5), (3, 1), (7, 8)]
+              for left in (False, True)] + [(np.random.MT19937, 40, 9_999, True), (np.random.Philox, 7, 8, False)]
+
+
+@pytest.mark.parametrize(("bit_generator", "n", "n_resamples", "leftover"), FLIP_CASES)
+def test_random_sign_flips_are_numpys_pair_shuffles_bit_for_bit(bit_generator, n, n_resamples, leftover):
     """The Monte-Carlo null reads PCG64's bits directly instead of shuffling each pair with
     ``rng.permuted``: the same means to the last bit, and the generator left in the same state
-    (with or without half a 64-bit draw pending); other bit generators still shuffle."""
+    (with or without half a 64-bit draw pending; one batch, several, the last cut short; an odd
+    and an even number of draws); other bit generators still shuffle."""
     x = np.random.default_rng(n).normal(0.05, 0.2, n)
     ours, ref = (np.random.Generator(bit_generator(n_resamples + n)) for _ in range(2))
     if leftover:  # a 32-bit draw leaves the other half of a 64-bit output in the state

@@ -187,6 +187,8 @@ class PairedRows:
 
 
 def _trial_values(side: str, row_id: str, values: Any) -> list[float]:
+    if type(values) is list and all(type(v) is float for v in values) and math.isfinite(sum(values)):
+        return list(values)  # fast path: a list of plain finite floats (a NaN or infinity makes the sum non-finite)
     if values is None:
         return []
     if _is_number(values) or isinstance(values, bool):
@@ -196,7 +198,7 @@ def _trial_values(side: str, row_id: str, values: Any) -> list[float]:
     else:
         values = list(values)
     if all(type(v) is float for v in values) and math.isfinite(sum(values)):
-        return list(values)  # fast path: plain finite floats (a NaN or an infinity makes the sum non-finite)
+        return list(values)  # plain finite floats in a tuple, array or other sequence
     out = []
     for v in values:
         if v is None:
