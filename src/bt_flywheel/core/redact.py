@@ -7,6 +7,7 @@ environment and `.env`, registered by `config`), and shapes that look like keys
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from typing import Any
@@ -25,6 +26,7 @@ _longest_first: tuple[str, ...] = ()  # _known sorted for replacement, replaced 
 _env_seen: dict[str, str] = {}  # environment values already looked at
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
