@@ -73,9 +73,7 @@ ALTER TABLE spans ADD COLUMN IF NOT EXISTS classifications JSON;
 def _drop_spans_key(con: duckdb.DuckDBPyConnection) -> None:
     """Rebuild a `spans` made with the old primary key without it: a native load writes a file's
     rows before it knows whether an id repeats, which that key would refuse."""
-    keyed = con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'spans' "
-                        "AND constraint_type = 'PRIMARY KEY'").fetchone()[0]
-    if not keyed:
+    if not any(column[5] for column in con.execute("PRAGMA table_info('spans')").fetchall()):   # pk
         return
     ddl = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS spans"):].replace(
         "CREATE TABLE IF NOT EXISTS spans", "CREATE TABLE _spans_unkeyed")
