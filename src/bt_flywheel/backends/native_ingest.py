@@ -118,13 +118,9 @@ def _flag_terms() -> list[str]:
 _UNKNOWN_KEYS = ("list_filter(k, lambda key: NOT list_contains(["
                  + ", ".join(f"'{k}'" for k in _PULLED) + "], key))")
 _KNOWN_PRESENT = "(" + " + ".join(f"list_contains(k, '{k}')::INTEGER" for k in _PULLED) + ")"
-_HAS_UNKNOWN_KEYS = "len(u) > 0"
-
-
-def _extra_sql(has_unknown_keys: str) -> str:
-    """The `extra` column: the row without its known keys, when it has others."""
-    drop_known = "{" + ", ".join(f'"{k}": null' for k in _PULLED) + "}"
-    return f"CASE WHEN {has_unknown_keys} THEN json_merge_patch(j, '{drop_known}') END"
+# the `extra` column: the row without its known keys, when it has others
+_EXTRA = ("CASE WHEN len(u) > 0 THEN json_merge_patch(j, '{"
+          + ", ".join(f'"{k}": null' for k in _PULLED) + "}') END")
 
 
 def _columns_sql() -> dict[str, str]:
@@ -137,7 +133,7 @@ def _columns_sql() -> dict[str, str]:
                     f"THEN true ELSE json_array_length({_f('span_parents')}) = 0 END"),
         "created": "CASE WHEN cs <> '' THEN cts END",
         "_xact_id": """CASE WHEN regexp_full_match(xt, '"?[0-9]+"?') THEN try_cast(trim(xt, '"') AS BIGINT) END""",
-        "extra": _extra_sql(_HAS_UNKNOWN_KEYS),
+        "extra": _EXTRA,
     }
     for name in JSON_COLUMNS:
         cols[name] = _f(name)
@@ -150,13 +146,12 @@ def _scan_sql(path: Path, compression: str) -> str:
     """The CTE chain over one file: `merges` has per row its text `j`, pulled fields `s`, keys
     `k` (`u`: those not pulled), parsed `created` (`cts`) and the `flagged` and `merge_row` bits."""
     spec = json.dumps({k: "JSON" for k in _PULLED}).replace("'", "''")
-    literal = str(path).replace("'", "''")
     cts = (f"CASE WHEN regexp_full_match(cs, '{_ISO_TZ}') THEN try_cast(cs AS TIMESTAMPTZ) "
            f"WHEN regexp_full_match(cs, '{_ISO_NAIVE}') THEN timezone('UTC', try_cast(cs AS TIMESTAMP)) END")
     # a missing field makes a term NULL, which must read as "no problem"
     flagged = " OR ".join(["j IS NULL", *(f"coalesce({t}, false)" for t in _flag_terms())])
     is_merge = f"(coalesce({_f('_is_merge')}::VARCHAR = 'true', false) AND NOT flagged)"
-    source = f"read_ndjson_objects('{literal}', compression='{compression}', ignore_errors=true)"
+    source = f"read_ndjson_objects({_quote(str(path))}, compression='{compression}', ignore_errors=true)"
     return (
         f"WITH raw AS (SELECT json AS j, json_transform(json, '{spec}') AS s, json_keys(json) AS k FROM {source}), "
         f"keyed AS (SELECT *, {_UNKNOWN_KEYS} AS u FROM raw), "
@@ -226,9 +221,8 @@ def _is_gzip(path: Path) -> bool:
 def _gzip_reads_cleanly(path: Path) -> bool:
     """DuckDB can read the whole gzip stream (checked on a connection of its own, because a read
     error inside the ingest transaction would abort it)."""
-    literal = str(path).replace("'", "''")
     try:
-        _probe().execute(f"SELECT count(*) FROM read_ndjson_objects('{literal}', compression='gzip', "
+        _probe().execute(f"SELECT count(*) FROM read_ndjson_objects({_quote(str(path))}, compression='gzip', "
                          "ignore_errors=true)").fetchone()
         return True
     except duckdb.Error:
@@ -263,9 +257,9 @@ class NativeLoader:
         cols = ", ".join(f"{c} {t}" for c, t in _STAGE_COLUMNS.items())
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {self.stage} ({cols})")
 
-    def _in_flight(self, src: int, state: str = "%") -> str:
-        """SQL selecting one file's flagged and `_is_merge` rows (in one state)."""
-        return f"object_type = '{IN_FLIGHT}' AND object_id LIKE '{self.tag}/{src}/{state}'"
+    def _in_flight(self, src: int) -> str:
+        """SQL selecting one file's flagged and `_is_merge` rows."""
+        return f"object_type = '{IN_FLIGHT}' AND object_id LIKE '{self.tag}/{src}/%'"
 
     def _written(self) -> str:
         """SQL selecting the rows the one pass wrote for this object and that are still there."""
@@ -370,9 +364,8 @@ class NativeLoader:
             for entry in entries:
                 handle.write(_ENCODE(entry) + "\n")
         columns = "{" + ", ".join(f"'{c}': '{t}'" for c, t in _STAGE_COLUMNS.items()) + "}"
-        literal = str(stage_file).replace("'", "''")
         self.con.execute(f"INSERT INTO {self.stage} ({', '.join(_STAGE_COLUMNS)}) SELECT * FROM read_json("
-                         f"'{literal}', format='newline_delimited', columns={columns}, "
+                         f"{_quote(str(stage_file))}, format='newline_delimited', columns={columns}, "
                          "maximum_object_size=67108864)")
         return len(entries)
 
@@ -424,8 +417,9 @@ class NativeLoader:
         self.con.execute(f"DELETE FROM spans WHERE {moving}")
 
     def _place_new(self) -> None:
-        """The rows the one pass wrote that stay (ids seen once, new to this object) are inserted;
-        those without an `_xact_id` are numbered in file order (by rowid) after every stored row."""
+        """The rows the one pass wrote that stay (ids seen once, new to this object) count as
+        inserted; those without an `_xact_id` are numbered in file order (by rowid) after every
+        stored row."""
         written = self._written()
         placed, first_row = self.con.execute(f"SELECT count(*), min(rowid) FROM spans WHERE {written}").fetchone()
         if placed:
