@@ -27,9 +27,9 @@ def _count_opens(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     opened: list[bool] = []
     real_init = Store.__init__
 
-    def counting(self: Store, path: str | Path, *, read_only: bool = False) -> None:
+    def counting(self: Store, path: str | Path, *, read_only: bool = False, sandboxed: bool = False) -> None:
         opened.append(read_only)
-        real_init(self, path, read_only=read_only)
+        real_init(self, path, read_only=read_only, sandboxed=sandboxed)
 
     monkeypatch.setattr(store_module.Store, "__init__", counting)
     return opened
@@ -45,13 +45,18 @@ def test_a_compare_opens_the_store_once_and_gives_the_same_answer(two_experiment
     assert after == before
 
 
-def test_reading_allows_only_reads_and_releases_the_store(two_experiments: Path) -> None:
+def test_reading_allows_only_reads_and_releases_the_store(two_experiments: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     backend = LocalBackend(two_experiments)
+    sql = "SELECT id, scores FROM experiment('cand') WHERE is_root ORDER BY id LIMIT 5"
+    alone = backend.query(sql, project="support-bot")
+    opened = _count_opens(monkeypatch)
     with backend.reading():
         assert backend.experiment("base").name == "base"
+        assert backend.query(sql, project="support-bot") == alone        # queries run on the store held open
+        assert backend.query(sql, project="support-bot").rows
         with pytest.raises(RuntimeError, match="write inside reading"):
             backend.upsert_dataset("support-bot", "d", [])
-        with pytest.raises(RuntimeError, match="query"):
-            backend.query("SELECT 1")
+    assert opened == [True]
     with Store(two_experiments) as writer:      # the read-only connection is closed again
         assert writer.find_object("experiment", "cand") is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,14 @@ ENGINE_WORDS = ("Binder Error", "Catalog Error", "Parser Error", "Conversion Err
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, World]:
     return build_world(tmp_path_factory.mktemp("conformance"))
+
+
+@pytest.fixture(scope="module")
+def reader(world: tuple[Path, World]) -> Iterator[Store]:
+    """The world's store opened once, sandboxed, for every query of the module (as a command that
+    runs many queries holds it); `run_query(path)` opening its own is covered by the CLI tests."""
+    with Store(world[0], read_only=True, sandboxed=True) as store:
+        yield store
 
 
 def build_world(root: Path) -> tuple[Path, World]:
@@ -76,11 +85,11 @@ def _rows(rows: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
     return [{k: _norm(r.get(k)) for k in keys} for r in rows]
 
 
-def run_entry(store: Path, entry: dict[str, Any]) -> Any:
+def run_entry(store: Path | Store, entry: dict[str, Any]) -> Any:
     return run_query(store, query_text(entry), force_ignore_linter=bool(entry.get("force_ignore_linter")))
 
 
-def check_paging(store: Path, w: World, entry: dict[str, Any]) -> None:
+def check_paging(store: Path | Store, w: World, entry: dict[str, Any]) -> None:
     seen: list[str] = []
     query = query_text(entry)
     result = run_query(store, query)
@@ -99,12 +108,11 @@ def check_paging(store: Path, w: World, entry: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["id"] for e in ENTRIES])
-def test_documented_query_conforms(world: tuple[Path, World], entry: dict[str, Any]) -> None:
-    store, w = world
-    check_entry(store, w, entry)
+def test_documented_query_conforms(world: tuple[Path, World], reader: Store, entry: dict[str, Any]) -> None:
+    check_entry(reader, world[1], entry)
 
 
-def check_entry(store: Path, w: World, entry: dict[str, Any]) -> None:
+def check_entry(store: Path | Store, w: World, entry: dict[str, Any]) -> None:
     """Raises AssertionError (wrong answer or wrong refusal) or InputError (refused, not expected)."""
     if entry.get("refused"):
         with pytest.raises(InputError) as refused:
@@ -170,9 +178,9 @@ def test_cli_json_returns_a_cursor_that_offset_accepts(world: tuple[Path, World]
     assert code == 2 and "not a cursor" in err
 
 
-def test_a_select_alias_may_be_any_name(world: tuple[Path, World]) -> None:
+def test_a_select_alias_may_be_any_name(world: tuple[Path, World], reader: Store) -> None:
     """Aliases such as `t` or `x` are the user's: the source subquery's own alias never shadows them."""
-    store, w = world
+    store, w = reader, world[1]
     for alias in ("t", "x", "_all"):
         rows = run_query(store, f"SELECT span_attributes.type AS {alias}, count(*) AS n FROM project_logs('{PROJECT}') "
                                 f"WHERE created > now() - interval 30 day GROUP BY {alias}").rows

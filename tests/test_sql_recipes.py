@@ -8,6 +8,7 @@ import json
 import random
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import mean
@@ -68,7 +69,7 @@ def _experiment_rows(seed: int, cases: int = 30) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     base = tmp_path_factory.mktemp("sqlworld")
     store_path = base / "store.duckdb"
     logs = list(generate_spans(2400, seed=11))
@@ -88,12 +89,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         ids = {"project": store.find_project(PROJECT), "baseline": store.find_object("experiment", "baseline"),
                "candidate": store.find_object("experiment", "candidate"),
                "golden": store.find_object("dataset", "golden")}
-    return {"store": store_path, "logs": logs, "baseline": baseline, "candidate": candidate, "dataset": dataset,
-            "ids": ids}
+    # the recipes' queries share one sandboxed open of the store, as a command running many queries does
+    with Store(store_path, read_only=True, sandboxed=True) as reader:
+        yield {"store": store_path, "reader": reader, "logs": logs, "baseline": baseline, "candidate": candidate,
+               "dataset": dataset, "ids": ids}
 
 
 def q(world: dict[str, Any], sql: str, **kw: Any) -> list[dict[str, Any]]:
-    return run_query(world["store"], sql, **kw).rows
+    return run_query(world["reader"], sql, **kw).rows
 
 
 def get(row: dict[str, Any], path: str) -> Any:
@@ -354,7 +357,7 @@ def test_lint_blocks_unbounded_project_logs(world) -> None:
                 f"SELECT id FROM project_logs('{PROJECT}') WHERE is_root",
                 f"SELECT id FROM project_logs('{PROJECT}') WHERE created > NOW() - INTERVAL 1 day OR is_root"):
         with pytest.raises(InputError) as info:
-            run_query(world["store"], sql)
+            run_query(world["reader"], sql)
         assert "Query blocked due to lint failures" in str(info.value)
         assert ("No filters available for segment elimination. Add a range filter on created, _xact_id, or "
                 "_pagination_key, or scope to a specific root_span_id or id.") in str(info.value)
@@ -369,7 +372,7 @@ def test_lint_blocks_unbounded_project_logs(world) -> None:
 
 def test_unknown_objects_are_named(world) -> None:
     with pytest.raises(InputError, match=r"experiment\('nope'\): no experiment with this id or name"):
-        run_query(world["store"], "SELECT id FROM experiment('nope')")
+        run_query(world["reader"], "SELECT id FROM experiment('nope')")
     with pytest.raises(InputError, match=r"unknown field `no_such_column`"):
         run_query(world["store"], "SELECT no_such_column FROM experiment('baseline')")
 

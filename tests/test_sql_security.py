@@ -3,16 +3,20 @@ got past the parser cannot touch files, because DuckDB runs with external access
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bt_flywheel.backends import sql as sql_module
+from bt_flywheel.backends.local import LocalBackend
 from bt_flywheel.backends.sql import run_query
 from bt_flywheel.backends.sql_translate import Translation
+from bt_flywheel.backends.store import Store
 from bt_flywheel.backends.synth import generate_spans
 from bt_flywheel.core.errors import InputError
 
@@ -87,14 +91,27 @@ def test_hostile_sql_is_refused_and_store_unchanged(run_cli, store: Path, query:
     assert not Path("out.csv").exists() and not Path("dump").exists() and not Path("other.duckdb").exists()
 
 
-def test_duckdb_sandbox_blocks_files_even_if_the_parser_missed_it(store: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("opened", ["per query", "sandboxed store", "backend reading"])
+def test_duckdb_sandbox_blocks_files_even_if_the_parser_missed_it(store: Path, monkeypatch, opened: str) -> None:
     """Defense in depth: feed DuckDB file-reading SQL directly; the read-only, external-access-disabled
-    connection refuses it."""
-    for evil in ("SELECT * FROM read_csv('/etc/passwd')", "COPY (SELECT 1) TO 'leak.csv'",
-                 "ATTACH 'x.duckdb' AS x", "SET enable_external_access = true", "INSTALL httpfs"):
-        monkeypatch.setattr(sql_module, "translate", lambda *a, _evil=evil, **k: Translation(sql=_evil))
-        with pytest.raises(InputError):
-            run_query(store, "SELECT 1")
+    connection refuses it, whether the query opens its own connection or runs on one a command holds
+    open for many queries (`Store(sandboxed=True)`, `LocalBackend.reading()`)."""
+    with contextlib.ExitStack() as stack:
+        target: Any = store
+        if opened == "sandboxed store":
+            target = stack.enter_context(Store(store, read_only=True, sandboxed=True))
+        if opened == "backend reading":
+            backend = LocalBackend(store)
+            stack.enter_context(backend.reading())
+        for evil in ("SELECT * FROM read_csv('/etc/passwd')", "COPY (SELECT 1) TO 'leak.csv'",
+                     "ATTACH 'x.duckdb' AS x", "SET enable_external_access = true", "RESET lock_configuration",
+                     "SET TimeZone = 'America/New_York'", "INSTALL httpfs"):
+            monkeypatch.setattr(sql_module, "translate", lambda *a, _evil=evil, **k: Translation(sql=_evil))
+            with pytest.raises(InputError):
+                if opened == "backend reading":
+                    backend.query("SELECT 1")
+                else:
+                    run_query(target, "SELECT 1")
     assert not Path("leak.csv").exists() and not Path("x.duckdb").exists()
 
 

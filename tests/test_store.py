@@ -3,6 +3,9 @@ untouched (same _xact_id), invalid input rolls the whole call back."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,6 +59,35 @@ def test_run_query_accepts_an_open_store_and_names_the_conflict(tmp_path: Path) 
         with pytest.raises(StoreBusy, match="already open in this process"):
             run_query(path, "SELECT id FROM project_logs('p') WHERE id = 'x'")
     assert run_query(path, "SELECT id FROM project_logs('p') WHERE id = 'x'").rows == []
+
+
+_DAY_BUCKETS = """
+import sys
+from bt_flywheel.backends.sql import run_query
+from bt_flywheel.backends.store import Store
+path = sys.argv[1]
+query = ("SELECT day(created) AS d, count(*) AS n FROM project_logs('p') "
+         "WHERE created > '2026-01-01T00:00:00Z' GROUP BY 1 ORDER BY 1")
+with Store(path, read_only=True, sandboxed=True) as first, Store(path, read_only=True, sandboxed=True) as second:
+    print(run_query(first, query).rows, run_query(second, query).rows, run_query(path, query).rows)
+"""
+
+
+def test_every_sandboxed_open_buckets_days_in_utc_whatever_the_machine_zone(tmp_path: Path) -> None:
+    """Queries bucket days in UTC, as Braintrust does, on a machine set to another zone: on the first
+    sandboxed open of a store, on a second one sharing DuckDB's instance (its settings locked by
+    the first), and on a query's own open."""
+    path = tmp_path / "s.duckdb"
+    with Store(path) as store:
+        pid = store.ensure_project("p")
+        store.upsert_rows("project_logs", pid, [{"id": "late", "created": "2026-03-01T02:00:00Z"},
+                                                {"id": "early", "created": "2026-03-01T22:00:00Z"}])
+    env = {**os.environ, "TZ": "America/New_York", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    done = subprocess.run([sys.executable, "-c", _DAY_BUCKETS, str(path)], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    utc = [{"d": "2026-03-01T00:00:00Z", "n": 2}]
+    assert done.stdout.strip() == " ".join([str(utc)] * 3)
 
 
 def test_stage_folders_of_a_killed_writer_are_removed_on_next_open(tmp_path) -> None:

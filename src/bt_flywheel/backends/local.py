@@ -1,9 +1,9 @@
 """The local backend: the `Backend` protocol over the DuckDB store (`store.Store`, `sql.run_query`).
 
 Every call opens the store for as long as it needs it (read-only for reads), so several flywheel
-processes can read while none writes; a command that makes many reads in a row wraps them in
-`reading()`, which opens the store once for all of them (DuckDB takes about 20 ms to open a
-database). No links: local objects have no pages to point to.
+processes can read while none writes; a command that makes many reads or queries in a row wraps
+them in `reading()`, which opens the store once, sandboxed as queries need, for all of them
+(DuckDB takes about 20 ms to open a database). No links: local objects have no pages to point to.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class LocalBackend:
             return
         from bt_flywheel.backends.store import Store
 
-        with Store(self.store_path, read_only=True) as store:
+        with Store(self.store_path, read_only=True, sandboxed=True) as store:
             self._held = store
             try:
                 yield
@@ -60,9 +60,7 @@ class LocalBackend:
     def query(self, sql: str, *, project: str | None = None, force_ignore_linter: bool = False) -> QueryResult:
         from bt_flywheel.backends.sql import run_query
 
-        if self._held is not None:   # queries open their own sandboxed connection
-            raise RuntimeError("LocalBackend: query() inside reading()")
-        return run_query(self.store_path, sql, project=project, force_ignore_linter=force_ignore_linter)
+        return run_query(self._held or self.store_path, sql, project=project, force_ignore_linter=force_ignore_linter)
 
     def project_id(self, project: str) -> str:
         with self._open() as store:

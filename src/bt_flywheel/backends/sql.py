@@ -20,15 +20,12 @@ from uuid import UUID
 from bt_flywheel.backends.btsql import paging
 from bt_flywheel.backends.btsql.messages import engine_refusal
 from bt_flywheel.backends.sql_translate import EXTRA_COLUMN, LINT_ERROR, LINT_HINT, LINT_MESSAGE, translate
-from bt_flywheel.core.errors import BackendError, InputError, StoreBusy
+from bt_flywheel.core.errors import InputError
 
 if TYPE_CHECKING:
     from bt_flywheel.backends.store import Store
 
 __all__ = ["LINT_ERROR", "LINT_HINT", "LINT_MESSAGE", "QueryResult", "run_query", "bt_document"]
-
-_SANDBOX = {"enable_external_access": False}
-
 
 @dataclass
 class QueryResult:
@@ -59,48 +56,38 @@ def run_query(store_path: str | Path | Store, query: str, *, project: str | None
     """Run Braintrust SQL on the local store. Raises InputError (bad/hostile query, lint,
     unknown object) or BackendError/StoreBusy (store cannot be opened).
 
-    `store_path` may also be an open `Store` (for callers already holding the write lock in this
-    process); then the query runs on a cursor of that connection: the same AST checks apply but
-    DuckDB's own sandbox settings cannot be switched on for an already open database.
+    `store_path` may also be an open `Store`. A sandboxed one (`Store(path, read_only=True,
+    sandboxed=True)`) runs the query on its connection, so many queries share one open. A writable
+    one (for callers already holding the write lock in this process) runs it on a cursor: the same
+    AST checks apply but DuckDB's own sandbox settings cannot be switched on for an open database.
     """
-    import duckdb
-
     from bt_flywheel.backends.store import Store
 
+    if isinstance(store_path, Store) and store_path.sandboxed:
+        return _run_on(store_path.con, query, project=project, force_ignore_linter=force_ignore_linter)
     if isinstance(store_path, Store):
         con = store_path.con.cursor()
         con.execute("SET TimeZone = 'UTC'")
-    else:
-        path = Path(store_path)
-        if not path.exists():
-            raise InputError(f"{path}: no local store here yet",
-                             hint="load traces with `flywheel ingest FILE --project NAME`")
         try:
-            con = duckdb.connect(str(path), read_only=True, config=dict(_SANDBOX))
-            con.execute("SET enable_progress_bar = false")
-            con.execute("SET TimeZone = 'UTC'")   # day()/date_trunc() buckets are UTC, as in Braintrust
-            con.execute("SET lock_configuration = true")
-        except duckdb.Error as exc:
-            text = str(exc)
-            if "lock" in text.lower():
-                raise StoreBusy(f"{path}: the local store is in use by another flywheel process",
-                                hint="wait for it to finish, or use --store for a separate file") from None
-            if "different configuration" in text:
-                raise StoreBusy(f"{path}: the local store is already open in this process",
-                                hint="pass the open Store to run_query, or close it first") from None
-            raise BackendError(f"{path}: cannot open the local store ({text.splitlines()[0]})") from None
+            return _run_on(con, query, project=project, force_ignore_linter=force_ignore_linter)
+        finally:
+            con.close()
+    with Store(store_path, read_only=True, sandboxed=True) as store:
+        return _run_on(store.con, query, project=project, force_ignore_linter=force_ignore_linter)
+
+
+def _run_on(con: Any, query: str, *, project: str | None, force_ignore_linter: bool) -> QueryResult:
+    import duckdb
+
+    translation = translate(query, _resolver(con, project), project=project,
+                            force_ignore_linter=force_ignore_linter, absent_columns=_absent_columns(con))
     try:
-        translation = translate(query, _resolver(con, project), project=project,
-                                force_ignore_linter=force_ignore_linter, absent_columns=_absent_columns(con))
-        try:
-            cursor = con.execute(translation.sql)
-            description = cursor.description or []
-            values = cursor.fetchall()
-        except duckdb.Error as exc:
-            message, hint = engine_refusal(str(exc))
-            raise InputError(message, hint=hint) from None
-    finally:
-        con.close()
+        cursor = con.execute(translation.sql)
+        description = cursor.description or []
+        values = cursor.fetchall()
+    except duckdb.Error as exc:
+        message, hint = engine_refusal(str(exc))
+        raise InputError(message, hint=hint) from None
     result = _result(description, values, translation.sql)
     pages = translation.paging
     if pages is not None and result.rows and len(result.rows) >= pages.limit:

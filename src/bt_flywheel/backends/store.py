@@ -110,19 +110,33 @@ class UpsertResult:
         return {"inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged}
 
 
-class Store:
-    """A DuckDB file. Open read-only for queries; writers hold DuckDB's file lock."""
+# what a sandboxed (query) connection may not do: read or write files, ATTACH, COPY, INSTALL
+SANDBOX_CONFIG = {"enable_external_access": False}
 
-    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+
+class Store:
+    """A DuckDB file. Open read-only for queries; writers hold DuckDB's file lock.
+
+    `sandboxed=True` (read-only only) opens it the way user SQL runs: no external access, UTC,
+    and settings locked, so `sql.run_query` can run any number of queries on this one connection.
+    """
+
+    def __init__(self, path: str | Path, *, read_only: bool = False, sandboxed: bool = False) -> None:
+        if sandboxed and not read_only:
+            raise ValueError("Store: sandboxed stores are read-only")
         self.path = Path(path)
         self.read_only = read_only
+        self.sandboxed = sandboxed
         if read_only and not self.path.exists():
             raise InputError(f"{self.path}: no local store here yet",
                              hint="load traces with `flywheel ingest FILE --project NAME`")
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = self._connect()
-        self.con.execute("SET enable_progress_bar = false")
+        if sandboxed:
+            self._lock_sandbox()
+        else:
+            self.con.execute("SET enable_progress_bar = false")
         if not read_only:
             self.con.execute(SCHEMA)
             self.con.execute(MIGRATIONS)
@@ -135,9 +149,13 @@ class Store:
         deadline = time.monotonic() + 5
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=self.read_only)
-            except duckdb.IOException as exc:
+                return duckdb.connect(str(self.path), read_only=self.read_only,
+                                      config=dict(SANDBOX_CONFIG) if self.sandboxed else {})
+            except duckdb.Error as exc:
                 message = str(exc)
+                if "different configuration" in message:
+                    raise StoreBusy(f"{self.path}: the local store is already open in this process",
+                                    hint="pass the open Store to run_query, or close it first") from None
                 if "not a valid DuckDB database file" in message and self._being_created():
                     if time.monotonic() < deadline:
                         time.sleep(0.05)
@@ -146,7 +164,17 @@ class Store:
                 if "lock" in message.lower():
                     raise StoreBusy(f"{self.path}: the local store is in use by another flywheel process",
                                     hint="wait for it to finish, or use --store for a separate file") from None
-                raise BackendError(f"{self.path}: cannot open the local store ({exc})") from None
+                raise BackendError(f"{self.path}: cannot open the local store ({message.splitlines()[0]})") from None
+
+    def _lock_sandbox(self) -> None:
+        """UTC for every session (day()/date_trunc() buckets are UTC, as in Braintrust), then lock
+        the settings. A second sandboxed open of the file in this process shares DuckDB's database
+        instance, already set up and locked, so it only checks that."""
+        if self.con.execute("SELECT current_setting('lock_configuration')").fetchone()[0]:
+            return
+        self.con.execute("SET enable_progress_bar = false")
+        self.con.execute("SET GLOBAL TimeZone = 'UTC'")
+        self.con.execute("SET lock_configuration = true")
 
     def _being_created(self) -> bool:
         try:

@@ -211,8 +211,9 @@ def curate(options: CurateOptions, *, labeler: Any, backend: Backend | None = No
 
         backend = LocalBackend(options.store_path)
 
-    rows, selection = _candidate_rows(options, backend, runner)
-    stored, previous_file, previous = _already_stored(options, backend, dataset_project, out_dir)
+    with backend.reading():     # the selection's queries and the stored dataset: one open store
+        rows, selection = _candidate_rows(options, backend, runner)
+        stored, previous_file, previous = _already_stored(options, backend, dataset_project, out_dir)
     if options.strategy == "rows":
         label_run = LabelRun(labels={}, pending=[r["id"] for r in rows if not is_labeled(r)])
     else:

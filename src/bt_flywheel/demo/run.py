@@ -132,6 +132,7 @@ class _Demo:
         self.example = example_dir()
         self.store = self.out / "store.duckdb"
         self.queries: list[dict[str, Any]] = []
+        self.reader: Any = None     # a sandboxed store Discover's queries share (one open, not one each)
         self.phases: dict[str, float] = {}
         self.artifacts: list[tuple[Path, str]] = []
         self.started = datetime.now(UTC)
@@ -147,7 +148,7 @@ class _Demo:
         from bt_flywheel.backends.sql import run_query
 
         text = pb.fill(pb.RECIPES[recipe], PROJECT=PROJECT, **values)
-        rows = run_query(self.store, text).rows
+        rows = run_query(self.reader or self.store, text).rows
         self.queries.append({"recipe": recipe, "purpose": purpose, "query": text, "rows": rows})
         return rows
 
@@ -198,11 +199,16 @@ class _Demo:
     # -- Discover + Diagnose --------------------------------------------------------------------
 
     def discover_and_diagnose(self, builder: Any) -> list[pb.Pattern]:
+        from bt_flywheel.backends.store import Store
+
         self.generate_and_ingest()
-        by = self.survey_failing_slices()
-        patterns = pb.find_patterns(actions_7d=by[("facets.action", 7)], actions_30d=by[("facets.action", 30)],
-                                    quoted_30d=by[("facets.quoted_text", 30)], categories_30d=by[("category", 30)])
-        self.drill_into(patterns)
+        with Store(self.store, read_only=True, sandboxed=True) as self.reader:
+            by = self.survey_failing_slices()
+            patterns = pb.find_patterns(actions_7d=by[("facets.action", 7)], actions_30d=by[("facets.action", 30)],
+                                        quoted_30d=by[("facets.quoted_text", 30)],
+                                        categories_30d=by[("category", 30)])
+            self.drill_into(patterns)
+        self.reader = None
         self.patterns = patterns
         self.record_findings(builder, patterns)
         self.route_diagnosis(patterns)
