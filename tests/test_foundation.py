@@ -55,6 +55,9 @@ def test_read_json_file_names_file_line_and_column(tmp_path: Path) -> None:
 
 
 def test_redact_known_values_and_key_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_SERVICE_API_KEY", "zz-first-value-0000")
+    assert redact("a zz-first-value-0000 b") == f"a {MARKER} b"
+    # set (or changed) after a redaction already looked at the environment: seen by the next one
     monkeypatch.setenv("MY_SERVICE_API_KEY", "zz-distinctive-value-123")
     register_secret("registered-secret-value-42")
     text = ("k=zz-distinctive-value-123 r=registered-secret-value-42 o=sk-abcdefghijklmnopqrstuv "

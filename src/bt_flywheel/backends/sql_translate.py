@@ -150,7 +150,7 @@ def translate(query: str, resolve: Resolver, *, project: str | None = None,
     pages = paging.prepare(tree, spans_source)
     for select in list(tree.find_all(exp.Select)):
         _rewrite_select(select, resolve, absent_columns)
-    return Translation(sql=tree.sql(dialect="duckdb"), sources=sources, paging=pages)
+    return Translation(sql=shapes.splice(tree), sources=sources, paging=pages)
 
 
 # sources ------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ _MIN_SECRET_LEN = 8
 _known: set[str] = set()
 _longest_first: tuple[str, ...] = ()  # _known sorted for replacement, replaced whole when it grows
 _env_seen: dict[str, str] = {}  # environment values already looked at
+_env_raw_seen: dict[Any, Any] | None = None  # os.environ's raw mapping at the last full look
 
 
 @functools.lru_cache(maxsize=4096)
@@ -46,13 +47,19 @@ def register_secrets_from_mapping(mapping: dict[str, str | None]) -> None:
 
 
 def _refresh_from_environment() -> None:
-    """Pick up secrets set in the environment since the last look (only changed entries are checked:
-    this runs on every redaction, which is on the hot path of writing rows)."""
+    """Pick up secrets set in the environment since the last look. This runs on every redaction,
+    which is on the hot path of writing rows: an unchanged environment is recognised by comparing
+    os.environ's raw (undecoded) mapping with a copy, and only changed entries are checked."""
+    global _env_raw_seen
+    raw = getattr(os.environ, "_data", None)    # CPython's backing dict; decoding every entry costs more
+    if raw is not None and raw == _env_raw_seen:
+        return
     for name, value in os.environ.items():
         if _env_seen.get(name) != value:
             _env_seen[name] = value
             if value and is_secret_name(name):
                 register_secret(value)
+    _env_raw_seen = dict(raw) if raw is not None else None
 
 
 def redact(text: str) -> str:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import sqlglot
@@ -164,9 +165,36 @@ def source_subquery(ref: SourceRef, object_ids: list[str], where: exp.Expression
                                  hint="use shape => 'traces' to narrow the returned spans")
             sql = _summary_sql(sql)
         remaining = _and(narrow)
-    subquery = sqlglot.parse_one(f"SELECT * FROM ({sql}) AS x", read="duckdb").args["from_"].this
-    subquery.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
-    return subquery, remaining
+    return embedded(sql, alias), remaining
+
+
+def embedded(sql: str, alias: str) -> exp.Subquery:
+    """`(sql) AS alias` for SQL this module wrote. sqlglot would parse it only to print it again (most
+    of a translation's time), so the tree holds a placeholder that `splice` swaps for the text."""
+    token = f"_fw_source_{uuid.uuid4().hex}"
+    node = exp.Subquery(this=exp.Table(this=exp.to_identifier(token)),
+                        alias=exp.TableAlias(this=exp.to_identifier(alias)))
+    node.meta["embedded_sql"] = (token, sql)
+    return node
+
+
+def embedded_sql(node: exp.Expression) -> str:
+    """The SQL inside a source subquery (an `embedded` one's own text)."""
+    held = node.meta.get("embedded_sql") if isinstance(node, exp.Subquery) else None
+    return held[1] if held else node.this.sql(dialect="duckdb")
+
+
+def splice(tree: exp.Expression) -> str:
+    """The tree as DuckDB SQL, each `embedded` placeholder replaced by its SQL."""
+    text = tree.sql(dialect="duckdb")
+    for node in tree.find_all(exp.Subquery):
+        held = node.meta.get("embedded_sql")
+        if held:
+            token, sql = held
+            if text.count(f"({token})") != 1:
+                raise AssertionError(f"shapes.splice: placeholder {token} printed {text.count(token)} times")
+            text = text.replace(f"({token})", f"({sql})")
+    return text
 
 
 # UNPIVOT ----------------------------------------------------------------------------------
@@ -185,7 +213,7 @@ def unpivot(subquery: exp.Expression, pivot: exp.Pivot, alias: str) -> exp.Expre
     field_name = field.name if isinstance(field, exp.Column | exp.Identifier) else ""
     if not field_name:
         raise InputError(f"sql: UNPIVOT ... IN ({field.sql()}): give a JSON field such as scores, metrics or tags")
-    inner = subquery.this.sql(dialect="duckdb")
+    inner = embedded_sql(subquery)
     f = f'"{field_name}"'
     key = "'$.\"' || replace(_k, '\"', '\\\"') || '\"'"
     if field_name in _NUMERIC_FIELDS:
@@ -194,9 +222,7 @@ def unpivot(subquery: exp.Expression, pivot: exp.Pivot, alias: str) -> exp.Expre
         value = f"CASE WHEN json_type({f}) = 'ARRAY' THEN json_extract_string({f}, '$[' || _k || ']') " \
                 f"ELSE json_extract_string({f}, {key}) END"
     keys = (f"CASE WHEN json_type({f}) = 'OBJECT' THEN json_keys({f}) WHEN json_type({f}) = 'ARRAY' "
-            f"THEN list_transform(range(CAST(json_array_length({f}) AS BIGINT)), i -> CAST(i AS VARCHAR)) END")
+            f"THEN CAST(range(CAST(json_array_length({f}) AS BIGINT)) AS VARCHAR[]) END")
     sql = (f"SELECT * EXCLUDE (_k, _v), _k AS \"{name_col}\", _v AS \"{value_col}\" FROM "
            f"(SELECT *, {value} AS _v FROM (SELECT *, unnest({keys}) AS _k FROM ({inner}) AS _s)) WHERE _v IS NOT NULL")
-    node = sqlglot.parse_one(f"SELECT * FROM ({sql}) AS x", read="duckdb").args["from_"].this
-    node.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
-    return node
+    return embedded(sql, alias)
