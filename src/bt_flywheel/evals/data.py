@@ -35,15 +35,30 @@ DEFAULT_STORE = ".flywheel/store.duckdb"
 # What local_dataset() read during the current load, so the runner can record dataset id/version.
 _DATASETS_READ: list[dict[str, Any]] = []
 # The store the runner is using; local_dataset() defaults to it (else FLYWHEEL_STORE, else default).
-_ACTIVE_STORE: list[str] = []
+# the store of the eval being prepared: its path, or the Store the runner holds open for it
+_ACTIVE_STORE: list[Any] = []
 
 
 def _store_path(store: str | os.PathLike[str] | None) -> Path:
     if store:
         return Path(store)
     if _ACTIVE_STORE:
-        return Path(_ACTIVE_STORE[-1])
+        active = _ACTIVE_STORE[-1]
+        return Path(getattr(active, "path", active))
     return Path(os.environ.get("FLYWHEEL_STORE") or DEFAULT_STORE)
+
+
+def _open_store(path: Path) -> Any:
+    """The runner's open store when it is this file (a second open in this process would conflict
+    with it), else the file opened read-only."""
+    from contextlib import nullcontext
+
+    from bt_flywheel.backends.store import Store
+
+    held = _ACTIVE_STORE[-1] if _ACTIVE_STORE else None
+    if isinstance(held, Store) and held.path.resolve() == path.resolve():
+        return nullcontext(held)
+    return Store(path, read_only=True)
 
 
 def local_dataset(name_or_path: str, *, split: str | None = None, project: str | None = None,
@@ -94,10 +109,8 @@ def _rows_from_file(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 def _rows_from_store(name: str, *, project: str | None, store: str | os.PathLike[str] | None
                      ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from bt_flywheel.backends.store import Store
-
     path = _store_path(store)
-    with Store(path, read_only=True) as st:
+    with _open_store(path) as st:
         dataset_id = st.require_object("dataset", name, project=project,
                                        hint="curate one with `flywheel curate`, or pass a dataset_rows.jsonl path")
         rows = list(st.iter_rows("dataset", dataset_id))

@@ -303,16 +303,18 @@ def _run_one(evaluator: Any, *, path: Path, file_sha: str, split: str | None, fi
              trials: int | None, max_concurrency: int | None, name: str | None, project: str | None,
              store: Path, remote: bool, settings: Any, silent: bool, multiple: bool,
              candidate: dict[str, Any] | None = None) -> EvalRunResult:
-    run = _prepare(evaluator, path=path, store=store, remote=remote, split=split, first=first, trials=trials,
-                   max_concurrency=max_concurrency, project=project)
-    run.metadata = _experiment_metadata(evaluator, path=path, file_sha=file_sha, datasets=run.datasets,
-                                        split=run.split, first=run.first, trials=run.trial_count,
-                                        concurrency=run.concurrency, rows=len(run.cases),
-                                        backend="remote" if remote else "local")
-    if candidate is not None:
-        run.metadata["candidate"] = candidate
-    _open_experiment(run, settings, name or evaluator.experiment_name or _default_name(path, evaluator if multiple
-                                                                                        else None))
+    # reading the Eval's local datasets and naming its experiment share one open of an existing store
+    with _opened_store(store) if not remote and store.exists() else contextlib.nullcontext() as held:
+        run = _prepare(evaluator, path=path, store=store, remote=remote, split=split, first=first, trials=trials,
+                       max_concurrency=max_concurrency, project=project, held=held)
+        run.metadata = _experiment_metadata(evaluator, path=path, file_sha=file_sha, datasets=run.datasets,
+                                            split=run.split, first=run.first, trials=run.trial_count,
+                                            concurrency=run.concurrency, rows=len(run.cases),
+                                            backend="remote" if remote else "local")
+        if candidate is not None:
+            run.metadata["candidate"] = candidate
+        _open_experiment(run, settings, name or evaluator.experiment_name
+                         or _default_name(path, evaluator if multiple else None), held=held)
     _execute(run, silent=silent)
     rows, roots = build_experiment_rows(run.collector.rows(), run.trial_info, run.experiment_id)
     experiment_url = _store_experiment(run, rows)
@@ -325,14 +327,21 @@ def _run_one(evaluator: Any, *, path: Path, file_sha: str, split: str | None, fi
     )
 
 
+def _opened_store(store: Path) -> Any:
+    from bt_flywheel.backends.store import Store
+
+    return Store(store)
+
+
 def _prepare(evaluator: Any, *, path: Path, store: Path, remote: bool, split: str | None, first: int | None,
-             trials: int | None, max_concurrency: int | None, project: str | None) -> _Run:
-    """Resolve the Eval's data (local datasets read from `store`) and its run settings."""
+             trials: int | None, max_concurrency: int | None, project: str | None, held: Any = None) -> _Run:
+    """Resolve the Eval's data (local datasets read from `store`, or from `held`, that store
+    already open) and its run settings."""
     config_defaults = getattr(evaluator, "_flywheel_config", {}) or {}
     split = split if split is not None else config_defaults.get("split")
     first = first if first is not None else config_defaults.get("first")
     evals_data._DATASETS_READ.clear()
-    evals_data._ACTIVE_STORE.append(str(store))
+    evals_data._ACTIVE_STORE.append(held or str(store))
     try:
         cases = evals_data.prepare_cases(evals_data.materialize(evaluator.data), split=split, first=first,
                                          source=str(path))
@@ -349,15 +358,16 @@ def _prepare(evaluator: Any, *, path: Path, store: Path, remote: bool, split: st
                 project_name=project or evaluator.project_name)
 
 
-def _open_experiment(run: _Run, settings: Any, base_name: str) -> None:
-    """Create the Braintrust experiment (remote), or pick a free local experiment name and id."""
+def _open_experiment(run: _Run, settings: Any, base_name: str, *, held: Any = None) -> None:
+    """Create the Braintrust experiment (remote), or pick a free local experiment name and id
+    (in `held`, the store already open for writing, if given)."""
     from bt_flywheel.backends.store import Store, local_id
 
     if run.remote:
         run.experiment = _init_remote_experiment(run.evaluator, settings, run.project_name, base_name, run.metadata)
         run.experiment_id, run.experiment_name = run.experiment.id, run.experiment.name
         return
-    with Store(run.store) as st:
+    with contextlib.nullcontext(held) if held is not None else Store(run.store) as st:
         run.project_id = st.ensure_project(run.project_name)
         run.experiment_name = _unique_name(st, base_name, run.project_id)
     run.experiment_id = local_id("experiment", f"{run.project_id}:{run.experiment_name}")
