@@ -85,8 +85,8 @@ class Backend(Protocol):
     name: str                      # "local" | "remote"
 
     def reading(self) -> AbstractContextManager[None]:
-        """Inside this block, reads share what they can (the local store opens once instead of
-        once per call). Only reads may run inside it."""
+        """Inside this block, reads and queries share what they can (the local store opens once,
+        sandboxed as queries need, instead of once per call). Only reads may run inside it."""
         ...
 
     def query(self, sql: str, *, project: str | None = None, force_ignore_linter: bool = False) -> QueryResult:
