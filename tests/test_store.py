@@ -13,7 +13,7 @@ import pytest
 from bt_flywheel.backends.sql import run_query
 from bt_flywheel.backends.store import Store
 from bt_flywheel.backends.synth import generate_spans
-from bt_flywheel.core.errors import StoreBusy
+from bt_flywheel.core.errors import InputError, StoreBusy
 
 
 def _xacts(store: Store, object_id: str) -> dict[str, int]:
@@ -59,6 +59,20 @@ def test_run_query_accepts_an_open_store_and_names_the_conflict(tmp_path: Path) 
         with pytest.raises(StoreBusy, match="already open in this process"):
             run_query(path, "SELECT id FROM project_logs('p') WHERE id = 'x'")
     assert run_query(path, "SELECT id FROM project_logs('p') WHERE id = 'x'").rows == []
+
+
+def test_a_query_the_parser_or_linter_refuses_never_opens_the_store(tmp_path: Path) -> None:
+    """A bad query is reported as bad even while another writer holds the store (so a CI job that
+    retries on "store busy" does not retry a query that can never run), and costs no open."""
+    path = tmp_path / "s.duckdb"
+    with Store(path) as writer:
+        writer.ensure_project("p")
+        for bad, message in (("DROP TABLE spans", "sql: "), ("SELECT id FROM project_logs('p')", "lint"),
+                             ("SELEC id FROM project_logs('p')", "sql: ")):
+            with pytest.raises(InputError, match=message):
+                run_query(path, bad)
+        with pytest.raises(StoreBusy):
+            run_query(path, "SELECT id FROM project_logs('p') WHERE id = 'x'")
 
 
 _DAY_BUCKETS = """

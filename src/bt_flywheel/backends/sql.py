@@ -72,15 +72,41 @@ def run_query(store_path: str | Path | Store, query: str, *, project: str | None
             return _run_on(con, query, project=project, force_ignore_linter=force_ignore_linter)
         finally:
             con.close()
-    with Store(store_path, read_only=True, sandboxed=True) as store:
-        return _run_on(store.con, query, project=project, force_ignore_linter=force_ignore_linter)
+    if not Path(store_path).exists():
+        raise InputError(f"{store_path}: no local store here yet",
+                         hint="load traces with `flywheel ingest FILE --project NAME`")
+    opened = _OpenedOnFirstUse(Path(store_path))
+    try:
+        return _run_on(opened, query, project=project, force_ignore_linter=force_ignore_linter)
+    finally:
+        opened.close()
+
+
+class _OpenedOnFirstUse:
+    """A sandboxed store connection opened when the translation first needs the store: a query
+    refused by the parser or the linter never opens (nor waits on) the store."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.store: Store | None = None
+
+    def execute(self, *args: Any) -> Any:
+        if self.store is None:
+            from bt_flywheel.backends.store import Store
+
+            self.store = Store(self.path, read_only=True, sandboxed=True)
+        return self.store.con.execute(*args)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
 
 
 def _run_on(con: Any, query: str, *, project: str | None, force_ignore_linter: bool) -> QueryResult:
     import duckdb
 
     translation = translate(query, _resolver(con, project), project=project,
-                            force_ignore_linter=force_ignore_linter, absent_columns=_absent_columns(con))
+                            force_ignore_linter=force_ignore_linter, absent_columns=lambda: _absent_columns(con))
     try:
         cursor = con.execute(translation.sql)
         description = cursor.description or []

@@ -136,11 +136,12 @@ def _func_name(node: exp.Func) -> str:
         return type(node).__name__
 
 
-def translate(query: str, resolve: Resolver, *, project: str | None = None,
-              force_ignore_linter: bool = False, absent_columns: frozenset[str] = frozenset()) -> Translation:
+def translate(query: str, resolve: Resolver, *, project: str | None = None, force_ignore_linter: bool = False,
+              absent_columns: frozenset[str] | Callable[[], frozenset[str]] = frozenset()) -> Translation:
     """Braintrust SQL -> DuckDB SQL over the store's tables (see module docstring).
 
-    `absent_columns`: store columns an older, not yet migrated store lacks; they read as NULL."""
+    `absent_columns`: store columns an older, not yet migrated store lacks; they read as NULL (a
+    callable is asked only once the query has passed the parser and the linter)."""
     tree = parse_one_select(query)
     sources = _collect_sources(tree, project)
     if not force_ignore_linter:
@@ -148,8 +149,9 @@ def translate(query: str, resolve: Resolver, *, project: str | None = None,
     spans_source = any(t.meta.get("bt_source") and t.meta["bt_source"].shape != "summary" and not t.args.get("pivots")
                        for t in _own_tables(tree))
     pages = paging.prepare(tree, spans_source)
+    absent = absent_columns() if callable(absent_columns) else absent_columns
     for select in list(tree.find_all(exp.Select)):
-        _rewrite_select(select, resolve, absent_columns)
+        _rewrite_select(select, resolve, absent)
     return Translation(sql=shapes.splice(tree), sources=sources, paging=pages)
 
 
