@@ -13,7 +13,6 @@ import warnings
 
 import numpy as np
 import pytest
-import statsmodels.api as sm_api
 from scipy import stats as st
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar  # noqa: E402
 from statsmodels.stats.multitest import multipletests  # noqa: E402
@@ -87,6 +86,8 @@ def test_cluster_robust_se_against_statsmodels(continuous):
     d = b - a
     clusters = [f"c{i % 17}" for i in range(d.size)]
     ours = S.ttest_differences(d, clusters=clusters)
+    import statsmodels.api as sm_api  # here: its import (pandas, patsy) costs every test worker a second
+
     fit = sm_api.OLS(d, np.ones_like(d)).fit(cov_type="cluster", cov_kwds={"groups": np.arange(d.size) % 17},
                                              use_t=True)
     assert ours.n_clusters == 17 and ours.df == 16

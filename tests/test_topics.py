@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import store_cache
-from sklearn.metrics import adjusted_rand_score
 
 from bt_flywheel.backends import sql
 from bt_flywheel.backends.store import Store
@@ -53,6 +52,8 @@ def _labels(store_path: Path, facet: str = "Task") -> dict[str, dict]:
 
 
 def _ari(planted: dict[str, str], labels: dict[str, dict]) -> float:
+    from sklearn.metrics import adjusted_rand_score  # here, not at collection in every test worker
+
     ids = sorted(planted)
     return adjusted_rand_score([planted[i] for i in ids], [(labels.get(i) or {}).get("id", "none") for i in ids])
 
