@@ -203,12 +203,15 @@ class _Demo:
 
         self.generate_and_ingest()
         with Store(self.store, read_only=True, sandboxed=True) as self.reader:
-            by = self.survey_failing_slices()
-            patterns = pb.find_patterns(actions_7d=by[("facets.action", 7)], actions_30d=by[("facets.action", 30)],
-                                        quoted_30d=by[("facets.quoted_text", 30)],
-                                        categories_30d=by[("category", 30)])
-            self.drill_into(patterns)
-        self.reader = None
+            try:
+                by = self.survey_failing_slices()
+                patterns = pb.find_patterns(actions_7d=by[("facets.action", 7)],
+                                            actions_30d=by[("facets.action", 30)],
+                                            quoted_30d=by[("facets.quoted_text", 30)],
+                                            categories_30d=by[("category", 30)])
+                self.drill_into(patterns)
+            finally:
+                self.reader = None
         self.patterns = patterns
         self.record_findings(builder, patterns)
         self.route_diagnosis(patterns)

@@ -34,8 +34,8 @@ DEFAULT_STORE = ".flywheel/store.duckdb"
 
 # What local_dataset() read during the current load, so the runner can record dataset id/version.
 _DATASETS_READ: list[dict[str, Any]] = []
-# The store the runner is using; local_dataset() defaults to it (else FLYWHEEL_STORE, else default).
-# the store of the eval being prepared: its path, or the Store the runner holds open for it
+# The store the runner is using (its path, or the Store it holds open while preparing an eval);
+# local_dataset() defaults to it (else FLYWHEEL_STORE, else the default path).
 _ACTIVE_STORE: list[Any] = []
 
 
