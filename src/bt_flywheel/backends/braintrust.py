@@ -24,6 +24,7 @@ from bt_flywheel.backends.base import SPAN_METRIC_FIELDS, Links, ObjectInfo, rol
 from bt_flywheel.backends.remote import RemoteClient
 from bt_flywheel.backends.sql import QueryResult
 from bt_flywheel.core.errors import BackendError, InputError
+from bt_flywheel.core.sqltext import sql_string
 
 FETCH_LIMIT = 1000
 _ROOTS_AND_SCORES = "is_root = true OR span_attributes.type = 'score'"
@@ -98,14 +99,13 @@ class BraintrustBackend:
         return _experiment_info(found)
 
     def experiment_roots(self, experiment: ObjectInfo) -> Iterator[dict[str, Any]]:
-        ref = experiment.id.replace("'", "''")
         spans = self.client.btql_pages(
-            f"select: * | from: experiment('{ref}') spans | filter: {_ROOTS_AND_SCORES} | sort: _pagination_key ASC")
+            f"select: * | from: experiment({sql_string(experiment.id)}) spans | filter: {_ROOTS_AND_SCORES} | sort: _pagination_key ASC")
         yield from rollup_scores(s for s in spans if isinstance(s, dict))
 
     def experiment_span_metrics(self, experiment: ObjectInfo) -> Iterator[dict[str, Any]]:
-        ref = experiment.id.replace("'", "''")
-        spans = self.client.btql_pages(f"select: {', '.join(SPAN_METRIC_FIELDS)} | from: experiment('{ref}') spans "
+        spans = self.client.btql_pages(f"select: {', '.join(SPAN_METRIC_FIELDS)} | from: experiment("
+                                       f"{sql_string(experiment.id)}) spans "
                                        "| sort: _pagination_key ASC")
         yield from (span_metrics_view(s) for s in spans if isinstance(s, dict))
 

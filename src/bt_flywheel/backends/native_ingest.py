@@ -61,6 +61,7 @@ from bt_flywheel.backends.store import (
     validate_row,
 )
 from bt_flywheel.core.errors import InputError
+from bt_flywheel.core.sqltext import sql_string
 
 _FIELDS = tuple(c for c in _RECORD_COLUMNS if c != "extra")   # the row keys with their own column
 _PULLED = (*_FIELDS, "_is_merge")
@@ -145,15 +146,15 @@ def _columns_sql() -> dict[str, str]:
 def _scan_sql(path: Path, compression: str) -> str:
     """The CTE chain over one file: `merges` has per row its text `j`, pulled fields `s`, keys
     `k` (`u`: those not pulled), parsed `created` (`cts`) and the `flagged` and `merge_row` bits."""
-    spec = json.dumps({k: "JSON" for k in _PULLED}).replace("'", "''")
+    spec = sql_string(json.dumps({k: "JSON" for k in _PULLED}))
     cts = (f"CASE WHEN regexp_full_match(cs, '{_ISO_TZ}') THEN try_cast(cs AS TIMESTAMPTZ) "
            f"WHEN regexp_full_match(cs, '{_ISO_NAIVE}') THEN timezone('UTC', try_cast(cs AS TIMESTAMP)) END")
     # a missing field makes a term NULL, which must read as "no problem"
     flagged = " OR ".join(["j IS NULL", *(f"coalesce({t}, false)" for t in _flag_terms())])
     is_merge = f"(coalesce({_f('_is_merge')}::VARCHAR = 'true', false) AND NOT flagged)"
-    source = f"read_ndjson_objects({_quote(str(path))}, compression='{compression}', ignore_errors=true)"
+    source = f"read_ndjson_objects({sql_string(str(path))}, compression='{compression}', ignore_errors=true)"
     return (
-        f"WITH raw AS (SELECT json AS j, json_transform(json, '{spec}') AS s, json_keys(json) AS k FROM {source}), "
+        f"WITH raw AS (SELECT json AS j, json_transform(json, {spec}) AS s, json_keys(json) AS k FROM {source}), "
         f"keyed AS (SELECT *, {_UNKNOWN_KEYS} AS u FROM raw), "
         f"pulled AS (SELECT *, CASE WHEN {_kind('created')} = '\"' THEN {_f('created')} ->> '$' END AS cs, "
         f"{_f('_xact_id')}::VARCHAR AS xt FROM keyed), "
@@ -222,7 +223,7 @@ def _gzip_reads_cleanly(path: Path) -> bool:
     """DuckDB can read the whole gzip stream (checked on a connection of its own, because a read
     error inside the ingest transaction would abort it)."""
     try:
-        _probe().execute(f"SELECT count(*) FROM read_ndjson_objects({_quote(str(path))}, compression='gzip', "
+        _probe().execute(f"SELECT count(*) FROM read_ndjson_objects({sql_string(str(path))}, compression='gzip', "
                          "ignore_errors=true)").fetchone()
         return True
     except duckdb.Error:
@@ -270,7 +271,7 @@ class NativeLoader:
             else:
                 merged.append((low, high))
         within = " OR ".join(f"rowid BETWEEN {low} AND {high}" for low, high in merged) or "false"
-        return f"object_type = {_quote(self.object_type)} AND object_id = {_quote(self.object_id)} AND ({within})"
+        return f"object_type = {sql_string(self.object_type)} AND object_id = {sql_string(self.object_id)} AND ({within})"
 
     def _src_of_rowid(self) -> str:
         if not self.rowids:
@@ -365,7 +366,7 @@ class NativeLoader:
                 handle.write(_ENCODE(entry) + "\n")
         columns = "{" + ", ".join(f"'{c}': '{t}'" for c, t in _STAGE_COLUMNS.items()) + "}"
         self.con.execute(f"INSERT INTO {self.stage} ({', '.join(_STAGE_COLUMNS)}) SELECT * FROM read_json("
-                         f"{_quote(str(stage_file))}, format='newline_delimited', columns={columns}, "
+                         f"{sql_string(str(stage_file))}, format='newline_delimited', columns={columns}, "
                          "maximum_object_size=67108864)")
         return len(entries)
 
@@ -514,10 +515,6 @@ class NativeLoader:
                 break  # an aborted transaction drops its temp tables with it
         shutil.rmtree(self.tmpdir, ignore_errors=True)
         _LIVE_STAGES.discard(self.tmpdir)
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _stage_entry(row: Any) -> dict[str, Any] | str:

@@ -26,6 +26,7 @@ from bt_flywheel.backends.sql import QueryResult
 from bt_flywheel.backends.sql_translate import LINT_ERROR, LINT_HINT
 from bt_flywheel.core.errors import BackendError, ConfigError, InputError
 from bt_flywheel.core.redact import redact_obj, register_secret
+from bt_flywheel.core.sqltext import sql_string
 
 QUERY_SOURCE = "bt_flywheel_sql"
 DATASET_ROW_FIELDS = ("id", "input", "expected", "metadata", "tags", "origin")
@@ -140,7 +141,7 @@ class RemoteClient:
         found = self.find_project(project)
         if not found:
             raise InputError(f"--project {project!r}: no such project in Braintrust")
-        replacement = "project_logs('" + str(found["id"]).replace("'", "''") + "')"
+        replacement = f"project_logs({sql_string(found['id'])})"
         for tok in reversed(spots):
             query = query[:tok.start] + replacement + query[tok.end + 1:]
         return query

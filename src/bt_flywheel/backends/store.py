@@ -35,6 +35,7 @@ from typing import Any
 import duckdb
 
 from bt_flywheel.core.errors import BackendError, InputError, StoreBusy
+from bt_flywheel.core.sqltext import sql_string
 
 _LIVE_STAGES: set[Path] = set()  # staging folders of this process's running bulk loads
 OBJECT_TYPES = ("project_logs", "experiment", "dataset")
@@ -556,8 +557,7 @@ class BulkLoader:
         batch = len(self.pending)
         self.pending = {}
         columns = "{" + ", ".join(f"'{c}': '{t}'" for c, t in _STAGE_TYPES.items()) + "}"
-        path_literal = str(stage).replace("'", "''")
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _flywheel_stage AS SELECT * FROM read_json('{path_literal}', "
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _flywheel_stage AS SELECT * FROM read_json({sql_string(stage)}, "
                          f"format='newline_delimited', columns={columns}, maximum_object_size=67108864)")
         new, updated = merge_staged(self.con, "_flywheel_stage", self.object_type, self.object_id, self.next_xact)
         self.result.inserted += new

@@ -19,16 +19,12 @@ from typing import Any
 
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.core.ids import content_hash, seeded_order_key, stable_row_id
+from bt_flywheel.core.sqltext import sql_string
 from bt_flywheel.dataset.facets import FacetDefinition, sql_path, weak_bucket
 from bt_flywheel.dataset.split import DEFAULT_SEED, DEFAULT_VALIDATION_FRACTION
 
 Runner = Callable[[str], list[dict[str, Any]]]
 FETCH_CHUNK = 200
-
-
-def quote(text: str) -> str:
-    """A Braintrust SQL string literal."""
-    return "'" + str(text).replace("'", "''") + "'"
 
 
 def _window(window_days: int | None) -> str:
@@ -105,7 +101,7 @@ def score_balanced_queries(project: str, score: str, lo: float, hi: float, *, wi
                            where: str | None = None) -> dict[str, str]:
     """The SQL for the failing (score <= lo) and passing (score >= hi) buckets."""
     column = sql_path(f"scores.{_quoted(score)}")
-    base = f"SELECT root_span_id, span_id, created, {column} AS score_value FROM project_logs({quote(project)})"
+    base = f"SELECT root_span_id, span_id, created, {column} AS score_value FROM project_logs({sql_string(project)})"
     out = {}
     for bucket, condition in (("failing", f"{column} <= {float(lo)!r}"), ("passing", f"{column} >= {float(hi)!r}")):
         out[bucket] = f"{base} WHERE {_and('is_root = true', _window(window_days), condition, where or '')}"
@@ -144,9 +140,9 @@ def _add_explicit(selection: Selection, run: Runner, *, project: str, project_id
     taken = {c.row_id for c in selection.candidates}
     found: set[str] = set()
     for chunk in _chunks(wanted, FETCH_CHUNK):
-        ids = ", ".join(quote(t) for t in chunk)
+        ids = ", ".join(sql_string(t) for t in chunk)
         if facet is None:
-            query = (f"SELECT root_span_id, span_id, created FROM project_logs({quote(project)}) "
+            query = (f"SELECT root_span_id, span_id, created FROM project_logs({sql_string(project)}) "
                      f"WHERE root_span_id IN ({ids}) AND is_root = true")
         else:
             query = _facet_query(project, facet, None, None, only=f"root_span_id IN ({ids})")
@@ -176,7 +172,7 @@ def _fetch_roots(candidates: list[Candidate], run: Runner, project: str) -> None
     by_root: dict[str, dict[str, Any]] = {}
     for chunk in _chunks(sorted(roots), FETCH_CHUNK):
         query = (f"SELECT root_span_id, span_id, created, input, output, scores, metadata "
-                 f"FROM project_logs({quote(project)}) WHERE root_span_id IN ({', '.join(quote(t) for t in chunk)}) "
+                 f"FROM project_logs({sql_string(project)}) WHERE root_span_id IN ({', '.join(sql_string(t) for t in chunk)}) "
                  "AND is_root = true")
         for r in run(query):
             by_root[r["root_span_id"]] = r
@@ -197,7 +193,7 @@ def _facet_query(project: str, facet: FacetDefinition, window_days: int | None, 
                  only: str = "") -> str:
     span_filter = facet.span_filter or "is_root = true"
     return (f"SELECT root_span_id, span_id, created, {sql_path(facet.value_path)} AS facet_value "
-            f"FROM project_logs({quote(project)}) "
+            f"FROM project_logs({sql_string(project)}) "
             f"WHERE {_and(only, span_filter, _window(window_days), where or '')}")
 
 
@@ -241,9 +237,9 @@ def _fetch_spans(candidates: list[Candidate], run: Runner, project: str) -> None
     pairs = sorted({(c.root_span_id, c.span_id) for c in candidates if c.span_id})
     for start in range(0, len(pairs), FETCH_CHUNK):
         chunk = pairs[start:start + FETCH_CHUNK]
-        roots = ", ".join(quote(r) for r in sorted({r for r, _ in chunk}))
-        spans = ", ".join(quote(s) for _, s in chunk)
-        query = (f"SELECT root_span_id, span_id, input, output, metadata FROM project_logs({quote(project)}) "
+        roots = ", ".join(sql_string(r) for r in sorted({r for r, _ in chunk}))
+        spans = ", ".join(sql_string(s) for _, s in chunk)
+        query = (f"SELECT root_span_id, span_id, input, output, metadata FROM project_logs({sql_string(project)}) "
                  f"WHERE root_span_id IN ({roots}) AND span_id IN ({spans})")
         for r in run(query):
             by_span[r["span_id"]] = r

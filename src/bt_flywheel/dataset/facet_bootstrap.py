@@ -22,15 +22,12 @@ from typing import Any
 
 from bt_flywheel.core.errors import InputError
 from bt_flywheel.core.fileio import atomic_write_text
+from bt_flywheel.core.sqltext import sql_string
 from bt_flywheel.dataset.facets import FacetDefinition, FacetDefinitions, sql_path
 
 Runner = Callable[[str], list[dict[str, Any]]]
 DEFAULT_NAME_PATH = "metadata.facet_name"
 LLM_FILTER = "span_attributes.type = 'llm'"
-
-
-def _quote(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
 
 
 def facet_spans_query(project: str, *, name_path: str = DEFAULT_NAME_PATH, window_days: int = 30,
@@ -40,7 +37,7 @@ def facet_spans_query(project: str, *, name_path: str = DEFAULT_NAME_PATH, windo
     conditions = [LLM_FILTER, f"{name} IS NOT NULL", f"created >= NOW() - INTERVAL {int(window_days)} DAY"]
     if where:
         conditions.append(f"({where})")
-    return (f"SELECT span_id, created, input, metadata, {name} AS facet_name FROM project_logs({_quote(project)}) "
+    return (f"SELECT span_id, created, input, metadata, {name} AS facet_name FROM project_logs({sql_string(project)}) "
             f"WHERE {' AND '.join(conditions)} ORDER BY created DESC LIMIT {int(limit)}")
 
 
@@ -104,7 +101,7 @@ def facet_entry(name: str, spans: Sequence[dict[str, Any]], *, name_path: str, p
         name=name, description=f"captured from {len(calls)} production span(s)",
         prompt=_prompt_text(suffix_messages) or _prompt_text(latest[:prefix]),
         messages=latest[:prefix], suffix_messages=suffix_messages,
-        span_filter=f"{LLM_FILTER} AND {sql_path(name_path)} = {_quote(name)}", value_path="output",
+        span_filter=f"{LLM_FILTER} AND {sql_path(name_path)} = {sql_string(name)}", value_path="output",
         input_from="span",
         captured={"spans": len(calls), "prefix_messages": prefix, "suffix_messages": suffix,
                   "first_seen": created[0] if created else None,

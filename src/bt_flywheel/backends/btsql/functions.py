@@ -23,6 +23,7 @@ from sqlglot import exp
 
 from bt_flywheel.backends.btsql.dialect import BtIncludes
 from bt_flywheel.core.errors import InputError
+from bt_flywheel.core.sqltext import sql_string
 
 TIME_UNITS = ("second", "minute", "hour", "day", "week", "month", "year")
 _PLURAL = {f"{u}s": u for u in ("second", "minute", "hour", "day")}
@@ -161,7 +162,7 @@ def _sql(node: exp.Expression) -> str:
 
 
 def _list(values: list[str]) -> str:
-    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+    return "[" + ", ".join(sql_string(v) for v in values) + "]"
 
 
 def _membership(value: exp.Expression, values: list[str]) -> exp.Expression:

@@ -19,6 +19,7 @@ from sqlglot import exp
 
 from bt_flywheel.backends.btsql.functions import estimated_cost_sql
 from bt_flywheel.core.errors import InputError
+from bt_flywheel.core.sqltext import sql_string
 
 EXTRA_COLUMN = "__bt_extra"
 SHAPES = ("spans", "traces", "summary")
@@ -37,19 +38,15 @@ class SourceRef:
     alias: str | None = None
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def base_sql(ref: SourceRef, object_ids: list[str], absent: frozenset[str]) -> str:
     """All spans of the source, with Braintrust's columns."""
     object_type = ref.kind
-    ids = ", ".join(_quote(i) for i in object_ids)
+    ids = ", ".join(sql_string(i) for i in object_ids)
     if object_type == "project_logs":
         project = "object_id"
         own = {"log_id": "'g'"}
     else:
-        project = (f"(SELECT o.project_id FROM objects o WHERE o.object_type = {_quote(object_type)} "
+        project = (f"(SELECT o.project_id FROM objects o WHERE o.object_type = {sql_string(object_type)} "
                    "AND o.id = spans.object_id)")
         own = {f"{object_type}_id": "object_id"}
     ids_sql = ", ".join(f"{own.get(c, 'NULL::VARCHAR')} AS {c}" for c in _ID_COLUMNS)
@@ -59,7 +56,7 @@ def base_sql(ref: SourceRef, object_ids: list[str], absent: frozenset[str]) -> s
             f"metadata, scores, metrics, span_attributes, tags, error, origin, {topics}, "
             f"json_extract(extra, '/context') AS context, "
             f"{project} AS project_id, {ids_sql}, extra AS {EXTRA_COLUMN} "
-            f"FROM spans WHERE object_type = {_quote(object_type)} AND object_id IN ({ids})")
+            f"FROM spans WHERE object_type = {sql_string(object_type)} AND object_id IN ({ids})")
 
 
 def _summary_sql(base: str) -> str:
