@@ -61,7 +61,7 @@ def run_query(store_path: str | Path | Store, query: str, *, project: str | None
     one (for callers already holding the write lock in this process) runs it on a cursor: the same
     AST checks apply but DuckDB's own sandbox settings cannot be switched on for an open database.
     """
-    from bt_flywheel.backends.store import Store
+    from bt_flywheel.backends.store import Store, require_store
 
     if isinstance(store_path, Store) and store_path.sandboxed:
         return _run_on(store_path.con, query, project=project, force_ignore_linter=force_ignore_linter)
@@ -72,9 +72,7 @@ def run_query(store_path: str | Path | Store, query: str, *, project: str | None
             return _run_on(con, query, project=project, force_ignore_linter=force_ignore_linter)
         finally:
             con.close()
-    if not Path(store_path).exists():
-        raise InputError(f"{store_path}: no local store here yet",
-                         hint="load traces with `flywheel ingest FILE --project NAME`")
+    require_store(Path(store_path))     # before the query's own problems, as when the store opened first
     opened = _OpenedOnFirstUse(Path(store_path))
     try:
         return _run_on(opened, query, project=project, force_ignore_linter=force_ignore_linter)

@@ -111,6 +111,13 @@ class UpsertResult:
         return {"inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged}
 
 
+def require_store(path: Path) -> None:
+    """InputError unless a store file is there (what a read of a store that was never made says)."""
+    if not path.exists():
+        raise InputError(f"{path}: no local store here yet",
+                         hint="load traces with `flywheel ingest FILE --project NAME`")
+
+
 # what a sandboxed (query) connection may not do: read or write files, ATTACH, COPY, INSTALL
 SANDBOX_CONFIG = {"enable_external_access": False}
 
@@ -128,9 +135,8 @@ class Store:
         self.path = Path(path)
         self.read_only = read_only
         self.sandboxed = sandboxed
-        if read_only and not self.path.exists():
-            raise InputError(f"{self.path}: no local store here yet",
-                             hint="load traces with `flywheel ingest FILE --project NAME`")
+        if read_only:
+            require_store(self.path)
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = self._connect()

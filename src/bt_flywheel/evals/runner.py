@@ -303,8 +303,10 @@ def _run_one(evaluator: Any, *, path: Path, file_sha: str, split: str | None, fi
              trials: int | None, max_concurrency: int | None, name: str | None, project: str | None,
              store: Path, remote: bool, settings: Any, silent: bool, multiple: bool,
              candidate: dict[str, Any] | None = None) -> EvalRunResult:
+    from bt_flywheel.backends.store import Store
+
     # reading the Eval's local datasets and naming its experiment share one open of an existing store
-    with _opened_store(store) if not remote and store.exists() else contextlib.nullcontext() as held:
+    with Store(store) if not remote and store.exists() else contextlib.nullcontext() as held:
         run = _prepare(evaluator, path=path, store=store, remote=remote, split=split, first=first, trials=trials,
                        max_concurrency=max_concurrency, project=project, held=held)
         run.metadata = _experiment_metadata(evaluator, path=path, file_sha=file_sha, datasets=run.datasets,
@@ -325,12 +327,6 @@ def _run_one(evaluator: Any, *, path: Path, file_sha: str, split: str | None, fi
         trials=run.trial_count, roots=len(roots), spans=len(rows), scores=means, score_counts=counts,
         errors=_row_errors(roots), duration_s=run.duration, experiment_url=experiment_url, metadata=run.metadata,
     )
-
-
-def _opened_store(store: Path) -> Any:
-    from bt_flywheel.backends.store import Store
-
-    return Store(store)
 
 
 def _prepare(evaluator: Any, *, path: Path, store: Path, remote: bool, split: str | None, first: int | None,
